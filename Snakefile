@@ -1,0 +1,30 @@
+"""patchinteract: patch interactions in Vision Transformers (Ma et al., TNNLS 2023).
+
+Run the demo:      snakemake --cores 2
+On a cluster:      snakemake --cores 8 --profile slurm --configfile config/<setting>.yaml
+Results layout and every config key: README.md and config/schema.yaml.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/attention.smk"
+include: "rules/interaction.smk"
+
+
+rule all:
+    input:
+        baseline_metrics(),
+        interaction_stores(),
+    default_target: True

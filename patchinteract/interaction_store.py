@@ -1,0 +1,103 @@
+"""The interaction store (``U``, ``dip_score``) from an attention store, with Dask.
+
+dask.array reads the Zarr chunks of ``attn`` (whole images per chunk), applies
+:func:`patchinteract.interaction.interaction_map` block by block, and stores
+the results chunk-aligned into a new Zarr group. The scheduler is the local
+threaded one by default, or a distributed cluster (``interaction.dask``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from patchinteract.extraction import PER_IMAGE_SPECS, interaction_specs
+from patchinteract.interaction import dip_score, interaction_map
+from patchinteract.stores import ResumableStore
+
+log = logging.getLogger(__name__)
+
+DASK_MODES = ("threads", "local")
+
+
+@contextlib.contextmanager
+def dask_scheduler(mode: str, workers: int, address: str | None = None):
+    """Threads in this process; a LocalCluster of ``workers`` processes; or the cluster at ``address``."""
+    if address:
+        from distributed import Client, progress
+
+        with Client(address) as client:
+            log.info("Dask: connected to %s (%s)", address, client.dashboard_link)
+            yield progress
+    elif mode == "threads":
+        from dask.diagnostics import ProgressBar
+
+        with dask.config.set(scheduler="threads", num_workers=workers), ProgressBar(minimum=5, dt=5):
+            yield None
+    elif mode == "local":
+        from distributed import Client, LocalCluster, progress
+
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
+            log.info("Dask: LocalCluster with %d workers (%s)", workers, cluster.dashboard_link)
+            yield progress
+    else:
+        raise ValueError(f"interaction.dask must be one of {DASK_MODES}, got '{mode}'")
+
+
+def _interaction_block(attn_block: np.ndarray, n_prefix_tokens: int, block_info=None) -> np.ndarray:
+    first_image = block_info[0]["array-location"][0][0] if block_info else 0
+    return interaction_map(attn_block, n_prefix_tokens, first_image=first_image)
+
+
+def interaction_arrays(attn: da.Array, n_prefix_tokens: int) -> tuple[da.Array, da.Array]:
+    """Lazy U (image, N, N) and dip_score (image, N) over a lazy (image, layer, head, T, T) attention."""
+    if any(len(c) != 1 for c in attn.chunks[1:]):
+        raise ValueError(f"attention must be chunked by image only, got chunks {attn.chunks}")
+    n = attn.shape[-1] - n_prefix_tokens
+    interaction = attn.map_blocks(
+        _interaction_block,
+        n_prefix_tokens,
+        drop_axis=[1, 2],
+        chunks=(attn.chunks[0], (n,), (n,)),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    scores = interaction.map_blocks(dip_score, drop_axis=2, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    return interaction, scores
+
+
+def compute_interaction_store(
+    attention_path: Path | str,
+    out_path: Path | str,
+    *,
+    dask_mode: str = "threads",
+    workers: int = 1,
+    address: str | None = None,
+    compression_level: int = 3,
+) -> Path:
+    """Write ``U`` and ``dip_score`` for every image of an attention store; returns ``out_path``."""
+    source = zarr.open_group(attention_path, mode="r")
+    attn = source["attn"]
+    prefix = int(source.attrs["n_prefix_tokens"])
+    n_images, chunk = attn.shape[0], attn.chunks[0]
+    n = attn.shape[-1] - prefix
+    store = ResumableStore(out_path, n_images, chunk, interaction_specs(n), dict(source.attrs), compression_level)
+    for name in PER_IMAGE_SPECS:
+        store.group[name][:] = source[name][:]
+    interaction, scores = interaction_arrays(da.from_zarr(attn), prefix)
+    with dask_scheduler(dask_mode, workers, address) as show_progress:
+        stored = da.store(
+            [interaction, scores], [store.group["U"], store.group["dip_score"]], lock=False, compute=False
+        )
+        if show_progress is not None:  # distributed: progress bar over the futures
+            stored = dask.persist(stored)[0]
+            show_progress(stored)
+        dask.compute(stored)
+    store.group["chunk_complete"][:] = True
+    return store.finalize()

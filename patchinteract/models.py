@@ -1,0 +1,181 @@
+"""Vision Transformers from timm: creation, weights, transforms, and attention capture."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from timm.data import resolve_model_data_config
+from timm.layers import Attention
+from torchvision import transforms
+
+# Build timm's VisionTransformer class directly with explicit sizes (the demo).
+EXPLICIT_VIT = "VisionTransformer"
+
+
+def is_known_model(name: str) -> bool:
+    return name == EXPLICIT_VIT or timm.is_model(name)
+
+
+def create_vit(
+    name: str,
+    img_size: int,
+    patch_size: int,
+    num_classes: int | None,
+    model_args: dict | None = None,
+    pretrained: bool = False,
+) -> timm.models.VisionTransformer:
+    """A timm ViT by registry name, or ``VisionTransformer`` with explicit ``model_args``.
+
+    ``num_classes=None`` keeps the model's own head (for fetching pretrained weights).
+    """
+    model_args = dict(model_args or {})
+    if num_classes is not None:
+        model_args["num_classes"] = num_classes
+    if name == EXPLICIT_VIT:
+        model = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, **model_args)
+    else:
+        model = timm.create_model(
+            name,
+            pretrained=pretrained,
+            img_size=img_size,
+            patch_size=patch_size,
+            **model_args,
+        )
+    if not isinstance(model, timm.models.VisionTransformer):
+        raise ValueError(f"model '{name}' is a {type(model).__name__}, not a timm VisionTransformer")
+    return model
+
+
+def patch_grid(model: timm.models.VisionTransformer) -> tuple[int, int]:
+    """(rows, cols) of the patch grid."""
+    rows, cols = model.patch_embed.grid_size
+    return int(rows), int(cols)
+
+
+def n_prefix_tokens(model: timm.models.VisionTransformer) -> int:
+    """Tokens before the patches (CLS, registers, distillation token)."""
+    return int(model.num_prefix_tokens)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or .pth/.pt/.bin (optionally under 'model'/'state_dict')."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_state"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: Path | str, skip_head: bool = False) -> None:
+    """Load weights strictly; with ``skip_head`` the classifier head keeps its fresh init."""
+    state = read_state_dict(path)
+    if skip_head:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    allowed_missing = {k for k in model.state_dict() if k.startswith("head.")} if skip_head else set()
+    problems = [k for k in missing if k not in allowed_missing]
+    if problems or unexpected:
+        raise ValueError(
+            f"weights {path} do not fit the configured model: missing {problems[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+def save_weights(model: torch.nn.Module, path: Path | str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def eval_transform(model: torch.nn.Module):
+    """Resize, centre crop and normalise as the model's timm data config says."""
+    config = resolve_model_data_config(model)
+    size = config["input_size"][-1]
+    return transforms.Compose(
+        [
+            transforms.Resize(int(size / config["crop_pct"]), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(config["mean"], config["std"]),
+        ]
+    )
+
+
+def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float], hflip: bool):
+    """Random-resized-crop augmentation (the paper's "random crop"), optional flip."""
+    config = resolve_model_data_config(model)
+    steps = [
+        transforms.RandomResizedCrop(
+            config["input_size"][-1], scale=tuple(crop_scale), interpolation=transforms.InterpolationMode.BICUBIC
+        )
+    ]
+    if hflip:
+        steps.append(transforms.RandomHorizontalFlip())
+    steps += [transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
+    return transforms.Compose(steps)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_modules(model: torch.nn.Module) -> list[Attention]:
+    modules = [m for m in model.modules() if isinstance(m, Attention)]
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no timm Attention modules")
+    return modules
+
+
+def set_fused_attention(model: torch.nn.Module, enabled: bool) -> None:
+    """Fused attention never materialises the attention matrix; capture needs it off."""
+    for module in attention_modules(model):
+        module.fused_attn = enabled
+
+
+@contextlib.contextmanager
+def record_attention(model: torch.nn.Module):
+    """Collect post-softmax attention of every block during a forward pass.
+
+    Yields a list that, after each forward, holds one (batch, head, T, T)
+    tensor per block, in block order. Fused attention is switched off inside
+    the context and restored afterwards. The hook sits on ``attn_drop``, whose
+    input is the softmax output (identity in eval mode).
+    """
+    modules = attention_modules(model)
+    previous = [m.fused_attn for m in modules]
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, inputs, _output):
+        captured.append(inputs[0].detach())
+
+    handles = [m.attn_drop.register_forward_hook(keep) for m in modules]
+    set_fused_attention(model, False)
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, fused in zip(modules, previous):
+            module.fused_attn = fused
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)

@@ -1,0 +1,19 @@
+# Attention of the baseline over a split, kept in a Zarr store (attention.store: zarr).
+
+if config["attention"]["store"] == "zarr":
+
+    rule attention_store:
+        input:
+            weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+            manifest=manifest_of,
+        output:
+            store=directory(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
+        params:
+            keep_attention=True,
+        log:
+            f"{LOGS}/attention_store/{{experiment}}_{{split}}.log",
+        threads: threads_of("inference")
+        resources:
+            **resources_of("inference"),
+        script:
+            "../workflow_scripts/extract_attention.py"

@@ -1,0 +1,64 @@
+# Datasets: write (digits), download (url) or index (imagefolder), then one manifest each.
+
+
+localrules:
+    write_digits,
+    download_dataset,
+
+
+rule write_digits:
+    output:
+        images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
+    wildcard_constraints:
+        dataset=one_of(datasets_from("digits")),
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/write_digits/{{dataset}}.log",
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/write_digits.py"
+
+
+rule download_dataset:
+    output:
+        images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
+    wildcard_constraints:
+        dataset=one_of(datasets_from("url")),
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        keep_archives=config["data"]["keep_archives"],
+    log:
+        f"{LOGS}/download_dataset/{{dataset}}.log",
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/download_dataset.py"
+
+
+def dataset_images(wildcards):
+    """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
+    if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
+        return {}
+    return {"images": f"{RESULTS}/datasets/{wildcards.dataset}/images"}
+
+
+rule dataset_manifest:
+    input:
+        unpack(dataset_images),
+    output:
+        manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.parquet",
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        on_corrupt=config["data"]["on_corrupt"],
+    log:
+        f"{LOGS}/dataset_manifest/{{dataset}}.log",
+    threads: config["data"]["check_threads"]
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/make_manifest.py"

@@ -1,0 +1,35 @@
+# U (eq. 2-3) and dip_score per image: from the attention store with Dask, or
+# streamed during inference when attention.store is none.
+
+if config["attention"]["store"] == "zarr":
+
+    rule interaction_store:
+        input:
+            attention=f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr",
+        output:
+            store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+        log:
+            f"{LOGS}/interaction_store/{{experiment}}_{{split}}.log",
+        threads: threads_of("interaction")
+        resources:
+            **resources_of("interaction"),
+        script:
+            "../workflow_scripts/compute_interaction.py"
+
+else:
+
+    rule interaction_streaming:
+        input:
+            weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+            manifest=manifest_of,
+        output:
+            store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+        params:
+            keep_attention=False,
+        log:
+            f"{LOGS}/interaction_streaming/{{experiment}}_{{split}}.log",
+        threads: threads_of("inference")
+        resources:
+            **resources_of("inference"),
+        script:
+            "../workflow_scripts/extract_attention.py"

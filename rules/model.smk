@@ -1,0 +1,93 @@
+# Baseline weights (hub, local file, or trained here) and their evaluation.
+
+
+localrules:
+    fetch_timm_weights,
+    fetch_init_weights,
+
+
+rule fetch_timm_weights:
+    output:
+        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("timm")),
+    log:
+        f"{LOGS}/fetch_timm_weights/{{experiment}}.log",
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/fetch_timm_weights.py"
+
+
+rule fetch_init_weights:
+    output:
+        weights=f"{RESULTS}/{{experiment}}/model/init.safetensors",
+    log:
+        f"{LOGS}/fetch_init_weights/{{experiment}}.log",
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/fetch_timm_weights.py"
+
+
+rule import_weights:
+    input:
+        manifest=manifest_of,
+        checkpoint=lambda wildcards: config["experiments"][wildcards.experiment]["pretrained"],
+    output:
+        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("path")),
+    log:
+        f"{LOGS}/import_weights/{{experiment}}.log",
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/import_weights.py"
+
+
+def init_weights(wildcards):
+    """Starting weights of baseline training: none, the hub's (fetched locally), or a file."""
+    init = config["experiments"][wildcards.experiment]["train_baseline"]["init"]
+    source = weights_source(init)
+    if source == "none":
+        return {}
+    if source == "timm":
+        return {"init": f"{RESULTS}/{wildcards.experiment}/model/init.safetensors"}
+    return {"init": init}
+
+
+rule train_baseline:
+    input:
+        unpack(init_weights),
+        manifest=manifest_of,
+    output:
+        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+        summary=f"{RESULTS}/{{experiment}}/model/train_summary.json",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("none")),
+    log:
+        f"{LOGS}/train_baseline/{{experiment}}.log",
+    threads: threads_of("train")
+    resources:
+        **resources_of("train"),
+    script:
+        "../workflow_scripts/train_baseline.py"
+
+
+rule evaluate_baseline:
+    input:
+        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+        manifest=manifest_of,
+    output:
+        metrics=f"{RESULTS}/{{experiment}}/model/metrics.json",
+    log:
+        f"{LOGS}/evaluate_baseline/{{experiment}}.log",
+    threads: threads_of("inference")
+    resources:
+        **resources_of("inference"),
+    script:
+        "../workflow_scripts/evaluate_baseline.py"

@@ -1,0 +1,32 @@
+"""Rule evaluate_baseline: top-1/top-5 of the baseline on the val split, as JSON."""
+
+import torch
+
+from patchinteract.models import patch_grid, select_device
+from patchinteract.training import evaluate_classifier
+from patchinteract.workflow import eval_dataset, load_baseline, logged_to, provenance, torch_threads, write_json
+
+with logged_to(snakemake.log[0]) as log:
+    config, experiment = snakemake.config, snakemake.wildcards.experiment
+    torch_threads(snakemake.threads)
+    model = load_baseline(config, experiment, snakemake.input.weights, snakemake.input.manifest)
+    dataset = eval_dataset(model, snakemake.input.manifest, "val")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config["eval"]["batch_size"], num_workers=config["data"]["loader_workers"]
+    )
+    metrics = evaluate_classifier(model, loader, select_device(config["device"]))
+    settings = config["experiments"][experiment]
+    rows, cols = patch_grid(model)
+    metrics |= {
+        "experiment": experiment,
+        "dataset": settings["dataset"],
+        "model": settings["model"],
+        "img_size": settings["img_size"],
+        "patch_size": settings["patch_size"],
+        "n_patches": rows * cols,
+        "method": "baseline",
+        "seed": config["seed"],
+        **provenance(config, experiment),
+    }
+    write_json(snakemake.output.metrics, metrics)
+    log.info("val top-1 %.2f%% on %d images", metrics["top1"], metrics["n_images"])

@@ -1,0 +1,13 @@
+"""Rule import_weights: a local checkpoint checked against the configured model and saved as safetensors."""
+
+from patchinteract.data import number_of_classes, read_manifest
+from patchinteract.models import load_weights, save_weights
+from patchinteract.workflow import build_model, logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    experiment = snakemake.wildcards.experiment
+    table, _root = read_manifest(snakemake.input.manifest)
+    model = build_model(snakemake.config, experiment, number_of_classes(table))
+    load_weights(model, snakemake.input.checkpoint)
+    save_weights(model, snakemake.output.weights)
+    log.info("imported %s for %s", snakemake.input.checkpoint, experiment)
