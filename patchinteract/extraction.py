@@ -26,9 +26,9 @@ ATTENTION_DIMENSIONS = ("image", "layer", "head", "query", "key")
 STORED_DTYPE = np.float16
 
 
-def store_attributes(model, **extra) -> dict:
+def store_attributes(vit, **extra) -> dict:
     """Attributes every store carries: the model's prefix count and patch grid, plus ``extra``."""
-    return {"n_prefix_tokens": n_prefix_tokens(model), "grid": list(patch_grid(model)), **extra}
+    return {"n_prefix_tokens": n_prefix_tokens(vit), "grid": list(patch_grid(vit)), **extra}
 
 
 def attention_shape(model) -> tuple[int, int, int, int]:
@@ -74,7 +74,7 @@ def attention_batches(
             yield chunk_ids, attention, per_image
             seen += len(indices)
             progress.update(len(indices))
-            progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+            progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     progress.close()
     if seen:
         log.info("%d images in %.1f s (%.1f images/s)", seen, time.perf_counter() - start, seen / (time.perf_counter() - start))

@@ -104,9 +104,22 @@ def save_weights(model: torch.nn.Module, path: Path | str) -> None:
 # --------------------------------------------------------------------------- transforms
 
 
+def data_config(model: timm.models.VisionTransformer) -> dict:
+    """timm's mean/std/crop_pct for the model, with the input size the model was built for.
+
+    Models built from explicit sizes have no pretrained config: they get no
+    centre crop (crop_pct 1), since nothing was trained with one.
+    """
+    config = dict(resolve_model_data_config(model))
+    config["input_size"] = (3, *model.patch_embed.img_size)
+    if "crop_pct" not in (getattr(model, "pretrained_cfg", None) or {}):
+        config["crop_pct"] = 1.0
+    return config
+
+
 def eval_transform(model: torch.nn.Module):
     """Resize, centre crop and normalise as the model's timm data config says."""
-    config = resolve_model_data_config(model)
+    config = data_config(model)
     size = config["input_size"][-1]
     return transforms.Compose(
         [
@@ -120,7 +133,7 @@ def eval_transform(model: torch.nn.Module):
 
 def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float], hflip: bool):
     """Random-resized-crop augmentation (the paper's "random crop"), optional flip."""
-    config = resolve_model_data_config(model)
+    config = data_config(model)
     steps = [
         transforms.RandomResizedCrop(
             config["input_size"][-1], scale=tuple(crop_scale), interpolation=transforms.InterpolationMode.BICUBIC
