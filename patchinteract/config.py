@@ -19,13 +19,13 @@ class ConfigError(ValueError):
 
 
 def _weights_problems(key: str, value: str, model: str, allow_none: bool) -> list[str]:
-    from patchinteract.models import EXPLICIT_VIT
+    from patchinteract.models import has_pretrained_weights
 
     if value == "none":
         return [] if allow_none else [f"{key}: 'none' is not allowed here"]
     if value == "timm":
-        if model == EXPLICIT_VIT:
-            return [f"{key}: 'timm' needs a timm model name, not {EXPLICIT_VIT}"]
+        if not has_pretrained_weights(model):
+            return [f"{key}: timm has no pretrained weights for model '{model}'"]
         return []
     if not Path(value).is_file():
         return [f"{key}: weights file '{value}' does not exist (use none, timm, or a .pth/.safetensors path)"]

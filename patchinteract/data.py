@@ -44,19 +44,24 @@ class DatasetError(RuntimeError):
 # --------------------------------------------------------------------------- digits
 
 
-def write_digits_imagefolder(root: Path, image_size: int, val_fraction: float, seed: int) -> pd.DataFrame:
+def write_digits_imagefolder(
+    root: Path, image_size: int, val_fraction: float, seed: int, per_class: int | None = None
+) -> pd.DataFrame:
     """scikit-learn's bundled 8x8 digits as RGB PNGs of ``image_size`` pixels.
 
     Written as ``root/{split}/{digit}/{index:04d}.png`` with a stratified split
-    fixed by ``seed``. Returns the manifest rows (without ``image_id``).
+    fixed by ``seed``; ``per_class`` keeps only the first images of each digit
+    (for tiny test runs). Returns the manifest rows (without ``image_id``).
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     indices = np.arange(len(digits.target))
+    if per_class is not None:
+        indices = np.concatenate([np.flatnonzero(digits.target == d)[:per_class] for d in range(10)])
     train_idx, val_idx = train_test_split(
-        indices, test_size=val_fraction, stratify=digits.target, random_state=seed
+        indices, test_size=val_fraction, stratify=digits.target[indices], random_state=seed
     )
     split_of = {int(i): "train" for i in train_idx} | {int(i): "val" for i in val_idx}
     rows = []

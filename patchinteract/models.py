@@ -21,6 +21,11 @@ def is_known_model(name: str) -> bool:
     return name == EXPLICIT_VIT or timm.is_model(name)
 
 
+def has_pretrained_weights(name: str) -> bool:
+    """Whether timm knows hub weights for ``name`` (with or without a ``.tag``)."""
+    return name != EXPLICIT_VIT and bool(timm.list_pretrained(name) or timm.list_pretrained(name + ".*"))
+
+
 def create_vit(
     name: str,
     img_size: int,

@@ -1,0 +1,65 @@
+"""Shared fixtures: the repository, a tiny config, and a runner for the real Snakemake DAG."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+# A few dozen digits and a 2-block ViT: the whole DAG runs in seconds.
+TINY_CONFIG = {
+    "seed": 0,
+    "device": "cpu",
+    "data": {"on_corrupt": "error", "check_threads": 2, "loader_workers": 0},
+    "datasets": {"digits": {"source": "digits", "image_size": 16, "val_fraction": 0.4, "per_class": 5}},
+    "experiments": {
+        "tiny": {
+            "dataset": "digits",
+            "model": "VisionTransformer",
+            "model_args": {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0},
+            "img_size": 16,
+            "patch_size": 4,
+            "pretrained": "none",
+            "train_baseline": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 2, "hflip": False},
+        }
+    },
+    "attention": {"splits": ["train", "val"], "batch_size": 8, "images_per_chunk": 4},
+    "interaction": {"dask": "threads", "workers": 2},
+    "alphas": [0.5, 0.1],
+    "betas": [0.0, 0.2],
+}
+
+
+@pytest.fixture
+def tiny_config():
+    return copy.deepcopy(TINY_CONFIG)
+
+
+def write_config(directory: Path, config: dict) -> Path:
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in ``directory`` with ``config`` (results go there)."""
+    command = [
+        *SNAKEMAKE,
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(directory),
+        "--configfile", str(write_config(directory, config)),
+        "--cores", "2",
+        *args,
+    ]  # fmt: skip
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result

@@ -1,0 +1,199 @@
+"""Datasets: digits, ImageFolder checks, corrupt images, and URL archives served from 127.0.0.1."""
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_snakemake
+from PIL import Image
+
+from patchinteract.data import (
+    DatasetError,
+    check_images,
+    download,
+    finalize_manifest,
+    read_cub_layout,
+    read_manifest,
+    scan_imagefolder,
+    write_digits_imagefolder,
+    write_manifest,
+)
+
+
+def write_png(path: Path, value: int = 128, size: int = 8):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
+
+
+def make_imagefolder(root: Path, counts={"train": 3, "val": 2}, classes=("cat", "dog")):
+    for split, count in counts.items():
+        for c, name in enumerate(classes):
+            for i in range(count):
+                write_png(root / split / name / f"{i}.png", value=40 * c + i)
+    return root
+
+
+def test_digits_are_written_stratified_and_deterministic(tmp_path):
+    first = write_digits_imagefolder(tmp_path / "a", image_size=16, val_fraction=0.4, seed=0, per_class=5)
+    second = write_digits_imagefolder(tmp_path / "b", image_size=16, val_fraction=0.4, seed=0, per_class=5)
+    assert len(first) == 50
+    assert (first["split"] == "val").sum() == 20
+    assert first.groupby("split")["label"].nunique().to_dict() == {"train": 10, "val": 10}
+    pd.testing.assert_frame_equal(first, second)
+    with Image.open(tmp_path / "a" / first["path"][0]) as image:
+        assert image.size == (16, 16) and image.mode == "RGB"
+
+
+def test_manifest_order_and_round_trip(tmp_path):
+    root = make_imagefolder(tmp_path / "data")
+    manifest = finalize_manifest(check_images(scan_imagefolder(root, {"train": "train", "val": "val"}), root, "error"))
+    assert list(manifest["image_id"]) == list(range(10))
+    assert list(manifest["split"]) == ["train"] * 6 + ["val"] * 4
+    assert list(manifest["class_name"][:3]) == ["cat"] * 3
+    write_manifest(manifest, tmp_path / "m.parquet", root)
+    val, read_root = read_manifest(tmp_path / "m.parquet", split="val")
+    assert read_root == root and list(val["image_id"]) == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda root: __import__("shutil").rmtree(root / "val"), "split 'val'.*does not exist"),
+        (lambda root: (root / "val" / "bird").mkdir(), "other classes"),
+    ],
+)
+def test_imagefolder_layout_errors_name_the_problem(tmp_path, mutate, message):
+    root = make_imagefolder(tmp_path / "data")
+    mutate(root)
+    with pytest.raises(DatasetError, match=message):
+        scan_imagefolder(root, {"train": "train", "val": "val"})
+
+
+def test_imagefolder_count_is_checked(tmp_path):
+    root = make_imagefolder(tmp_path / "data")
+    with pytest.raises(DatasetError, match="expected 7 images, found 6"):
+        scan_imagefolder(root, {"train": "train", "val": "val"}, expected_counts={"train": 7})
+
+
+def test_corrupt_image_errors_or_is_skipped_and_listed(tmp_path):
+    root = make_imagefolder(tmp_path / "data")
+    (root / "train" / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    table = scan_imagefolder(root, {"train": "train", "val": "val"})
+    with pytest.raises(DatasetError, match=r"train/dog/1\.png"):
+        check_images(table, root, "error")
+    manifest = finalize_manifest(check_images(table, root, "skip"))
+    bad = manifest[manifest["error"].notna()]
+    assert list(bad["path"]) == ["train/dog/1.png"]
+    write_manifest(manifest, tmp_path / "m.parquet", root)
+    usable, _ = read_manifest(tmp_path / "m.parquet")
+    assert len(usable) == 9 and "train/dog/1.png" not in set(usable["path"])
+
+
+def test_cub_layout_uses_the_official_split(tmp_path):
+    root = tmp_path / "CUB_200_2011"
+    write_png(root / "images" / "001.Albatross" / "a.jpg")
+    write_png(root / "images" / "002.Auklet" / "b.jpg")
+    write_png(root / "images" / "002.Auklet" / "c.jpg")
+    (root / "images.txt").write_text("1 001.Albatross/a.jpg\n2 002.Auklet/b.jpg\n3 002.Auklet/c.jpg\n")
+    (root / "image_class_labels.txt").write_text("1 1\n2 2\n3 2\n")
+    (root / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n")
+    (root / "classes.txt").write_text("1 001.Albatross\n2 002.Auklet\n")
+    table = read_cub_layout(root)
+    assert table.to_dict("list") == {
+        "path": ["images/001.Albatross/a.jpg", "images/002.Auklet/b.jpg", "images/002.Auklet/c.jpg"],
+        "label": [0, 1, 1],
+        "class_name": ["001.Albatross", "002.Auklet", "002.Auklet"],
+        "split": ["train", "val", "train"],
+    }
+
+
+# --------------------------------------------------------------------------- served archives
+
+
+class ArchiveHandler(http.server.BaseHTTPRequestHandler):
+    """Serves /<name> from ``files``; /cut/<name> announces the full length but sends half."""
+
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):
+        cut = self.path.startswith("/cut/")
+        body = self.files.get(self.path.removeprefix("/cut/").lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if cut else body)
+        self.wfile.flush()
+        if cut:
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", ArchiveHandler.files
+    httpd.shutdown()
+    ArchiveHandler.files.clear()
+
+
+def imagefolder_archive(tmp_path: Path) -> bytes:
+    root = make_imagefolder(tmp_path / "src" / "toy")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(root, arcname="toy")
+    return buffer.getvalue()
+
+
+def url_config(tiny_config, url, sha256):
+    tiny_config["datasets"] = {"remote": {"source": "url", "url": url, "sha256": sha256, "root": "toy"}}
+    tiny_config["experiments"]["tiny"]["dataset"] = "remote"
+    return tiny_config
+
+
+@pytest.mark.slow
+def test_download_rule_fetches_verifies_and_indexes(tmp_path, server, tiny_config):
+    base, files = server
+    files["toy.tar.gz"] = archive = imagefolder_archive(tmp_path)
+    config = url_config(tiny_config, f"{base}/toy.tar.gz", hashlib.sha256(archive).hexdigest())
+    run_snakemake(tmp_path, config, "results/datasets/remote/manifest.parquet")
+    manifest, root = read_manifest(tmp_path / "results/datasets/remote/manifest.parquet")
+    assert len(manifest) == 10 and set(manifest["class_name"]) == {"cat", "dog"}
+    assert root == Path("results/datasets/remote/images/toy")
+    assert not (tmp_path / "results/datasets/remote/toy.tar.gz").exists()  # keep_archives is false
+
+
+@pytest.mark.slow
+def test_download_rule_with_wrong_checksum_leaves_nothing(tmp_path, server, tiny_config):
+    base, files = server
+    files["toy.tar.gz"] = imagefolder_archive(tmp_path)
+    config = url_config(tiny_config, f"{base}/toy.tar.gz", "0" * 64)
+    result = run_snakemake(tmp_path, config, "results/datasets/remote/manifest.parquet", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/download_dataset/remote.log").read_text()
+    assert "checksum mismatch" in log and "expected sha256 " + "0" * 64 in log
+    leftovers = tmp_path / "results/datasets/remote"
+    assert not leftovers.exists() or not any(leftovers.rglob("*"))
+
+
+def test_cut_transfer_is_reported_and_leaves_nothing(tmp_path, server):
+    base, files = server
+    files["big.bin"] = bytes(range(256)) * 4096
+    destination = tmp_path / "dl" / "big.bin"
+    with pytest.raises(DatasetError, match=r"broke off|incomplete"):
+        download(f"{base}/cut/big.bin", destination, hashlib.sha256(files["big.bin"]).hexdigest())
+    assert list((tmp_path / "dl").iterdir()) == []
+    download(f"{base}/big.bin", destination, hashlib.sha256(files["big.bin"]).hexdigest())
+    assert destination.read_bytes() == files["big.bin"]
