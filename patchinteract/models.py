@@ -91,6 +91,14 @@ def load_weights(model: torch.nn.Module, path: Path | str, skip_head: bool = Fal
     state = read_state_dict(path)
     if skip_head:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    expected = model.state_dict()
+    wrong_shapes = [
+        f"{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if wrong_shapes:
+        raise ValueError(f"weights {path} do not fit the configured model: shapes differ for {wrong_shapes[:5]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     allowed_missing = {k for k in model.state_dict() if k.startswith("head.")} if skip_head else set()
     problems = [k for k in missing if k not in allowed_missing]
