@@ -24,7 +24,7 @@ include: "rules/interaction.smk"
 
 
 rule all:
+    default_target: True
     input:
         baseline_metrics(),
         interaction_stores(),
-    default_target: True

@@ -62,7 +62,7 @@ def attention_batches(
     progress.update(store.n_images - sum(len(b) for b in batch_indices))
     start, seen = time.perf_counter(), 0
     with record_attention(model) as captured:
-        for chunk_ids, indices, (images, labels, image_ids) in zip(chunk_groups, batch_indices, loader):
+        for chunk_ids, indices, (images, labels, image_ids) in zip(chunk_groups, batch_indices, loader, strict=True):
             captured.clear()
             logits = model(images.to(device, non_blocking=True))
             attention = torch.stack([a.to(torch.float16) for a in captured], dim=1).cpu().numpy()
@@ -77,7 +77,12 @@ def attention_batches(
             progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     progress.close()
     if seen:
-        log.info("%d images in %.1f s (%.1f images/s)", seen, time.perf_counter() - start, seen / (time.perf_counter() - start))
+        log.info(
+            "%d images in %.1f s (%.1f images/s)",
+            seen,
+            time.perf_counter() - start,
+            seen / (time.perf_counter() - start),
+        )
 
 
 def split_by_chunk(store: ResumableStore, chunk_ids: list[int], arrays: dict[str, np.ndarray]):
@@ -89,7 +94,9 @@ def split_by_chunk(store: ResumableStore, chunk_ids: list[int], arrays: dict[str
         offset += stop - start
 
 
-def write_attention_store(model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes):
+def write_attention_store(
+    model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes
+):
     """Attention store of ``dataset`` (see DESIGN.md): ``attn`` float16 (image, layer, head, query, key)."""
     shape = attention_shape(model)
     chunk = images_per_chunk(chunk_setting, int(np.prod(shape)) * 2)
@@ -119,7 +126,12 @@ def write_interaction_store_streaming(
     chunk = images_per_chunk(chunk_setting, int(np.prod(shape)) * 2)
     prefix = n_prefix_tokens(model)
     store = ResumableStore(
-        path, len(dataset), chunk, interaction_specs(shape[-1] - prefix), store_attributes(model, **attributes), compression_level
+        path,
+        len(dataset),
+        chunk,
+        interaction_specs(shape[-1] - prefix),
+        store_attributes(model, **attributes),
+        compression_level,
     )
     for chunk_ids, attention, per_image in attention_batches(model, dataset, store, device, batch_size, workers):
         first_image = store.image_range(chunk_ids[0])[0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 import timm
 import torch
 from safetensors.torch import load_file, save_file
 from timm.data import resolve_model_data_config
 from timm.layers import Attention
 from torchvision import transforms
+
+import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 
 # Build timm's VisionTransformer class directly with explicit sizes (the demo).
 EXPLICIT_VIT = "VisionTransformer"
@@ -197,7 +198,7 @@ def record_attention(model: torch.nn.Module):
     finally:
         for handle in handles:
             handle.remove()
-        for module, fused in zip(modules, previous):
+        for module, fused in zip(modules, previous, strict=True):
             module.fused_attn = fused
 
 

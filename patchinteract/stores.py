@@ -93,7 +93,12 @@ class ResumableStore:
                 fill_value=0,
             )
         group.create_array(
-            COMPLETE_ARRAY, shape=(self.n_chunks,), chunks=(1,), dtype="bool", fill_value=False, dimension_names=("chunk",)
+            COMPLETE_ARRAY,
+            shape=(self.n_chunks,),
+            chunks=(1,),
+            dtype="bool",
+            fill_value=False,
+            dimension_names=("chunk",),
         )
         return group
 

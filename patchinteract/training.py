@@ -110,7 +110,9 @@ def train_classifier(
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 progress.update(1)
-                progress.set_postfix(epoch=epoch, loss=f"{running_loss:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}", refresh=False)
+                progress.set_postfix(
+                    epoch=epoch, loss=f"{running_loss:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}", refresh=False
+                )
         log.info("epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, running_loss)
     progress.close()
     return {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": running_loss}

@@ -8,12 +8,12 @@ if config["attention"]["store"] == "zarr":
             manifest=manifest_of,
         output:
             store=directory(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
-        params:
-            keep_attention=True,
         log:
             f"{LOGS}/attention_store/{{experiment}}_{{split}}.log",
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),
+        params:
+            keep_attention=True,
         script:
             "../workflow_scripts/extract_attention.py"

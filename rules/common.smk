@@ -54,7 +54,9 @@ def manifest_of(wildcards):
 
 
 def baseline_metrics():
-    return expand(f"{RESULTS}/{{experiment}}/model/metrics.json", experiment=config["experiments"])
+    return expand(
+        f"{RESULTS}/{{experiment}}/model/metrics.json", experiment=config["experiments"]
+    )
 
 
 def interaction_stores():

@@ -9,16 +9,16 @@ localrules:
 rule write_digits:
     output:
         images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
-    wildcard_constraints:
-        dataset=one_of(datasets_from("digits")),
-    params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
-        seed=config["seed"],
     log:
         f"{LOGS}/write_digits/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=one_of(datasets_from("digits")),
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        seed=config["seed"],
     script:
         "../workflow_scripts/write_digits.py"
 
@@ -26,16 +26,16 @@ rule write_digits:
 rule download_dataset:
     output:
         images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
-    wildcard_constraints:
-        dataset=one_of(datasets_from("url")),
-    params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
-        keep_archives=config["data"]["keep_archives"],
     log:
         f"{LOGS}/download_dataset/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=one_of(datasets_from("url")),
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        keep_archives=config["data"]["keep_archives"],
     script:
         "../workflow_scripts/download_dataset.py"
 
@@ -52,13 +52,13 @@ rule dataset_manifest:
         unpack(dataset_images),
     output:
         manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.parquet",
-    params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
-        on_corrupt=config["data"]["on_corrupt"],
     log:
         f"{LOGS}/dataset_manifest/{{dataset}}.log",
     threads: config["data"]["check_threads"]
     resources:
         **resources_of("default"),
+    params:
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        on_corrupt=config["data"]["on_corrupt"],
     script:
         "../workflow_scripts/make_manifest.py"

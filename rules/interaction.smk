@@ -24,12 +24,12 @@ else:
             manifest=manifest_of,
         output:
             store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
-        params:
-            keep_attention=False,
         log:
             f"{LOGS}/interaction_streaming/{{experiment}}_{{split}}.log",
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),
+        params:
+            keep_attention=False,
         script:
             "../workflow_scripts/extract_attention.py"

@@ -9,10 +9,10 @@ localrules:
 rule fetch_timm_weights:
     output:
         weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
-    wildcard_constraints:
-        experiment=one_of(experiments_by_weights("timm")),
     log:
         f"{LOGS}/fetch_timm_weights/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("timm")),
     threads: 1
     resources:
         **resources_of("default"),
@@ -35,13 +35,15 @@ rule fetch_init_weights:
 rule import_weights:
     input:
         manifest=manifest_of,
-        checkpoint=lambda wildcards: config["experiments"][wildcards.experiment]["pretrained"],
+        checkpoint=lambda wildcards: config["experiments"][wildcards.experiment][
+            "pretrained"
+        ],
     output:
         weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
-    wildcard_constraints:
-        experiment=one_of(experiments_by_weights("path")),
     log:
         f"{LOGS}/import_weights/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("path")),
     threads: 1
     resources:
         **resources_of("default"),
@@ -67,10 +69,10 @@ rule train_baseline:
     output:
         weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
         summary=f"{RESULTS}/{{experiment}}/model/train_summary.json",
-    wildcard_constraints:
-        experiment=one_of(experiments_by_weights("none")),
     log:
         f"{LOGS}/train_baseline/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=one_of(experiments_by_weights("none")),
     threads: threads_of("train")
     resources:
         **resources_of("train"),

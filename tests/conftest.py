@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 import pytest
 import yaml
+
+import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -61,5 +62,17 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
+
+
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Job counts per rule from the 'Job stats' table of a dry run."""
+    counts = {}
+    for line in dry_run_stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts

@@ -31,8 +31,8 @@ def write_png(path: Path, value: int = 128, size: int = 8):
     Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
 
 
-def make_imagefolder(root: Path, counts={"train": 3, "val": 2}, classes=("cat", "dog")):
-    for split, count in counts.items():
+def make_imagefolder(root: Path, counts=(("train", 3), ("val", 2)), classes=("cat", "dog")):
+    for split, count in counts:
         for c, name in enumerate(classes):
             for i in range(count):
                 write_png(root / split / name / f"{i}.png", value=40 * c + i)

@@ -12,7 +12,12 @@ import pytest
 import zarr
 from test_interaction import reference_u
 
-from patchinteract.data import check_images, finalize_manifest, scan_imagefolder, write_digits_imagefolder, write_manifest
+from patchinteract.data import (
+    check_images,
+    finalize_manifest,
+    write_digits_imagefolder,
+    write_manifest,
+)
 from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.interaction_store import compute_interaction_store
 
@@ -35,11 +40,15 @@ def slow_transform(image):  # slows the run so the test can kill it part-way
 dataset = split_dataset(ARGV[1], "train", slow_transform)
 """
 
-WRITE_STORE = "import sys\nARGV = sys.argv\n" + SETUP + """
+WRITE_STORE = (
+    "import sys\nARGV = sys.argv\n"
+    + SETUP
+    + """
 from patchinteract.extraction import write_attention_store
 write_attention_store(model, dataset, ARGV[2], device=torch.device("cpu"), batch_size=4, workers=0,
                       chunk_setting=2, compression_level=3, attributes={"experiment": "test"})
 """
+)
 
 
 @pytest.fixture(scope="module")

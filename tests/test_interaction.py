@@ -18,11 +18,11 @@ def random_attention(rng, images=3, layers=4, heads=3, prefix=1, n=16, dtype=np.
 def reference_u(attn, prefix):
     """Eq. 2-3 written out literally in float64."""
     a = attn.astype(np.float64)[..., prefix:, prefix:]
-    l, k = a.shape[1], a.shape[2]
-    e_a = a.sum(axis=1) / l
-    u_layers = ((a - e_a[:, None]) ** 2).sum(axis=1) / l
-    e_u = u_layers.sum(axis=1) / k
-    return ((u_layers - e_u[:, None]) ** 2).sum(axis=1) / k
+    layers, heads = a.shape[1], a.shape[2]
+    e_a = a.sum(axis=1) / layers
+    u_layers = ((a - e_a[:, None]) ** 2).sum(axis=1) / layers
+    e_u = u_layers.sum(axis=1) / heads
+    return ((u_layers - e_u[:, None]) ** 2).sum(axis=1) / heads
 
 
 @pytest.mark.parametrize("prefix", [1, 2])

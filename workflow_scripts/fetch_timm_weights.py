@@ -9,4 +9,6 @@ with logged_to(snakemake.log[0]) as log:
     # The hub's own head is kept; load_baseline checks it against the dataset's classes.
     model = build_model(snakemake.config, experiment, num_classes=None, pretrained=True)
     save_weights(model, snakemake.output.weights)
-    log.info("saved timm weights of %s (%d classes) to %s", settings["model"], model.num_classes, snakemake.output.weights)
+    log.info(
+        "saved timm weights of %s (%d classes) to %s", settings["model"], model.num_classes, snakemake.output.weights
+    )

@@ -21,5 +21,8 @@ with logged_to(snakemake.log[0]) as log:
     usable = manifest[manifest["error"].isna()]
     log.info(
         "%d images (%d skipped), %d classes, splits %s",
-        len(usable), len(manifest) - len(usable), usable["label"].nunique(), usable["split"].value_counts().to_dict(),
+        len(usable),
+        len(manifest) - len(usable),
+        usable["label"].nunique(),
+        usable["split"].value_counts().to_dict(),
     )

@@ -1,0 +1,112 @@
+"""Config validation: schema, semantic checks by key, and the real-scale configs' DAGs."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, TINY_CONFIG, planned_jobs, run_snakemake
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from patchinteract.config import ConfigError, check_config
+
+SCHEMA = str(REPO / "config" / "schema.yaml")
+
+
+def validated(config):
+    config = copy.deepcopy(config)
+    validate(config, SCHEMA)
+    check_config(config)
+    return config
+
+
+def test_default_config_is_valid():
+    config = validated(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert config["attention"]["store"] == "zarr"  # schema defaults filled in
+    assert config["experiments"]["digits_p4"]["train_baseline"]["accumulation_steps"] == 1
+
+
+def with_change(path, value):
+    config = copy.deepcopy(TINY_CONFIG)
+    *parents, last = path
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("experiments", "tiny", "patch_sise"), 4, "'patch_sise' was unexpected"),
+        (("attention", "store"), "zarrr", "'zarrr' is not one of"),
+        (("alphas",), [0.1, 0.0], "0.0 is less than or equal to the minimum of 0"),
+        (("alphas",), [1.5], "1.5 is greater than the maximum of 1"),
+        (("betas",), [1.0], "1.0 is greater than or equal to the maximum of 1"),
+        (("betas",), [-0.1], "-0.1 is less than the minimum of 0"),
+    ],
+)
+def test_schema_errors_name_the_key(path, value, message):
+    with pytest.raises(WorkflowError, match=message):
+        validated(with_change(path, value))
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("experiments", "tiny", "img_size"), 18, "experiments.tiny.img_size: 18 is not divisible by patch_size 4"),
+        (
+            ("experiments", "tiny", "model"),
+            "vit_nonexistent_patch16",
+            "experiments.tiny.model: 'vit_nonexistent_patch16'",
+        ),
+        (("experiments", "tiny", "dataset"), "imagenet", "experiments.tiny.dataset: 'imagenet' is not one of"),
+        (("experiments", "tiny", "pretrained"), "/no/such/weights.pth", "experiments.tiny.pretrained: weights file"),
+        (
+            ("datasets", "digits"),
+            {"source": "imagefolder", "path": "/no/such/imagenet"},
+            "datasets.digits.path: dataset folder '/no/such/imagenet' does not exist",
+        ),
+        (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
+    ],
+)
+def test_semantic_errors_name_the_key(path, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validated(with_change(path, value))
+
+
+@pytest.mark.slow
+def test_bad_config_stops_snakemake_before_any_job(tmp_path):
+    result = run_snakemake(tmp_path, with_change(("experiments", "tiny", "img_size"), 18), check=False)
+    assert result.returncode != 0
+    assert "experiments.tiny.img_size: 18 is not divisible by patch_size 4" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+REAL_SCALE = {
+    # config file: number of experiments
+    "imagenet_vitb16.yaml": 1,
+    "imagenet_table3.yaml": 4,
+    "cub_vitb16.yaml": 1,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REAL_SCALE))
+def test_real_scale_configs_validate_and_plan(tmp_path, name):
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    for dataset in config["datasets"].values():
+        if dataset["source"] == "imagefolder":  # stand in for the cluster's ImageNet folder
+            dataset["path"] = str(tmp_path / "imagenet")
+            Path(dataset["path"]).mkdir()
+    config = validated(config)
+    assert len(config["experiments"]) == REAL_SCALE[name]
+    result = run_snakemake(tmp_path, config, "--dry-run")
+    splits = len(config["attention"]["splits"])
+    stores_per_split = 2 if config["attention"]["store"] == "zarr" else 1
+    counts = planned_jobs(result.stdout)
+    assert counts["evaluate_baseline"] == REAL_SCALE[name]
+    stage_jobs = sum(counts.get(r, 0) for r in ("attention_store", "interaction_store", "interaction_streaming"))
+    assert stage_jobs == REAL_SCALE[name] * splits * stores_per_split

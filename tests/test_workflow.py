@@ -1,0 +1,100 @@
+"""The real Snakemake DAG on the tiny config, up to the interaction stores; lint and formatting."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from conftest import REPO, SNAKEMAKE, planned_jobs, run_snakemake
+
+from patchinteract.interaction import dip_score, interaction_map
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from conftest import TINY_CONFIG
+
+    directory = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake(directory, TINY_CONFIG)
+    return directory
+
+
+def test_dag_builds_stores_with_the_contracted_layout(tiny_run):
+    results = tiny_run / "results"
+    metrics = json.loads((results / "tiny/model/metrics.json").read_text())
+    assert metrics["n_images"] == 20 and metrics["n_patches"] == 16 and 0 <= metrics["top1"] <= 100
+    assert {"experiment", "dataset", "model", "img_size", "patch_size", "config_hash", "code_revision"} <= set(metrics)
+    for split, n in (("train", 30), ("val", 20)):
+        attention = zarr.open_group(results / f"tiny/attention/{split}.zarr", mode="r")
+        interaction = zarr.open_group(results / f"tiny/interaction/{split}.zarr", mode="r")
+        attn = attention["attn"][:]
+        assert attn.shape == (n, 2, 2, 17, 17) and attention["attn"].chunks[0] == 4
+        assert interaction["U"].shape == (n, 16, 16) and interaction["dip_score"].shape == (n, 16)
+        assert interaction["U"].dtype == np.float32
+        np.testing.assert_array_equal(interaction["U"][:], interaction_map(attn, 1))
+        np.testing.assert_array_equal(interaction["dip_score"][:], dip_score(interaction["U"][:]))
+        assert interaction.attrs["grid"] == [4, 4] and interaction.attrs["split"] == split
+    for rule in ("write_digits", "dataset_manifest", "train_baseline", "evaluate_baseline", "attention_store"):
+        assert list((results / "logs" / rule).glob("*.log")), f"no log for {rule}"
+    assert "images/s" in (results / "logs/attention_store/tiny_val.log").read_text()
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    from conftest import TINY_CONFIG
+
+    result = run_snakemake(tiny_run, TINY_CONFIG, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_same_config_and_seed_give_the_same_metrics(tiny_run, tmp_path):
+    from conftest import TINY_CONFIG
+
+    run_snakemake(tmp_path, TINY_CONFIG, "results/tiny/model/metrics.json")
+    first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
+    second = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
+    assert first == second
+
+
+def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config):
+    from safetensors.torch import load_file
+
+    weights = load_file(tiny_run / "results/tiny/model/baseline.safetensors")
+    torch.save({"model": weights}, tmp_path / "checkpoint.pth")
+    tiny_config["experiments"]["tiny"]["pretrained"] = str(tmp_path / "checkpoint.pth")
+    del tiny_config["experiments"]["tiny"]["train_baseline"]
+    result = run_snakemake(tmp_path, tiny_config, "results/tiny/model/metrics.json")
+    assert "import_weights" in result.stderr and "train_baseline" not in result.stderr
+    imported = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
+    trained = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
+    assert imported["top1"] == trained["top1"]
+
+
+def test_streaming_mode_plans_no_attention_store(tmp_path, tiny_config):
+    tiny_config["attention"]["store"] = "none"
+    counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run").stdout)
+    assert counts["interaction_streaming"] == 2 and "attention_store" not in counts
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    shutil.copytree(REPO, tmp_path / "repo", ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git"))
+    result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=tmp_path / "repo", capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout
+
+
+def test_code_is_formatted():
+    ruff = [sys.executable, "-m", "ruff"]
+    for command in ([*ruff, "check", "."], [*ruff, "format", "--check", "."]):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    snakefiles = ["Snakefile", *map(str, sorted(REPO.glob("rules/*.smk")))]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *snakefiles], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
