@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 WEIGHT_CHOICES = ("none", "timm")
@@ -76,15 +77,6 @@ def check_config(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
-def experiments_with(config: dict, **conditions) -> list[str]:
-    """Experiment names whose settings equal ``conditions`` (e.g. pretrained='timm')."""
-    return [
-        name
-        for name, experiment in config["experiments"].items()
-        if all(experiment.get(k) == v for k, v in conditions.items())
-    ]
-
-
 def weights_source(value: str) -> str:
     """'none', 'timm' or 'path' for a pretrained/init setting."""
     return value if value in WEIGHT_CHOICES else "path"
@@ -100,3 +92,9 @@ def experiment_fingerprint(config: dict, experiment: str) -> str:
     """Hash of everything that determines an experiment's baseline and stores."""
     settings = config["experiments"][experiment]
     return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
+
+
+def share_library_with_jobs(repository: str) -> None:
+    """Put the repository (where ``patchinteract/`` lives) on the PYTHONPATH that jobs inherit."""
+    paths = [repository, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

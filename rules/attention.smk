@@ -10,6 +10,8 @@ if config["attention"]["store"] == "zarr":
             store=directory(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
         log:
             f"{LOGS}/attention_store/{{experiment}}_{{split}}.log",
+        conda:
+            CONDA_ENV
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),

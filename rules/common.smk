@@ -1,10 +1,20 @@
 # Config checks, wildcard constraints and input functions shared by the rules.
+import sys
+
+# The library lives beside the Snakefile: importable here and in every job, with or
+# without `pip install -e .` (e.g. inside the conda env of --software-deployment-method conda).
+sys.path.insert(0, workflow.basedir)
+
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.config import check_config, experiments_with, weights_source
+from patchinteract.config import check_config, share_library_with_jobs, weights_source
+
+share_library_with_jobs(workflow.basedir)
 
 check_config(config)
 
 RESULTS = "results"
+# Software of every rule, for --software-deployment-method conda (path relative to rules/).
+CONDA_ENV = "../environment.yml"
 LOGS = f"{RESULTS}/logs"
 
 
@@ -65,3 +75,21 @@ def interaction_stores():
         experiment=config["experiments"],
         split=config["attention"]["splits"],
     )
+
+
+def dataset_images(wildcards):
+    """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
+    if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
+        return {}
+    return {"images": f"{RESULTS}/datasets/{wildcards.dataset}/images"}
+
+
+def init_weights(wildcards):
+    """Starting weights of baseline training: none, the hub's (fetched locally), or a file."""
+    init = config["experiments"][wildcards.experiment]["train_baseline"]["init"]
+    source = weights_source(init)
+    if source == "none":
+        return {}
+    if source == "timm":
+        return {"init": f"{RESULTS}/{wildcards.experiment}/model/init.safetensors"}
+    return {"init": init}

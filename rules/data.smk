@@ -13,6 +13,8 @@ rule write_digits:
         f"{LOGS}/write_digits/{{dataset}}.log",
     wildcard_constraints:
         dataset=one_of(datasets_from("digits")),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
@@ -30,6 +32,8 @@ rule download_dataset:
         f"{LOGS}/download_dataset/{{dataset}}.log",
     wildcard_constraints:
         dataset=one_of(datasets_from("url")),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
@@ -40,13 +44,6 @@ rule download_dataset:
         "../workflow_scripts/download_dataset.py"
 
 
-def dataset_images(wildcards):
-    """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
-    if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
-        return {}
-    return {"images": f"{RESULTS}/datasets/{wildcards.dataset}/images"}
-
-
 rule dataset_manifest:
     input:
         unpack(dataset_images),
@@ -54,6 +51,8 @@ rule dataset_manifest:
         manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.parquet",
     log:
         f"{LOGS}/dataset_manifest/{{dataset}}.log",
+    conda:
+        CONDA_ENV
     threads: config["data"]["check_threads"]
     resources:
         **resources_of("default"),

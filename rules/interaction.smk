@@ -10,6 +10,8 @@ if config["attention"]["store"] == "zarr":
             store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
         log:
             f"{LOGS}/interaction_store/{{experiment}}_{{split}}.log",
+        conda:
+            CONDA_ENV
         threads: threads_of("interaction")
         resources:
             **resources_of("interaction"),
@@ -26,6 +28,8 @@ else:
             store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
         log:
             f"{LOGS}/interaction_streaming/{{experiment}}_{{split}}.log",
+        conda:
+            CONDA_ENV
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),

@@ -13,6 +13,8 @@ rule fetch_timm_weights:
         f"{LOGS}/fetch_timm_weights/{{experiment}}.log",
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("timm")),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
@@ -25,6 +27,8 @@ rule fetch_init_weights:
         weights=f"{RESULTS}/{{experiment}}/model/init.safetensors",
     log:
         f"{LOGS}/fetch_init_weights/{{experiment}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
@@ -44,22 +48,13 @@ rule import_weights:
         f"{LOGS}/import_weights/{{experiment}}.log",
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("path")),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     script:
         "../workflow_scripts/import_weights.py"
-
-
-def init_weights(wildcards):
-    """Starting weights of baseline training: none, the hub's (fetched locally), or a file."""
-    init = config["experiments"][wildcards.experiment]["train_baseline"]["init"]
-    source = weights_source(init)
-    if source == "none":
-        return {}
-    if source == "timm":
-        return {"init": f"{RESULTS}/{wildcards.experiment}/model/init.safetensors"}
-    return {"init": init}
 
 
 rule train_baseline:
@@ -73,6 +68,8 @@ rule train_baseline:
         f"{LOGS}/train_baseline/{{experiment}}.log",
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("none")),
+    conda:
+        CONDA_ENV
     threads: threads_of("train")
     resources:
         **resources_of("train"),
@@ -88,6 +85,8 @@ rule evaluate_baseline:
         metrics=f"{RESULTS}/{{experiment}}/model/metrics.json",
     log:
         f"{LOGS}/evaluate_baseline/{{experiment}}.log",
+    conda:
+        CONDA_ENV
     threads: threads_of("inference")
     resources:
         **resources_of("inference"),

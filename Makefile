@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make demo   run the embedded demo (digits, small ViT) with snakemake --cores 2
+#   make test   run the test suite
+# Both create .venv (Python >= 3.11) on first use and install with constraints.txt,
+# which pins the CPU torch and its torchvision; later calls reuse .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: demo test lint format benchmarks clean-demo
+
+$(BIN)/snakemake: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/snakemake
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(BIN)/snakemake
+	$(BIN)/python -m pytest -ra
+
+lint: $(BIN)/snakemake
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint
+
+format: $(BIN)/snakemake
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format . && $(BIN)/snakefmt Snakefile rules/
+
+benchmarks: $(BIN)/snakemake
+	$(BIN)/python benchmarks/bench_attention_capture.py
+	$(BIN)/python benchmarks/bench_interaction.py
+
+clean-demo:
+	rm -rf results .snakemake
