@@ -1,4 +1,8 @@
-"""Vision Transformers from timm: creation, weights, transforms, and attention capture."""
+"""Vision Transformers from timm: creation, weights, transforms, and attention capture.
+
+Importing this module runs ``patchinteract/__init__.py`` first, which installs the
+torchvision compatibility shim before ``timm`` is imported here.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ from safetensors.torch import load_file, save_file
 from timm.data import resolve_model_data_config
 from timm.layers import Attention
 from torchvision import transforms
-
-import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 
 # Build timm's VisionTransformer class directly with explicit sizes (the demo).
 EXPLICIT_VIT = "VisionTransformer"

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import patchinteract.compat  # noqa: F401  (before anything imports timm or torchvision)
+
 import pytest
 import yaml
-
-import patchinteract  # noqa: F401  (torchvision compatibility shim before timm)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

@@ -1,0 +1,58 @@
+"""Attention capture + Zarr write vs a plain fused timm forward (ViT-B/16, 224, batch 16).
+
+Prints the wall time of both over the same images in one process, their ratio
+(target <= 1.3x), and the store's bytes on disk per image relative to raw float16.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
+
+from patchinteract.extraction import attention_shape, write_attention_store
+
+
+@torch.no_grad()
+def plain_forward(model, dataset, batch_size):
+    for images, _labels, _ids in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        model(images)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    model, dataset = vit_b16(), RandomImages(args.images, 224)
+    plain_forward(model, RandomImages(args.batch_size, 224), args.batch_size)  # warm-up
+    scratch = scratch_dir()
+    plain_times, capture_times = [], []
+    try:
+        for repeat in range(args.repeats):
+            plain_times.append(timed(plain_forward, model, dataset, args.batch_size)[0])
+            store = scratch / f"attn{repeat}.zarr"
+            seconds, _ = timed(
+                write_attention_store, model, dataset, store, device=torch.device("cpu"),
+                batch_size=args.batch_size, workers=0, chunk_setting="auto", compression_level=3, attributes={},
+            )  # fmt: skip
+            capture_times.append(seconds)
+        stored = directory_bytes(scratch / "attn0.zarr" / "attn") / args.images
+        raw = int(np.prod(attention_shape(model))) * 2
+    finally:
+        remove(scratch)
+
+    plain, capture = min(plain_times), min(capture_times)
+    print(f"ViT-B/16 224, random weights, {args.images} images, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads, best of {args.repeats}")  # fmt: skip
+    print(f"plain fused forward:           {plain:7.2f} s  ({args.images / plain:6.1f} images/s)")
+    print(f"attention capture + Zarr write: {capture:7.2f} s  ({args.images / capture:6.1f} images/s)")
+    print(f"ratio capture / plain:          {capture / plain:7.2f}x  (target <= 1.3x)")
+    print(f"store bytes per image:          {stored / 1e6:7.2f} MB of {raw / 1e6:.2f} MB raw float16 "
+          f"= {stored / raw:.3f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The U stage (Dask over the attention store) vs only reading the store, and vs a naive loop.
+
+Builds a ViT-B/16 (random weights) attention store, then times in one process:
+reading and decoding every chunk (the floor), compute_interaction_store (target
+<= 1.5x the floor), and a per-image NumPy loop `astype(float32).var(1).var(1)`.
+"""
+
+import argparse
+
+import dask.array as da
+import numpy as np
+import torch
+import zarr
+from common import RandomImages, remove, scratch_dir, timed, vit_b16
+
+from patchinteract.extraction import write_attention_store
+from patchinteract.interaction_store import compute_interaction_store, dask_scheduler
+
+
+class DiscardingSink:
+    """A da.store target that drops what it gets: reading + decoding only."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+def read_only(path, workers):
+    with dask_scheduler("threads", workers):
+        da.store(da.from_zarr(zarr.open_group(path, mode="r")["attn"]), DiscardingSink(), lock=False)
+
+
+def naive_loop(path, prefix):
+    attn = zarr.open_group(path, mode="r")["attn"]
+    return np.stack(
+        [attn[i : i + 1].astype(np.float32)[..., prefix:, prefix:].var(1).var(1) for i in range(attn.shape[0])]
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    scratch = scratch_dir()
+    try:
+        store = write_attention_store(
+            vit_b16(), RandomImages(args.images, 224), scratch / "attn.zarr", device=torch.device("cpu"),
+            batch_size=16, workers=0, chunk_setting="auto", compression_level=3, attributes={},
+        )  # fmt: skip
+        read_times, u_times, naive_times = [], [], []
+        for repeat in range(args.repeats):
+            read_times.append(timed(read_only, store, args.workers)[0])
+            seconds, out = timed(
+                compute_interaction_store, store, scratch / f"u{repeat}.zarr", dask_mode="threads", workers=args.workers
+            )
+            u_times.append(seconds)
+            naive_seconds, naive_u = timed(naive_loop, store, 1)
+            naive_times.append(naive_seconds)
+        np.testing.assert_allclose(zarr.open_group(out, mode="r")["U"][:], naive_u[:, 0], rtol=1e-4, atol=1e-9)
+    finally:
+        remove(scratch)
+
+    read, u, naive = min(read_times), min(u_times), min(naive_times)
+    print(f"ViT-B/16 224 attention store, {args.images} images, {args.workers} Dask threads, best of {args.repeats}")
+    print(f"read + decode only:        {read:6.2f} s  ({args.images / read:6.1f} images/s)")
+    print(f"U stage (Dask, to Zarr):   {u:6.2f} s  ({args.images / u:6.1f} images/s)")
+    print(f"naive per-image NumPy:     {naive:6.2f} s  ({args.images / naive:6.1f} images/s)")
+    print(f"ratio U stage / read only: {u / read:6.2f}x  (target <= 1.5x)")
+    print(f"speed-up over naive loop:  {naive / u:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
