@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compression-level", type=int, default=3)
     args = parser.parse_args()
 
     model, dataset = vit_b16(), RandomImages(args.images, 224)
@@ -34,9 +35,10 @@ def main():
         for repeat in range(args.repeats):
             plain_times.append(timed(plain_forward, model, dataset, args.batch_size)[0])
             store = scratch / f"attn{repeat}.zarr"
+            options = dict(batch_size=args.batch_size, workers=0, compression_level=args.compression_level)
             seconds, _ = timed(
-                write_attention_store, model, dataset, store, device=torch.device("cpu"),
-                batch_size=args.batch_size, workers=0, chunk_setting="auto", compression_level=3, attributes={},
+                write_attention_store, model, dataset, store, device=torch.device("cpu"), chunk_setting="auto",
+                attributes={}, **options,
             )  # fmt: skip
             capture_times.append(seconds)
         stored = directory_bytes(scratch / "attn0.zarr" / "attn") / args.images
@@ -46,7 +48,8 @@ def main():
 
     plain, capture = min(plain_times), min(capture_times)
     print(f"ViT-B/16 224, random weights, {args.images} images, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")  # fmt: skip
+          f"{torch.get_num_threads()} threads, compression level {args.compression_level}, "
+          f"best of {args.repeats}")  # fmt: skip
     print(f"plain fused forward:           {plain:7.2f} s  ({args.images / plain:6.1f} images/s)")
     print(f"attention capture + Zarr write: {capture:7.2f} s  ({args.images / capture:6.1f} images/s)")
     print(f"ratio capture / plain:          {capture / plain:7.2f}x  (target <= 1.3x)")

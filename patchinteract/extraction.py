@@ -1,16 +1,17 @@
 """Run the baseline over a split and keep its attention: as a Zarr store, or streamed into U.
 
-Both paths share one inference loop (:func:`attention_batches`) and one
-resumable writer (:class:`patchinteract.stores.ResumableStore`). The streaming
-path rounds attention to float16 exactly like the store, then applies the same
-kernel, so its U and dip_score equal the store path's.
+Both paths share one loop (:func:`fill_store`): forward passes of
+``batch_size`` images in manifest order, each batch's outputs assembled into
+whole chunks of a resumable :class:`patchinteract.stores.ChunkedStore`. The
+streaming path rounds attention to float16 exactly like the store, then applies
+the same kernel, so its U and dip_score equal the store path's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -18,12 +19,18 @@ from tqdm.auto import tqdm
 
 from patchinteract.interaction import dip_score, interaction_map
 from patchinteract.models import n_prefix_tokens, patch_grid, record_attention
-from patchinteract.stores import ArraySpec, ResumableStore, images_per_chunk
+from patchinteract.stores import ArraySpec, ChunkedStore, images_per_chunk
 
 log = logging.getLogger(__name__)
 
 ATTENTION_DIMENSIONS = ("image", "layer", "head", "query", "key")
-STORED_DTYPE = np.float16
+
+# Stored beside the main arrays of every store, one value per image.
+PER_IMAGE_SPECS = {
+    "label": ArraySpec((), "int64", ("image",)),
+    "prediction": ArraySpec((), "int64", ("image",)),
+    "image_id": ArraySpec((), "int64", ("image",)),
+}
 
 
 def store_attributes(vit, **extra) -> dict:
@@ -38,74 +45,9 @@ def attention_shape(model) -> tuple[int, int, int, int]:
     return len(model.blocks), model.blocks[0].attn.num_heads, tokens, tokens
 
 
-# Stored beside the main arrays of every store, one value per image.
-PER_IMAGE_SPECS = {
-    "label": ArraySpec((), "int64", ("image",)),
-    "prediction": ArraySpec((), "int64", ("image",)),
-    "image_id": ArraySpec((), "int64", ("image",)),
-}
-
-
-@torch.no_grad()
-def attention_batches(
-    model, dataset, store: ResumableStore, device: torch.device, batch_size: int, workers: int
-) -> Iterator[tuple[list[int], np.ndarray, dict[str, np.ndarray]]]:
-    """For each batch of pending chunks: (chunk ids, float16 attention (B, L, H, T, T), per-image arrays)."""
-    pending = store.pending_chunks()
-    chunks_per_batch = max(1, batch_size // store.chunk)
-    chunk_groups = [pending[i : i + chunks_per_batch] for i in range(0, len(pending), chunks_per_batch)]
-    # Batches are whole chunks, so a killed run loses at most the chunks in flight.
-    batch_indices = [[i for c in group for i in range(*store.image_range(c))] for group in chunk_groups]
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batch_indices, num_workers=workers)
-    model.to(device).eval()
-    progress = tqdm(total=store.n_images, desc="attention", unit="img", mininterval=5)
-    progress.update(store.n_images - sum(len(b) for b in batch_indices))
-    start, seen = time.perf_counter(), 0
-    with record_attention(model) as captured:
-        for chunk_ids, indices, (images, labels, image_ids) in zip(chunk_groups, batch_indices, loader, strict=True):
-            captured.clear()
-            logits = model(images.to(device, non_blocking=True))
-            attention = torch.stack([a.to(torch.float16) for a in captured], dim=1).cpu().numpy()
-            per_image = {
-                "label": labels.numpy(),
-                "prediction": logits.argmax(-1).cpu().numpy(),
-                "image_id": image_ids.numpy(),
-            }
-            yield chunk_ids, attention, per_image
-            seen += len(indices)
-            progress.update(len(indices))
-            progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
-    progress.close()
-    if seen:
-        log.info(
-            "%d images in %.1f s (%.1f images/s)",
-            seen,
-            time.perf_counter() - start,
-            seen / (time.perf_counter() - start),
-        )
-
-
-def split_by_chunk(store: ResumableStore, chunk_ids: list[int], arrays: dict[str, np.ndarray]):
-    """Cut batch arrays back into per-chunk pieces."""
-    offset = 0
-    for chunk_index in chunk_ids:
-        start, stop = store.image_range(chunk_index)
-        yield chunk_index, {k: v[offset : offset + stop - start] for k, v in arrays.items()}
-        offset += stop - start
-
-
-def write_attention_store(
-    model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes
-):
-    """Attention store of ``dataset`` (see DESIGN.md): ``attn`` float16 (image, layer, head, query, key)."""
-    shape = attention_shape(model)
-    chunk = images_per_chunk(chunk_setting, int(np.prod(shape)) * 2)
-    specs = {"attn": ArraySpec(shape, "float16", ATTENTION_DIMENSIONS), **PER_IMAGE_SPECS}
-    store = ResumableStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
-    for chunk_ids, attention, per_image in attention_batches(model, dataset, store, device, batch_size, workers):
-        for chunk_index, data in split_by_chunk(store, chunk_ids, {"attn": attention, **per_image}):
-            store.write_chunk(chunk_index, data)
-    return store.finalize()
+def attention_specs(model) -> dict[str, ArraySpec]:
+    """Arrays of an attention store."""
+    return {"attn": ArraySpec(attention_shape(model), "float16", ATTENTION_DIMENSIONS), **PER_IMAGE_SPECS}
 
 
 def interaction_specs(n_patches: int) -> dict[str, ArraySpec]:
@@ -118,25 +60,102 @@ def interaction_specs(n_patches: int) -> dict[str, ArraySpec]:
     }
 
 
-def write_interaction_store_streaming(
+def interaction_chunk(n_patches: int) -> int:
+    """Images per chunk of an interaction store: about 16 MiB of U, whatever the attention chunks."""
+    return images_per_chunk("auto", interaction_specs(n_patches)["U"].bytes_per_image)
+
+
+@torch.no_grad()
+def attention_batches(
+    model, dataset, indices: list[int], device: torch.device, batch_size: int, workers: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Forward passes over ``indices`` of ``dataset``: (float16 attention (B, L, H, T, T), per-image arrays)."""
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    model.to(device).eval()
+    with record_attention(model, dtype=torch.float16) as recorder:
+        for images, labels, image_ids in loader:
+            logits = model(images.to(device, non_blocking=True))
+            per_image = {
+                "label": labels.numpy(),
+                "prediction": logits.argmax(-1).cpu().numpy(),
+                "image_id": image_ids.numpy(),
+            }
+            yield recorder.attention.cpu().numpy(), per_image
+
+
+def fill_store(
+    model,
+    dataset,
+    store: ChunkedStore,
+    outputs: Callable[[np.ndarray, int], dict[str, np.ndarray]],
+    *,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+) -> None:
+    """Run the model over the store's pending chunks and write ``outputs(attention, first_image)`` per chunk.
+
+    Forward batches hold ``batch_size`` images whatever the chunk length; each
+    batch's outputs are cut at chunk boundaries and a chunk is written as soon
+    as all its images are in.
+    """
+    pending = store.pending_chunks()
+    indices = [i for c in pending for i in range(*store.image_range(c))]
+    progress = tqdm(total=store.n_images, initial=store.n_images - len(indices), desc="images", mininterval=5)
+    start, seen = time.perf_counter(), 0
+    chunks = iter(pending)
+    chunk = next(chunks, None)
+    pieces: list[dict[str, np.ndarray]] = []
+    filled = 0
+    for attention, per_image in attention_batches(model, dataset, indices, device, batch_size, workers):
+        batch = outputs(attention, indices[seen]) | per_image
+        offset, size = 0, len(attention)
+        while offset < size:
+            chunk_start, chunk_stop = store.image_range(chunk)
+            take = min(chunk_stop - chunk_start - filled, size - offset)
+            pieces.append({k: v[offset : offset + take] for k, v in batch.items()})
+            filled, offset = filled + take, offset + take
+            if filled == chunk_stop - chunk_start:
+                store.write_chunk(chunk, {k: np.concatenate([p[k] for p in pieces]) for k in batch})
+                chunk, pieces, filled = next(chunks, None), [], 0
+        seen += size
+        progress.update(size)
+        progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
+    progress.close()
+    if seen:
+        seconds = time.perf_counter() - start
+        log.info("%d images in %.1f s (%.1f images/s)", seen, seconds, seen / seconds)
+
+
+def write_attention_store(
     model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes
 ):
+    """Attention store of ``dataset`` (see DESIGN.md): ``attn`` float16 (image, layer, head, query, key)."""
+    specs = attention_specs(model)
+    chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
+    store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
+    fill_store(
+        model, dataset, store, lambda attention, _first: {"attn": attention},
+        device=device, batch_size=batch_size, workers=workers,
+    )  # fmt: skip
+    return store.finalize()
+
+
+def write_interaction_store_streaming(
+    model, dataset, path, *, device, batch_size, workers, compression_level, attributes
+):
     """U and dip_score computed during inference, without keeping the attention (``attention.store: none``)."""
-    shape = attention_shape(model)
-    chunk = images_per_chunk(chunk_setting, int(np.prod(shape)) * 2)
     prefix = n_prefix_tokens(model)
-    store = ResumableStore(
-        path,
-        len(dataset),
-        chunk,
-        interaction_specs(shape[-1] - prefix),
-        store_attributes(model, **attributes),
+    n = attention_shape(model)[-1] - prefix
+    store = ChunkedStore(
+        path, len(dataset), interaction_chunk(n), interaction_specs(n), store_attributes(model, **attributes),
         compression_level,
-    )
-    for chunk_ids, attention, per_image in attention_batches(model, dataset, store, device, batch_size, workers):
-        first_image = store.image_range(chunk_ids[0])[0]
+    )  # fmt: skip
+
+    def interaction_outputs(attention, first_image):
         interaction = interaction_map(attention, prefix, first_image=first_image)
-        batch = {"U": interaction, "dip_score": dip_score(interaction), **per_image}
-        for chunk_index, data in split_by_chunk(store, chunk_ids, batch):
-            store.write_chunk(chunk_index, data)
+        return {"U": interaction, "dip_score": dip_score(interaction)}
+
+    fill_store(model, dataset, store, interaction_outputs, device=device, batch_size=batch_size, workers=workers)
     return store.finalize()

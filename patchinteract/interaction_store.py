@@ -15,15 +15,31 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import torch
 import zarr
 
-from patchinteract.extraction import PER_IMAGE_SPECS, interaction_specs
+from patchinteract.extraction import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
 from patchinteract.interaction import dip_score, interaction_map
-from patchinteract.stores import ResumableStore
+from patchinteract.stores import ChunkedStore
 
 log = logging.getLogger(__name__)
 
 DASK_MODES = ("threads", "local")
+
+
+def single_threaded_torch() -> None:
+    """Dask runs one task per core; torch's own thread pool on top would oversubscribe them."""
+    torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -34,17 +50,27 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None):
 
         with Client(address) as client:
             log.info("Dask: connected to %s (%s)", address, client.dashboard_link)
+            client.run(single_threaded_torch)
             yield progress
     elif mode == "threads":
         from dask.diagnostics import ProgressBar
 
-        with dask.config.set(scheduler="threads", num_workers=workers), ProgressBar(minimum=5, dt=5):
+        # dt bounds the wait when the bar stops; minimum hides it for short computations.
+        with (
+            dask.config.set(scheduler="threads", num_workers=workers),
+            torch_threads(1),
+            ProgressBar(minimum=5, dt=0.1),
+        ):
             yield None
     elif mode == "local":
         from distributed import Client, LocalCluster, progress
 
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
             log.info("Dask: LocalCluster with %d workers (%s)", workers, cluster.dashboard_link)
+            client.run(single_threaded_torch)
             yield progress
     else:
         raise ValueError(f"interaction.dask must be one of {DASK_MODES}, got '{mode}'")
@@ -85,19 +111,25 @@ def compute_interaction_store(
     source = zarr.open_group(attention_path, mode="r")
     attn = source["attn"]
     prefix = int(source.attrs["n_prefix_tokens"])
-    n_images, chunk = attn.shape[0], attn.chunks[0]
+    n_images = attn.shape[0]
     n = attn.shape[-1] - prefix
-    store = ResumableStore(out_path, n_images, chunk, interaction_specs(n), dict(source.attrs), compression_level)
+    # Written in one go (a rerun starts over), directly in the final layout.
+    store = ChunkedStore(
+        out_path, n_images, interaction_chunk(n), interaction_specs(n), dict(source.attrs), compression_level,
+        resumable=False,
+    )  # fmt: skip
     for name in PER_IMAGE_SPECS:
-        store.group[name][:] = source[name][:]
+        store.array(name)[:] = source[name][:]
     interaction, scores = interaction_arrays(da.from_zarr(attn), prefix)
+    # Blocks aligned with the stored chunks, so no two tasks write one chunk.
+    interaction = interaction.rechunk({0: store.array("U").chunks[0]})
+    scores = scores.rechunk({0: store.array("dip_score").chunks[0]})
     with dask_scheduler(dask_mode, workers, address) as show_progress:
         stored = da.store(
-            [interaction, scores], [store.group["U"], store.group["dip_score"]], lock=False, compute=False
+            [interaction, scores], [store.array("U"), store.array("dip_score")], lock=False, compute=False
         )
         if show_progress is not None:  # distributed: progress bar over the futures
             stored = dask.persist(stored)[0]
             show_progress(stored)
         dask.compute(stored)
-    store.group["chunk_complete"][:] = True
     return store.finalize()

@@ -82,6 +82,7 @@ def test_store_layout_and_u_on_real_images(tmp_path, digits_manifest):
     store = zarr.open_group(path, mode="r")
     attn = store["attn"]
     assert attn.shape == (36, 3, 2, 17, 17) and attn.chunks == (3, 3, 2, 17, 17) and attn.dtype == np.float16
+    assert store["label"].chunks == (36,) and "chunk_complete" not in store  # consolidated at the end
     assert attn.metadata.dimension_names == ("image", "layer", "head", "query", "key")
     assert store.attrs["n_prefix_tokens"] == 1 and store.attrs["grid"] == [4, 4]
     assert store.attrs["experiment"] == "test"
@@ -118,7 +119,7 @@ def test_killed_extraction_resumes_to_an_identical_store(tmp_path, digits_manife
     assert run_script(WRITE_STORE, digits_manifest, target).wait(timeout=300) == 0
     once, resumed = zarr.open_group(tmp_path / "once.zarr", mode="r"), zarr.open_group(target, mode="r")
     assert dict(once.attrs) == dict(resumed.attrs)
-    for name in ("attn", "label", "prediction", "image_id", "chunk_complete"):
+    for name in ("attn", "label", "prediction", "image_id"):
         np.testing.assert_array_equal(once[name][:], resumed[name][:])
     assert not partial.exists()
 
@@ -127,12 +128,13 @@ def test_streaming_u_equals_the_store_path(tmp_path, digits_manifest):
     import torch
 
     model, dataset = load_model_and_dataset(digits_manifest)
-    options = dict(device=torch.device("cpu"), batch_size=8, workers=0, chunk_setting=4, compression_level=3)
-    attention = write_attention_store(model, dataset, tmp_path / "a.zarr", attributes={}, **options)
+    options = dict(device=torch.device("cpu"), batch_size=5, workers=0, compression_level=3)
+    attention = write_attention_store(model, dataset, tmp_path / "a.zarr", attributes={}, chunk_setting=4, **options)
     from_store = zarr.open_group(compute_interaction_store(attention, tmp_path / "u.zarr"), mode="r")
     streamed = zarr.open_group(
         write_interaction_store_streaming(model, dataset, tmp_path / "s.zarr", attributes={}, **options), mode="r"
     )
     for name in ("U", "dip_score", "label", "prediction", "image_id"):
         np.testing.assert_array_equal(from_store[name][:], streamed[name][:])
+        assert from_store[name].chunks == streamed[name].chunks
     assert dict(from_store.attrs) == dict(streamed.attrs)

@@ -28,9 +28,10 @@ def test_recorded_attention_is_the_softmax_of_each_block():
     images = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         fused_logits = model(images)
-        with record_attention(model) as captured:
+        with record_attention(model) as recorder:
             logits = model(images)
-    assert len(captured) == 3 and captured[0].shape == (2, 2, 17, 17)
+    captured = recorder.attention.unbind(1)
+    assert recorder.attention.shape == (2, 3, 2, 17, 17) and recorder.attention.dtype == torch.float32
     torch.testing.assert_close(logits, fused_logits, atol=1e-5, rtol=1e-5)
     # Recompute block 0's attention by hand from its input.
     with torch.no_grad():

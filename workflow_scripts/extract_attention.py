@@ -10,7 +10,11 @@ with logged_to(snakemake.log[0]) as log:
     torch_threads(snakemake.threads)
     model = load_baseline(config, experiment, snakemake.input.weights, snakemake.input.manifest)
     settings = config["attention"]
-    write = write_attention_store if snakemake.params.keep_attention else write_interaction_store_streaming
+    options = {}
+    if snakemake.params.keep_attention:
+        write, options["chunk_setting"] = write_attention_store, settings["images_per_chunk"]
+    else:
+        write = write_interaction_store_streaming
     path = write(
         model,
         eval_dataset(model, snakemake.input.manifest, split),
@@ -18,8 +22,8 @@ with logged_to(snakemake.log[0]) as log:
         device=select_device(config["device"]),
         batch_size=settings["batch_size"],
         workers=config["data"]["loader_workers"],
-        chunk_setting=settings["images_per_chunk"],
         compression_level=settings["compression_level"],
+        **options,
         attributes={
             "experiment": experiment,
             "split": split,
