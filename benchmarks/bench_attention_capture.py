@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--compression-level", type=int, default=3)
+    parser.add_argument("--compression-level", type=int, default=1)
     args = parser.parse_args()
 
     model, dataset = vit_b16(), RandomImages(args.images, 224)

@@ -53,7 +53,7 @@ def main():
     try:
         store = write_attention_store(
             vit_b16(), RandomImages(args.images, 224), scratch / "attn.zarr", device=torch.device("cpu"),
-            batch_size=16, workers=0, chunk_setting="auto", compression_level=3, attributes={},
+            batch_size=16, workers=0, chunk_setting="auto", compression_level=1, attributes={},
         )  # fmt: skip
         read_times, u_times, naive_times = [], [], []
         for repeat in range(args.repeats):
