@@ -15,6 +15,15 @@ def random_attention(rng, images=3, layers=4, heads=3, prefix=1, n=16, dtype=np.
     return (attn / attn.sum(-1, keepdims=True)).astype(dtype)
 
 
+def write_attention_group(path, attn, chunk=2):
+    """A minimal attention store: attn chunked by `chunk` images, per-image arrays, attributes."""
+    group = zarr.open_group(path, mode="w")
+    group.attrs.update({"n_prefix_tokens": 1, "grid": [4, 4]})
+    group.create_array("attn", data=attn, chunks=(chunk, *attn.shape[1:]))
+    for name in ("label", "prediction", "image_id"):
+        group.create_array(name, data=np.arange(len(attn)), chunks=(chunk,))
+
+
 def reference_u(attn, prefix):
     """Eq. 2-3 written out literally in float64."""
     a = attn.astype(np.float64)[..., prefix:, prefix:]
@@ -63,11 +72,7 @@ def test_dask_u_equals_direct_kernel_and_store(tmp_path):
     np.testing.assert_array_equal(lazy_u.compute(), interaction_map(attn, 1))
     np.testing.assert_array_equal(lazy_dip.compute(), dip_score(interaction_map(attn, 1)))
 
-    group = zarr.open_group(tmp_path / "a.zarr", mode="w")
-    group.attrs.update({"n_prefix_tokens": 1, "grid": [4, 4]})
-    group.create_array("attn", data=attn, chunks=(2, *attn.shape[1:]))
-    for name in ("label", "prediction", "image_id"):
-        group.create_array(name, data=np.arange(7), chunks=(2,))
+    write_attention_group(tmp_path / "a.zarr", attn)
     out = compute_interaction_store(tmp_path / "a.zarr", tmp_path / "u.zarr", dask_mode="threads", workers=2)
     stored = zarr.open_group(out, mode="r")
     np.testing.assert_array_equal(stored["U"][:], interaction_map(attn, 1))
@@ -76,14 +81,19 @@ def test_dask_u_equals_direct_kernel_and_store(tmp_path):
     assert not (tmp_path / "u.zarr.partial").exists()
 
 
+@pytest.mark.slow
+def test_local_cluster_gives_the_same_store_as_threads(tmp_path):
+    write_attention_group(tmp_path / "a.zarr", random_attention(np.random.default_rng(6), images=5))
+    threads = compute_interaction_store(tmp_path / "a.zarr", tmp_path / "t.zarr", dask_mode="threads", workers=2)
+    cluster = compute_interaction_store(tmp_path / "a.zarr", tmp_path / "c.zarr", dask_mode="local", workers=2)
+    for name in ("U", "dip_score", "image_id"):
+        np.testing.assert_array_equal(zarr.open_group(threads)[name][:], zarr.open_group(cluster)[name][:])
+
+
 def test_dask_path_reports_invalid_attention(tmp_path):
     attn = random_attention(np.random.default_rng(5), images=4)
     attn[3, 0, 0, 2] = 0
-    group = zarr.open_group(tmp_path / "a.zarr", mode="w")
-    group.attrs.update({"n_prefix_tokens": 1})
-    group.create_array("attn", data=attn, chunks=(2, *attn.shape[1:]))
-    for name in ("label", "prediction", "image_id"):
-        group.create_array(name, data=np.arange(4), chunks=(2,))
+    write_attention_group(tmp_path / "a.zarr", attn)
     with pytest.raises(AttentionValueError, match="image 3"):
         compute_interaction_store(tmp_path / "a.zarr", tmp_path / "u.zarr")
     assert not (tmp_path / "u.zarr").exists()
