@@ -21,6 +21,8 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/attention.smk"
 include: "rules/interaction.smk"
+include: "rules/masks.smk"
+include: "rules/retrain.smk"
 
 
 rule all:
@@ -28,3 +30,5 @@ rule all:
     input:
         baseline_metrics(),
         interaction_stores(),
+        field_stores(),
+        retrain_metrics(),

@@ -12,21 +12,26 @@ import json
 import os
 from pathlib import Path
 
-WEIGHT_CHOICES = ("none", "timm")
+WEIGHT_CHOICES = ("none", "timm", "baseline")
+TIMM_PREFIX = "timm:"
 
 
 class ConfigError(ValueError):
     """The config names something impossible; the message lists each problem by key."""
 
 
-def _weights_problems(key: str, value: str, model: str, allow_none: bool) -> list[str]:
+def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = False) -> list[str]:
     from patchinteract.models import has_pretrained_weights
 
-    if value == "none":
-        return [] if allow_none else [f"{key}: 'none' is not allowed here"]
-    if value == "timm":
-        if not has_pretrained_weights(model):
-            return [f"{key}: timm has no pretrained weights for model '{model}'"]
+    source = weights_source(value)
+    if source == "none" or (source == "baseline" and allow_baseline):
+        return []
+    if source == "baseline":
+        return [f"{key}: 'baseline' is only for retrain.recipe.init"]
+    if source == "timm":
+        name = timm_model_name(value, model)
+        if not has_pretrained_weights(name):
+            return [f"{key}: timm has no pretrained weights for model '{name}'"]
         return []
     if not Path(value).is_file():
         return [f"{key}: weights file '{value}' does not exist (use none, timm, or a .pth/.safetensors path)"]
@@ -60,13 +65,24 @@ def config_problems(config: dict) -> list[str]:
         if not is_known_model(experiment["model"]):
             problems.append(f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer")
             continue
-        problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"], True)
+        problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
         if experiment["pretrained"] == "none":
             if "train_baseline" not in experiment:
                 problems.append(f"{key}.train_baseline: required when pretrained is none")
             else:
                 init = experiment["train_baseline"]["init"]
-                problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"], True)
+                problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"])
+        if config["retrain"]["methods"] and "recipe" in config["retrain"]:
+            init_key = f"{key}.retrain_init" if "retrain_init" in experiment else "retrain.recipe.init"
+            init = retrain_init(config, name)
+            problems += _weights_problems(init_key, init, experiment["model"], allow_baseline=True)
+    if config["retrain"]["methods"] and "recipe" not in config["retrain"]:
+        problems.append("retrain.recipe: required when retrain.methods is not empty")
+    masked = {"awd", "awd_dip"} & set(config["retrain"]["methods"])
+    if masked and not {"train", "val"} <= set(config["attention"]["splits"]):
+        problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
+    if "awd_dip" in config["retrain"]["methods"] and not (config["betas"] and config["dip_alphas"]):
+        problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
     return problems
 
 
@@ -78,8 +94,38 @@ def check_config(config: dict) -> None:
 
 
 def weights_source(value: str) -> str:
-    """'none', 'timm' or 'path' for a pretrained/init setting."""
+    """'none', 'timm', 'baseline' or 'path' for a pretrained/init setting ('timm:<name>' is 'timm')."""
+    if value.startswith(TIMM_PREFIX):
+        return "timm"
     return value if value in WEIGHT_CHOICES else "path"
+
+
+def timm_model_name(value: str, experiment_model: str) -> str:
+    """The timm model whose hub weights 'timm' (the experiment's model) or 'timm:<name>' means."""
+    return value[len(TIMM_PREFIX) :] if value.startswith(TIMM_PREFIX) else experiment_model
+
+
+def retrain_init(config: dict, experiment: str) -> str:
+    """Initial weights of an experiment's retraining jobs (retrain_init overrides the recipe's)."""
+    return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
+
+
+def value_label(value: float) -> str:
+    """How an α or β appears in file names: 0.1 -> '0.1', 1.0 -> '1'."""
+    return f"{value:g}"
+
+
+def retrain_branches(config: dict) -> list[str]:
+    """Branch names of the configured grid: vit, awd_a<α>, awd_dip_a<α>_b<β>."""
+    methods = config["retrain"]["methods"]
+    branches = ["vit"] if "vit" in methods else []
+    if "awd" in methods:
+        branches += [f"awd_a{value_label(a)}" for a in config["alphas"]]
+    if "awd_dip" in methods:
+        branches += [
+            f"awd_dip_a{value_label(a)}_b{value_label(b)}" for a in config["dip_alphas"] for b in config["betas"]
+        ]
+    return branches
 
 
 def fingerprint(*parts) -> str:

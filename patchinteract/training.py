@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,45 +82,178 @@ def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request (SIGTERM); a checkpoint to resume from was saved."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Yield a callable that turns true once SIGTERM arrived (what Slurm sends at time-out or preemption)."""
+    received = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield received.is_set
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: received.set())
+    try:
+        yield received.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """(epoch, index) keys of one epoch, in a permutation fixed by (seed, epoch), from a given batch on."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, drop_last: bool):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.batches = size // batch_size if drop_last else math.ceil(size / batch_size)
+        self.epoch, self.first_batch = 0, 0
+
+    def start(self, epoch: int, first_batch: int) -> None:
+        self.epoch, self.first_batch = epoch, first_batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        )
+        order = torch.randperm(self.size, generator=generator)
+        for index in order[self.first_batch * self.batch_size : self.batches * self.batch_size].tolist():
+            yield self.epoch, index
+
+    def __len__(self) -> int:
+        return (self.batches - self.first_batch) * self.batch_size
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """Sample (epoch, index) of ``dataset`` with its random augmentation seeded by (seed, epoch, index).
+
+    The data a run sees is then a pure function of the seed: a resumed run
+    sees exactly what an uninterrupted one would, whatever the worker count.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            return self.dataset[index]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a kill during the write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
 def train_classifier(
     model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader,
+    dataset: torch.utils.data.Dataset,
     recipe: Recipe,
     device: torch.device,
+    *,
+    seed: int,
+    workers: int = 0,
+    checkpoint: Path | str | None = None,
+    fingerprint: str = "",
 ) -> dict:
-    """Train ``model`` in place with ``recipe``; returns {'steps', 'train_seconds', 'final_loss'}."""
+    """Train ``model`` in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}.
+
+    ``dataset`` yields (image, label, image_id, *masks); the model is called as
+    ``model(images, *masks)``. A checkpoint (model, optimizer, schedule, step,
+    position in the epoch, RNG state, ``fingerprint``) is written after every
+    epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later
+    call with the same checkpoint and fingerprint resumes, and on CPU ends with
+    the same weights as an uninterrupted run.
+    """
+    checkpoint = Path(checkpoint) if checkpoint else None
     model.to(device).train()
     optimizer = make_optimizer(model, recipe)
-    steps_per_epoch = math.ceil(len(loader) / recipe.accumulation_steps)
+    drop_last = len(dataset) > recipe.batch_size
+    order = EpochOrder(len(dataset), recipe.batch_size, seed, drop_last)
+    steps_per_epoch = math.ceil(order.batches / recipe.accumulation_steps)
     total_steps = steps_per_epoch * recipe.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine_factor(step, total_steps, recipe.warmup_steps)
     )
-    step, start, running_loss = 0, time.perf_counter(), float("nan")
-    progress = tqdm(total=total_steps, desc="train", unit="step", mininterval=5)
-    for epoch in range(recipe.epochs):
-        optimizer.zero_grad(set_to_none=True)
-        for batch_index, (images, labels, _ids) in enumerate(loader):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with autocast(device):
-                loss = F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, step {step}")
-            (loss / recipe.accumulation_steps).backward()
-            running_loss = loss.item() if math.isnan(running_loss) else 0.9 * running_loss + 0.1 * loss.item()
-            last_in_epoch = batch_index + 1 == len(loader)
-            if (batch_index + 1) % recipe.accumulation_steps == 0 or last_in_epoch:
+    position = {"epoch": 0, "batch": 0, "step": 0, "loss": float("nan"), "seconds": 0.0}
+    if checkpoint and checkpoint.is_file():
+        # On CPU: the RNG state must stay a CPU tensor; parameters are copied to the device.
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["torch_rng"])
+            position = state["position"]
+            log.info("resuming from %s at step %d (epoch %d, batch %d)", checkpoint, position["step"],
+                     position["epoch"], position["batch"])  # fmt: skip
+        else:
+            log.warning("ignoring %s: written for other settings", checkpoint)
+    resumed_from = position["step"]
+
+    def save():
+        if checkpoint:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+            }
+            save_checkpoint(checkpoint, state | {"torch_rng": torch.get_rng_state(), "position": dict(position),
+                                                 "fingerprint": fingerprint})  # fmt: skip
+
+    loader = torch.utils.data.DataLoader(
+        SeededSamples(dataset, seed), batch_size=recipe.batch_size, sampler=order, num_workers=workers,
+        drop_last=drop_last, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    progress = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step", mininterval=5)
+    start = time.perf_counter() - position["seconds"]
+    with stop_on_sigterm() as stop_requested:
+        for epoch in range(position["epoch"], recipe.epochs):
+            order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
+            optimizer.zero_grad(set_to_none=True)
+            for batch_index, (images, labels, _ids, *masks) in enumerate(loader, start=order.first_batch):
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with autocast(device):
+                    logits = model(images, *(m.to(device, non_blocking=True) for m in masks))
+                    loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {loss.item()} at epoch {epoch}, step {position['step']}"
+                    )
+                (loss / recipe.accumulation_steps).backward()
+                value = loss.item()
+                position["loss"] = value if math.isnan(position["loss"]) else 0.9 * position["loss"] + 0.1 * value
+                if (batch_index + 1) % recipe.accumulation_steps and batch_index + 1 != order.batches:
+                    continue
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                step += 1
+                position.update(step=position["step"] + 1, epoch=epoch, batch=batch_index + 1)
+                position["seconds"] = time.perf_counter() - start
                 progress.update(1)
-                progress.set_postfix(
-                    epoch=epoch, loss=f"{running_loss:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}", refresh=False
-                )
-        log.info("epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, running_loss)
+                progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}",
+                                     lr=f"{schedule.get_last_lr()[0]:.2e}", refresh=False)  # fmt: skip
+                if stop_requested():
+                    save()
+                    progress.close()
+                    raise TrainingInterrupted(f"SIGTERM at step {position['step']}; checkpoint {checkpoint}")
+            position.update(epoch=epoch + 1, batch=0, seconds=time.perf_counter() - start)
+            save()
+            log.info("epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, position["loss"])
     progress.close()
-    return {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": running_loss}
+    return {
+        "steps": position["step"],
+        "train_seconds": position["seconds"],
+        "final_loss": position["loss"],
+        "resumed_from_step": resumed_from,
+    }
 
 
 @torch.no_grad()
@@ -124,10 +262,10 @@ def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoa
     model.to(device).eval()
     correct1 = correct5 = total = 0
     num_classes = None
-    for images, labels, _ids in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
+    for images, labels, _ids, *masks in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
         images, labels = images.to(device), labels.to(device)
         with autocast(device):
-            logits = model(images)
+            logits = model(images, *(m.to(device) for m in masks))
         num_classes = logits.shape[-1]
         top = logits.float().topk(min(5, num_classes), dim=-1).indices
         correct1 += (top[:, 0] == labels).sum().item()

@@ -6,7 +6,15 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.config import check_config, share_library_with_jobs, weights_source
+from patchinteract.config import (
+    check_config,
+    retrain_branches,
+    retrain_init,
+    share_library_with_jobs,
+    timm_model_name,
+    value_label,
+    weights_source,
+)
 
 share_library_with_jobs(workflow.basedir)
 
@@ -35,10 +43,16 @@ def experiments_by_weights(kind):
     ]
 
 
+ALPHAS = sorted({*config["alphas"], *config["dip_alphas"]})
+BETAS = sorted(config["betas"])
+
+
 wildcard_constraints:
     experiment=one_of(config["experiments"]),
     dataset=one_of(config["datasets"]),
     split="train|val",
+    alpha=one_of([value_label(a) for a in ALPHAS]),
+    beta=one_of([value_label(b) for b in BETAS]),
 
 
 def resources_of(kind):
@@ -84,12 +98,72 @@ def dataset_images(wildcards):
     return {"images": f"{RESULTS}/datasets/{wildcards.dataset}/images"}
 
 
-def init_weights(wildcards):
-    """Starting weights of baseline training: none, the hub's (fetched locally), or a file."""
-    init = config["experiments"][wildcards.experiment]["train_baseline"]["init"]
+def init_setting(experiment, purpose):
+    """The init value of baseline training or of retraining."""
+    if purpose == "baseline":
+        return config["experiments"][experiment]["train_baseline"]["init"]
+    return retrain_init(config, experiment)
+
+
+def init_model_name(experiment, purpose):
+    return timm_model_name(
+        init_setting(experiment, purpose), config["experiments"][experiment]["model"]
+    )
+
+
+def init_input(experiment, purpose):
+    """Starting weights: none, the hub's (fetched by a local rule), the baseline, or a file."""
+    init = init_setting(experiment, purpose)
     source = weights_source(init)
     if source == "none":
         return {}
     if source == "timm":
-        return {"init": f"{RESULTS}/{wildcards.experiment}/model/init.safetensors"}
+        return {"init": f"{RESULTS}/{experiment}/weights/{purpose}_init.safetensors"}
+    if source == "baseline":
+        return {"init": f"{RESULTS}/{experiment}/model/baseline.safetensors"}
     return {"init": init}
+
+
+def baseline_init_weights(wildcards):
+    return init_input(wildcards.experiment, "baseline")
+
+
+def mask_store(experiment, split, kind, value):
+    prefix = "window_a" if kind == "window" else "keep_b"
+    return f"{RESULTS}/{experiment}/masks/{split}/{prefix}{value}.zarr"
+
+
+def retrain_inputs(wildcards):
+    """Manifest, initial weights and the branch's masks for train and val."""
+    inputs = {"manifest": manifest_of(wildcards)} | init_input(
+        wildcards.experiment, "retrain"
+    )
+    for split in ("train", "val"):
+        if "alpha" in wildcards.keys():
+            inputs[f"window_{split}"] = mask_store(
+                wildcards.experiment, split, "window", wildcards.alpha
+            )
+        if "beta" in wildcards.keys():
+            inputs[f"keep_{split}"] = mask_store(
+                wildcards.experiment, split, "keep", wildcards.beta
+            )
+    return inputs
+
+
+def retrain_metrics():
+    return expand(
+        f"{RESULTS}/{{experiment}}/retrain/{{branch}}/metrics.json",
+        experiment=config["experiments"],
+        branch=retrain_branches(config),
+    )
+
+
+def field_stores():
+    """Responsive fields of every (dip_alpha, beta) pair, for the figures and WinFT."""
+    return expand(
+        f"{RESULTS}/{{experiment}}/masks/{{split}}/fields_a{{alpha}}_b{{beta}}.zarr",
+        experiment=config["experiments"],
+        split=config["attention"]["splits"],
+        alpha=[value_label(a) for a in config["dip_alphas"]],
+        beta=[value_label(b) for b in BETAS],
+    )

@@ -18,20 +18,30 @@ rule fetch_timm_weights:
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        model_name=lambda wildcards: config["experiments"][wildcards.experiment][
+            "model"
+        ],
     script:
         "../workflow_scripts/fetch_timm_weights.py"
 
 
 rule fetch_init_weights:
     output:
-        weights=f"{RESULTS}/{{experiment}}/model/init.safetensors",
+        weights=f"{RESULTS}/{{experiment}}/weights/{{purpose}}_init.safetensors",
     log:
-        f"{LOGS}/fetch_init_weights/{{experiment}}.log",
+        f"{LOGS}/fetch_init_weights/{{experiment}}_{{purpose}}.log",
+    wildcard_constraints:
+        purpose="baseline|retrain",
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        model_name=lambda wildcards: init_model_name(
+            wildcards.experiment, wildcards.purpose
+        ),
     script:
         "../workflow_scripts/fetch_timm_weights.py"
 
@@ -59,7 +69,7 @@ rule import_weights:
 
 rule train_baseline:
     input:
-        unpack(init_weights),
+        unpack(baseline_init_weights),
         manifest=manifest_of,
     output:
         weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
@@ -73,6 +83,9 @@ rule train_baseline:
     threads: threads_of("train")
     resources:
         **resources_of("train"),
+    params:
+        # Not an output: Snakemake must not delete it when the job is killed.
+        checkpoint=f"{RESULTS}/{{experiment}}/model/checkpoint.pt",
     script:
         "../workflow_scripts/train_baseline.py"
 

@@ -34,8 +34,25 @@ TINY_CONFIG = {
     "attention": {"splits": ["train", "val"], "batch_size": 8, "images_per_chunk": 4},
     "interaction": {"dask": "threads", "workers": 2},
     "alphas": [0.5, 0.1],
-    "betas": [0.0, 0.2],
+    "betas": [0.2],
+    "dip_alphas": [0.1],
+    "retrain": {
+        "methods": ["vit", "awd", "awd_dip"],
+        "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
+    },
 }
+
+
+@pytest.fixture(scope="session")
+def digits_manifest(tmp_path_factory):
+    """A manifest of 60 digits (36 train, 24 val) at 16 px, built with the library."""
+    from patchinteract.data import check_images, finalize_manifest, write_digits_imagefolder, write_manifest
+
+    root = tmp_path_factory.mktemp("digits")
+    table = write_digits_imagefolder(root / "images", image_size=16, val_fraction=0.4, seed=0, per_class=6)
+    manifest = finalize_manifest(check_images(table, root / "images", "error"))
+    write_manifest(manifest, root / "manifest.parquet", root / "images")
+    return root / "manifest.parquet"
 
 
 @pytest.fixture

@@ -8,16 +8,9 @@ import textwrap
 import time
 
 import numpy as np
-import pytest
 import zarr
 from test_interaction import reference_u
 
-from patchinteract.data import (
-    check_images,
-    finalize_manifest,
-    write_digits_imagefolder,
-    write_manifest,
-)
 from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.interaction_store import compute_interaction_store
 
@@ -49,15 +42,6 @@ write_attention_store(model, dataset, ARGV[2], device=torch.device("cpu"), batch
                       chunk_setting=2, compression_level=3, attributes={"experiment": "test"})
 """
 )
-
-
-@pytest.fixture(scope="module")
-def digits_manifest(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits")
-    table = write_digits_imagefolder(root / "images", image_size=16, val_fraction=0.4, seed=0, per_class=6)
-    manifest = finalize_manifest(check_images(table, root / "images", "error"))
-    write_manifest(manifest, root / "manifest.parquet", root / "images")
-    return root / "manifest.parquet"
 
 
 def run_script(code, *args):

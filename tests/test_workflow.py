@@ -45,6 +45,52 @@ def test_dag_builds_stores_with_the_contracted_layout(tiny_run):
     assert "images/s" in (results / "logs/attention_store/tiny_val.log").read_text()
 
 
+RETRAIN_KEYS = {
+    "experiment", "dataset", "model", "img_size", "patch_size", "n_patches", "method", "alpha", "beta", "seed",
+    "top1", "top5", "eo", "train_seconds", "steps", "config_hash", "code_revision",
+}  # fmt: skip
+
+
+def test_every_branch_is_retrained_with_its_masks(tiny_run):
+    results = tiny_run / "results/tiny"
+    metrics = {
+        branch: json.loads((results / "retrain" / branch / "metrics.json").read_text())
+        for branch in ("vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2")
+    }
+    for branch, values in metrics.items():
+        assert RETRAIN_KEYS <= set(values), branch
+        assert values["steps"] == 3 and 0 <= values["top1"] <= 100  # 1 epoch of 30 images at batch 8
+        assert not (results / "retrain" / branch / "checkpoint.pt").exists()
+    assert metrics["vit"]["eo"] == 256 and metrics["vit"]["method"] == "vit"  # N^2 on a 4x4 grid
+    windows = zarr.open_group(results / "masks/val/window_a0.1.zarr", mode="r")
+    keep = zarr.open_group(results / "masks/val/keep_b0.2.zarr", mode="r")
+    assert metrics["awd_a0.1"]["eo"] == pytest.approx(windows["eo"][:].mean())
+    assert metrics["awd_a0.1"]["eo"] <= metrics["awd_a0.5"]["eo"] <= 256
+    assert (keep["keep"][:].sum(axis=1) == 13).all()  # floor(0.2 * 16) = 3 patches dropped
+    assert metrics["awd_dip_a0.1_b0.2"]["eo"] < metrics["awd_a0.1"]["eo"]
+    assert (metrics["awd_dip_a0.1_b0.2"]["alpha"], metrics["awd_dip_a0.1_b0.2"]["beta"]) == (0.1, 0.2)
+    fields = zarr.open_group(results / "masks/val/fields_a0.1_b0.2.zarr", mode="r")
+    assert fields["field_size"].shape == (20, 16) and fields["tendency"].shape == (20, 16, 2)
+
+
+def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
+    target = "results/tiny/retrain/awd_dip_a0.1_b0.2/metrics.json"
+    counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
+    assert counts == {
+        "write_digits": 1, "dataset_manifest": 1, "train_baseline": 1, "attention_store": 2,
+        "interaction_store": 2, "window_masks": 2, "token_masks": 2, "retrain_awd_dip": 1,
+    }  # fmt: skip
+
+
+def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
+    from conftest import TINY_CONFIG
+
+    changed = json.loads(json.dumps(TINY_CONFIG))
+    changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
+    counts = planned_jobs(run_snakemake(tiny_run, changed, "--dry-run").stdout)
+    assert counts == {"window_masks": 2, "retrain_awd": 1, "all": 1}
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     from conftest import TINY_CONFIG
 

@@ -1,14 +1,17 @@
-"""Rule fetch_timm_weights (local): a timm model's pretrained weights from the hub, as safetensors."""
+"""Rules fetch_timm_weights and fetch_init_weights (local): a timm model's hub weights as safetensors."""
 
-from patchinteract.models import save_weights
-from patchinteract.workflow import build_model, logged_to
+from patchinteract.models import create_vit, save_weights
+from patchinteract.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    experiment = snakemake.wildcards.experiment
-    settings = snakemake.config["experiments"][experiment]
-    # The hub's own head is kept; load_baseline checks it against the dataset's classes.
-    model = build_model(snakemake.config, experiment, num_classes=None, pretrained=True)
+    settings = snakemake.config["experiments"][snakemake.wildcards.experiment]
+    name = snakemake.params.model_name
+    # Built at the experiment's sizes: timm resamples the position embedding (and patch
+    # embedding) of the hub weights to them. The hub's own head is kept; consumers
+    # re-initialise it or check it against the dataset's classes.
+    model = create_vit(
+        name, settings["img_size"], settings["patch_size"], num_classes=None,
+        model_args=settings.get("model_args"), pretrained=True,
+    )  # fmt: skip
     save_weights(model, snakemake.output.weights)
-    log.info(
-        "saved timm weights of %s (%d classes) to %s", settings["model"], model.num_classes, snakemake.output.weights
-    )
+    log.info("saved hub weights of %s (%d classes) to %s", name, model.num_classes, snakemake.output.weights)

@@ -1,16 +1,16 @@
 """Rule train_baseline: train the experiment's baseline ViT on the train split."""
 
-import torch
+from pathlib import Path
 
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.models import load_weights, save_weights, select_device, train_transform
 from patchinteract.training import Recipe, seed_everything, train_classifier
-from patchinteract.workflow import build_model, logged_to, split_dataset, torch_threads, write_json
+from patchinteract.workflow import build_model, logged_to, provenance, split_dataset, torch_threads, write_json
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment = snakemake.config, snakemake.wildcards.experiment
     torch_threads(snakemake.threads)
-    generator = seed_everything(config["seed"])
+    seed_everything(config["seed"])
     recipe = Recipe.from_config(config["experiments"][experiment]["train_baseline"])
     table, _root = read_manifest(snakemake.input.manifest)
     model = build_model(config, experiment, number_of_classes(table))
@@ -18,15 +18,12 @@ with logged_to(snakemake.log[0]) as log:
         load_weights(model, snakemake.input.init, skip_head=True)
         log.info("initialised from %s (fresh head)", snakemake.input.init)
     dataset = split_dataset(snakemake.input.manifest, "train", train_transform(model, recipe.crop_scale, recipe.hflip))
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=recipe.batch_size,
-        shuffle=True,
-        drop_last=len(dataset) > recipe.batch_size,
-        generator=generator,
-        num_workers=config["data"]["loader_workers"],
-    )
-    summary = train_classifier(model, loader, recipe, select_device(config["device"]))
+    summary = train_classifier(
+        model, dataset, recipe, select_device(config["device"]), seed=config["seed"],
+        workers=config["data"]["loader_workers"], checkpoint=snakemake.params.checkpoint,
+        fingerprint=provenance(config, experiment)["config_hash"],
+    )  # fmt: skip
     save_weights(model, snakemake.output.weights)
     write_json(snakemake.output.summary, summary | {"experiment": experiment, "train_images": len(dataset)})
+    Path(snakemake.params.checkpoint).unlink(missing_ok=True)
     log.info("trained %d steps in %.0f s", summary["steps"], summary["train_seconds"])

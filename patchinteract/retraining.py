@@ -1,0 +1,53 @@
+"""Retraining branches: which masks a branch uses, loading them beside a split, and its E_O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from patchinteract.masks import window_interactions
+
+
+class MaskMismatchError(ValueError):
+    """Masks computed for other images than the dataset they are used with."""
+
+
+class MaskedSamples(torch.utils.data.Dataset):
+    """Samples of ``dataset`` (image, label, image_id) followed by that image's compact masks."""
+
+    def __init__(self, dataset, masks: list[torch.Tensor]):
+        self.dataset, self.masks = dataset, masks
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return (*self.dataset[index], *(m[index] for m in self.masks))
+
+
+def load_masks(window_store: Path | str | None, keep_store: Path | str | None, image_ids: np.ndarray):
+    """(windows, keep) as tensors in dataset order (either may be None); checks the image ids match."""
+    loaded = []
+    for path, name in ((window_store, "window"), (keep_store, "keep")):
+        if path is None:
+            loaded.append(None)
+            continue
+        group = zarr.open_group(path, mode="r")
+        stored_ids = group["image_id"][:]
+        if not np.array_equal(stored_ids, image_ids):
+            raise MaskMismatchError(
+                f"{path} holds masks for {len(stored_ids)} images that differ from the dataset's "
+                f"{len(image_ids)} (rebuild the masks from the current manifest)"
+            )
+        loaded.append(torch.from_numpy(group[name][:]))
+    return tuple(loaded)
+
+
+def branch_interactions(windows: torch.Tensor | None, keep: torch.Tensor | None, n_patches: int) -> float:
+    """E_O of a branch on a split: N^2 without windows (plain attention), else the mean O of eq. 5."""
+    if windows is None:
+        return float(n_patches * n_patches)
+    return float(window_interactions(windows.numpy(), None if keep is None else keep.numpy()).mean())

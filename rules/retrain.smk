@@ -1,0 +1,58 @@
+# Retraining jobs, one per branch: vit (no mask), awd_a<alpha> (windows),
+# awd_dip_a<alpha>_b<beta> (windows and kept tokens). Each writes
+# results/<experiment>/retrain/<branch>/{metrics.json,model.safetensors} and keeps a
+# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes.
+
+
+rule retrain_vit:
+    input:
+        unpack(retrain_inputs),
+    output:
+        metrics=f"{RESULTS}/{{experiment}}/retrain/vit/metrics.json",
+        weights=f"{RESULTS}/{{experiment}}/retrain/vit/model.safetensors",
+    log:
+        f"{LOGS}/retrain/{{experiment}}_vit.log",
+    conda:
+        CONDA_ENV
+    threads: threads_of("train")
+    resources:
+        **resources_of("train"),
+    params:
+        method="vit",
+        branch="vit",
+        alpha=None,
+        beta=None,
+        init=lambda wildcards: retrain_init(config, wildcards.experiment),
+        checkpoint=f"{RESULTS}/{{experiment}}/retrain/vit/checkpoint.pt",
+    script:
+        "../workflow_scripts/retrain.py"
+
+
+use rule retrain_vit as retrain_awd with:
+    output:
+        metrics=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/metrics.json",
+        weights=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/model.safetensors",
+    log:
+        f"{LOGS}/retrain/{{experiment}}_awd_a{{alpha}}.log",
+    params:
+        method="awd",
+        branch=lambda wildcards: f"awd_a{wildcards.alpha}",
+        alpha=lambda wildcards: float(wildcards.alpha),
+        beta=0.0,
+        init=lambda wildcards: retrain_init(config, wildcards.experiment),
+        checkpoint=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/checkpoint.pt",
+
+
+use rule retrain_vit as retrain_awd_dip with:
+    output:
+        metrics=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/metrics.json",
+        weights=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/model.safetensors",
+    log:
+        f"{LOGS}/retrain/{{experiment}}_awd_dip_a{{alpha}}_b{{beta}}.log",
+    params:
+        method="awd_dip",
+        branch=lambda wildcards: f"awd_dip_a{wildcards.alpha}_b{wildcards.beta}",
+        alpha=lambda wildcards: float(wildcards.alpha),
+        beta=lambda wildcards: float(wildcards.beta),
+        init=lambda wildcards: retrain_init(config, wildcards.experiment),
+        checkpoint=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/checkpoint.pt",

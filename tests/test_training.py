@@ -1,0 +1,99 @@
+"""Training: SIGTERM saves a checkpoint and exits non-zero; the resumed run ends identical."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from patchinteract.retraining import MaskMismatchError, load_masks
+
+TRAIN = """
+import json, sys, time, torch
+import patchinteract
+from patchinteract.masked_vit import MaskedViT
+from patchinteract.models import create_vit, save_weights, train_transform
+from patchinteract.training import Recipe, seed_everything, train_classifier
+from patchinteract.workflow import split_dataset
+
+manifest, checkpoint, weights, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+torch.set_num_threads(1)
+seed_everything(0)
+vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
+recipe = Recipe(epochs=3, lr=1e-3, batch_size=4, optimizer="adamw", warmup_steps=3, crop_scale=(0.5, 1.0), hflip=True)
+augment = train_transform(vit, recipe.crop_scale, recipe.hflip)
+
+def slow_augment(image):  # slows the run so the test can stop it part-way
+    time.sleep(delay)
+    return augment(image)
+
+dataset = split_dataset(manifest, "train", slow_augment)
+summary = train_classifier(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
+                           checkpoint=checkpoint, fingerprint="test")
+save_weights(vit, weights)
+print(json.dumps(summary))
+"""
+
+
+def train(manifest, tmp_path, name, delay=0.0):
+    args = [manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay]
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(TRAIN), *map(str, args)], stdout=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits_manifest):
+    uninterrupted = train(digits_manifest, tmp_path, "once")
+    once_summary = json.loads(uninterrupted.communicate(timeout=300)[0])
+    assert uninterrupted.returncode == 0 and once_summary["steps"] == 27  # 3 epochs x 9 batches of 4
+
+    interrupted = train(digits_manifest, tmp_path, "resumed", delay=0.03)
+    time.sleep(4)
+    assert interrupted.poll() is None, "training ended before it could be interrupted"
+    interrupted.send_signal(signal.SIGTERM)
+    interrupted.communicate(timeout=120)
+    assert interrupted.returncode != 0
+    state = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert 0 < state["position"]["step"] < 27
+
+    resumed = train(digits_manifest, tmp_path, "resumed")
+    summary = json.loads(resumed.communicate(timeout=300)[0])
+    assert resumed.returncode == 0 and summary["resumed_from_step"] == state["position"]["step"]
+    assert summary["steps"] == 27 and summary["final_loss"] == once_summary["final_loss"]
+    once, again = load_file(tmp_path / "once.safetensors"), load_file(tmp_path / "resumed.safetensors")
+    for name, tensor in once.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0)
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
+    from patchinteract.models import create_vit, eval_transform
+    from patchinteract.training import Recipe, save_checkpoint, train_classifier
+    from patchinteract.workflow import split_dataset
+
+    save_checkpoint(tmp_path / "c.pt", {"fingerprint": "other settings"})
+    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 16, "depth": 1, "num_heads": 2})
+    dataset = split_dataset(digits_manifest, "train", eval_transform(vit))
+    recipe = Recipe(epochs=1, lr=1e-3, batch_size=12, optimizer="adamw")
+    summary = train_classifier(vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt",
+                               fingerprint="these settings")  # fmt: skip
+    assert summary["resumed_from_step"] == 0 and summary["steps"] == 3
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["fingerprint"] == "these settings"
+
+
+def test_masks_for_other_images_are_refused(tmp_path):
+    import zarr
+
+    group = zarr.open_group(tmp_path / "w.zarr", mode="w")
+    group.create_array("window", data=np.zeros((3, 4, 4), np.int16))
+    group.create_array("image_id", data=np.array([0, 1, 2]))
+    windows, keep = load_masks(tmp_path / "w.zarr", None, np.array([0, 1, 2]))
+    assert windows.shape == (3, 4, 4) and keep is None
+    with pytest.raises(MaskMismatchError, match="rebuild the masks"):
+        load_masks(tmp_path / "w.zarr", None, np.array([0, 1, 5]))
