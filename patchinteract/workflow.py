@@ -91,6 +91,24 @@ def provenance(config: dict, experiment: str) -> dict:
     return {"config_hash": experiment_fingerprint(config, experiment), "code_revision": code_revision()}
 
 
+def model_record(config: dict, experiment: str, vit) -> dict:
+    """The fields every metrics.json carries about the experiment, its model and the code."""
+    from patchinteract.models import patch_grid
+
+    settings = config["experiments"][experiment]
+    rows, cols = patch_grid(vit)
+    return {
+        "experiment": experiment,
+        "dataset": settings["dataset"],
+        "model": settings["model"],
+        "img_size": settings["img_size"],
+        "patch_size": settings["patch_size"],
+        "n_patches": rows * cols,
+        "seed": config["seed"],
+        **provenance(config, experiment),
+    }
+
+
 def write_json(path: str | Path, data: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -2,9 +2,9 @@
 
 import torch
 
-from patchinteract.models import patch_grid, select_device
+from patchinteract.models import select_device
 from patchinteract.training import evaluate_classifier
-from patchinteract.workflow import eval_dataset, load_baseline, logged_to, provenance, torch_threads, write_json
+from patchinteract.workflow import eval_dataset, load_baseline, logged_to, model_record, torch_threads, write_json
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment = snakemake.config, snakemake.wildcards.experiment
@@ -15,18 +15,6 @@ with logged_to(snakemake.log[0]) as log:
         dataset, batch_size=config["eval"]["batch_size"], num_workers=config["data"]["loader_workers"]
     )
     metrics = evaluate_classifier(model, loader, select_device(config["device"]))
-    settings = config["experiments"][experiment]
-    rows, cols = patch_grid(model)
-    metrics |= {
-        "experiment": experiment,
-        "dataset": settings["dataset"],
-        "model": settings["model"],
-        "img_size": settings["img_size"],
-        "patch_size": settings["patch_size"],
-        "n_patches": rows * cols,
-        "method": "baseline",
-        "seed": config["seed"],
-        **provenance(config, experiment),
-    }
+    metrics |= model_record(config, experiment, model) | {"method": "baseline"}
     write_json(snakemake.output.metrics, metrics)
     log.info("val top-1 %.2f%% on %d images", metrics["top1"], metrics["n_images"])

@@ -7,10 +7,18 @@ import torch
 from patchinteract.config import weights_source
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.masked_vit import MaskedViT
-from patchinteract.models import eval_transform, load_weights, patch_grid, save_weights, select_device, train_transform
+from patchinteract.models import eval_transform, load_weights, save_weights, select_device, train_transform
 from patchinteract.retraining import MaskedSamples, branch_interactions, load_masks
 from patchinteract.training import Recipe, evaluate_classifier, seed_everything, train_classifier
-from patchinteract.workflow import build_model, logged_to, provenance, split_dataset, torch_threads, write_json
+from patchinteract.workflow import (
+    build_model,
+    logged_to,
+    model_record,
+    provenance,
+    split_dataset,
+    torch_threads,
+    write_json,
+)
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment, params = snakemake.config, snakemake.wildcards.experiment, snakemake.params
@@ -43,25 +51,16 @@ with logged_to(snakemake.log[0]) as log:
         val, batch_size=config["eval"]["batch_size"], num_workers=config["data"]["loader_workers"]
     )
     metrics = evaluate_classifier(model, loader, device)
-    model_settings = config["experiments"][experiment]
-    rows, cols = patch_grid(vit)
-    metrics |= {
-        "experiment": experiment,
-        "dataset": model_settings["dataset"],
-        "model": model_settings["model"],
-        "img_size": model_settings["img_size"],
-        "patch_size": model_settings["patch_size"],
-        "n_patches": rows * cols,
+    record = model_record(config, experiment, vit)
+    metrics |= record | {
         "method": params.method,
         "branch": params.branch,
         "alpha": params.alpha,
         "beta": params.beta,
-        "seed": config["seed"],
-        "eo": branch_interactions(windows, keep, rows * cols),
+        "eo": branch_interactions(windows, keep, record["n_patches"]),
         "train_seconds": summary["train_seconds"],
         "steps": summary["steps"],
         "resumed_from_step": summary["resumed_from_step"],
-        **provenance(config, experiment),
     }
     save_weights(vit, snakemake.output.weights)
     write_json(snakemake.output.metrics, metrics)
