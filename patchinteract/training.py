@@ -196,7 +196,7 @@ def train_classifier(
                      position["epoch"], position["batch"])  # fmt: skip
         else:
             log.warning("ignoring %s: written for other settings", checkpoint)
-    resumed_from = position["step"]
+    resumed_from, resumed_seconds = position["step"], position["seconds"]
 
     def save():
         if checkpoint:
@@ -238,8 +238,10 @@ def train_classifier(
                 position.update(step=position["step"] + 1, epoch=epoch, batch=batch_index + 1)
                 position["seconds"] = time.perf_counter() - start
                 progress.update(1)
-                progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}",
-                                     lr=f"{schedule.get_last_lr()[0]:.2e}", refresh=False)  # fmt: skip
+                images_seen = (position["step"] - resumed_from) * recipe.batch_size * recipe.accumulation_steps
+                throughput = images_seen / max(1e-9, position["seconds"] - resumed_seconds)
+                progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
+                                     img_per_s=f"{throughput:.0f}", refresh=False)  # fmt: skip
                 if stop_requested():
                     save()
                     progress.close()

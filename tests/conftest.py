@@ -87,9 +87,13 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
 
 def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     """Job counts per rule from the 'Job stats' table of a dry run."""
-    counts = {}
+    counts, in_table = {}, False
     for line in dry_run_stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+        if line.startswith("Job stats:"):
+            in_table = True
+        elif in_table and parts and parts[0] == "total":
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
