@@ -8,7 +8,10 @@ Each is a small Zarr group computed chunk by chunk from an interaction store
 - keep store: ``keep`` (image, patch) bool, True for kept patches; attribute ``beta``.
 - field store: ``field_size`` (image, patch) int16, ``tendency`` and
   ``centroid_offset`` (image, patch, 2) float32 as (dx, dy), ``eo`` (image) int64
-  counting kept patches only; attributes ``alpha``, ``beta``.
+  counting kept patches only; ``field_box`` (image, patch, 4) int16, the inclusive
+  box of S_p, and ``field_members`` (image, patch, ⌈N/8⌉) uint8, S_p as bits
+  (np.packbits along the key axis): WinFT's ground truth (eq. 11, box or set);
+  attributes ``alpha``, ``beta``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import zarr
 from patchinteract.extraction import PER_IMAGE_SPECS
 from patchinteract.masks import (
     attention_windows,
+    bounding_boxes,
     kept_patches,
     responsive_field_members,
     responsive_field_offset,
@@ -107,6 +111,8 @@ def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta:
         "tendency": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
         "centroid_offset": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
         "eo": ArraySpec((), "int64", ("image",)),
+        "field_box": ArraySpec((n, 4), "int16", ("image", "patch", "box")),
+        "field_members": ArraySpec((n, -(-n // 8)), "uint8", ("image", "patch", "packed_key")),
     }
 
     def compute(u, _scores, images):
@@ -119,6 +125,8 @@ def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta:
             "tendency": responsive_field_tendency(field, grid),
             "centroid_offset": responsive_field_offset(field, grid),
             "eo": window_interactions(windows, keep),
+            "field_box": bounding_boxes(field, grid),
+            "field_members": np.packbits(field, axis=-1),
         }
 
     return _map_interaction(

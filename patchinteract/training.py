@@ -162,15 +162,18 @@ def train_classifier(
     workers: int = 0,
     checkpoint: Path | str | None = None,
     fingerprint: str = "",
+    loss_weights: tuple[float, float] = (1.0, 1.0),
 ) -> dict:
     """Train ``model`` in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}.
 
     ``dataset`` yields (image, label, image_id, *masks); the model is called as
-    ``model(images, *masks)``. A checkpoint (model, optimizer, schedule, step,
-    position in the epoch, RNG state, ``fingerprint``) is written after every
-    epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later
-    call with the same checkpoint and fingerprint resumes, and on CPU ends with
-    the same weights as an uninterrupted run.
+    ``model(images, *masks)`` and returns logits, or (logits, auxiliary loss);
+    the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
+    A checkpoint (model, optimizer, schedule, step, position in the epoch, RNG
+    state, ``fingerprint``) is written after every epoch and when SIGTERM
+    arrives; then TrainingInterrupted is raised. A later call with the same
+    checkpoint and fingerprint resumes, and on CPU ends with the same weights
+    as an uninterrupted run.
     """
     checkpoint = Path(checkpoint) if checkpoint else None
     model.to(device).train()
@@ -221,8 +224,11 @@ def train_classifier(
             for batch_index, (images, labels, _ids, *masks) in enumerate(loader, start=order.first_batch):
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
                 with autocast(device):
-                    logits = model(images, *(m.to(device, non_blocking=True) for m in masks))
-                    loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+                    output = model(images, *(m.to(device, non_blocking=True) for m in masks))
+                    logits, auxiliary = output if isinstance(output, tuple) else (output, None)
+                    loss = loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+                    if auxiliary is not None:
+                        loss = loss + loss_weights[1] * auxiliary
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss.item()} at epoch {epoch}, step {position['step']}"
@@ -267,7 +273,8 @@ def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoa
     for images, labels, _ids, *masks in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
         images, labels = images.to(device), labels.to(device)
         with autocast(device):
-            logits = model(images, *(m.to(device) for m in masks))
+            output = model(images, *(m.to(device) for m in masks))
+            logits = output[0] if isinstance(output, tuple) else output
         num_classes = logits.shape[-1]
         top = logits.float().topk(min(5, num_classes), dim=-1).indices
         correct1 += (top[:, 0] == labels).sum().item()

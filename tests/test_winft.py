@@ -1,0 +1,103 @@
+"""WinFT (eq. 8-13): gradients, the neg_inf identity, E_O counting, ground truth, and learning."""
+
+import numpy as np
+import pytest
+import torch
+
+import patchinteract.winft as winft
+from patchinteract.masks import (
+    bounding_boxes,
+    kept_patches,
+    responsive_field_members,
+    top_interactions,
+    window_members,
+)
+from patchinteract.models import create_vit
+from patchinteract.winft import (
+    WindowFreeViT,
+    window_free_attention,
+    window_interaction_count,
+    window_iou,
+    window_target,
+)
+
+GRID = (4, 4)
+
+
+def small_vit(seed=0):
+    torch.manual_seed(seed)
+    return create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 4}).eval()
+
+
+def random_fields(images=3, seed=0):
+    rng = np.random.default_rng(seed)
+    u, scores = rng.random((images, 16, 16)), rng.random((images, 16))
+    return responsive_field_members(window_members(top_interactions(u, 0.1)), kept_patches(scores, 0.25))
+
+
+def test_bce_gradient_reaches_q_and_k_and_nothing_passes_the_threshold():
+    vit = small_vit()
+    attention = vit.blocks[0].attn
+    x = torch.randn(2, 17, 32)
+    out, scores, windows = window_free_attention(attention, x, 1, "multiply")
+    assert not windows.requires_grad
+    # The attention output does not depend on w' through W: no gradient path from it to the scores.
+    assert torch.autograd.grad(out.sum(), scores, allow_unused=True)[0] is None
+    bce = torch.nn.functional.binary_cross_entropy(scores, torch.randint(0, 2, scores.shape).float())
+    bce.backward()
+    q_grad, k_grad, v_grad = attention.qkv.weight.grad.chunk(3)
+    assert q_grad.abs().sum() > 0 and k_grad.abs().sum() > 0 and v_grad.abs().sum() == 0
+
+
+def test_neg_inf_with_all_ones_window_is_plain_attention(monkeypatch):
+    vit = small_vit()
+    attention = vit.blocks[1].attn
+    x = torch.randn(2, 17, 32)
+    monkeypatch.setattr(winft, "threshold_windows", lambda scores: torch.ones_like(scores, dtype=torch.bool))
+    out, _, _ = window_free_attention(attention, x, 1, "neg_inf")
+    with torch.no_grad():
+        torch.testing.assert_close(out, attention(x), rtol=1e-5, atol=1e-6)
+
+
+def test_window_counting_and_iou_on_hand_made_windows():
+    first = torch.zeros(2, 3, 3, dtype=torch.bool)
+    first[0, 0, :2] = True  # image 0: 2 ones
+    first[1] = True  # image 1: 9 ones
+    second = torch.zeros(2, 3, 3, dtype=torch.bool)
+    second[0] = torch.eye(3, dtype=torch.bool)  # image 0: 3 ones
+    assert window_interaction_count([first, second]).tolist() == [2.5, 4.5]
+    target = torch.eye(3, dtype=torch.bool).expand(2, 3, 3)
+    # image 0: layer 1 IoU 1/4, layer 2 IoU 1; image 1: layer 1 IoU 3/9, layer 2 IoU 0/3
+    torch.testing.assert_close(window_iou([first, second], target), torch.tensor([0.625, 1 / 6]))
+
+
+def test_ground_truth_from_boxes_and_packed_sets():
+    field = random_fields()
+    boxes = torch.from_numpy(bounding_boxes(field, GRID))
+    packed = torch.from_numpy(np.packbits(field, axis=-1))
+    assert torch.equal(window_target(packed, GRID, "set"), torch.from_numpy(field))
+    box_target = window_target(boxes, GRID, "box")
+    assert (box_target | ~torch.from_numpy(field)).all()  # the box contains the set
+    xs, ys = np.arange(16) % 4, np.arange(16) // 4
+    image, patch = 1, 5
+    x_l, y_t, x_r, y_b = boxes[image, patch].tolist()
+    expected = (xs >= x_l) & (xs <= x_r) & (ys >= y_t) & (ys <= y_b)
+    assert box_target[image, patch].numpy().tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("mask_mode", ["multiply", "neg_inf"])
+def test_short_training_lowers_the_bce(mask_mode):
+    model = WindowFreeViT(small_vit(), mask_mode=mask_mode, target_kind="set").train()
+    images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    target = torch.from_numpy(np.packbits(random_fields(images=8), axis=-1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        logits, bce = model(images, target)
+        loss = torch.nn.functional.cross_entropy(logits, labels) + bce
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(bce.item())
+    assert losses[-1] < 0.8 * losses[0]
+    assert len(model.last_windows) == 2 and model.last_windows[0].shape == (8, 16, 16)
