@@ -72,16 +72,17 @@ def config_problems(config: dict) -> list[str]:
             else:
                 init = experiment["train_baseline"]["init"]
                 problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"])
-        if config["retrain"]["methods"] and "recipe" in config["retrain"]:
+        if retrain_methods(config, name) and "recipe" in config["retrain"]:
             init_key = f"{key}.retrain_init" if "retrain_init" in experiment else "retrain.recipe.init"
             init = retrain_init(config, name)
             problems += _weights_problems(init_key, init, experiment["model"], allow_baseline=True)
-    if config["retrain"]["methods"] and "recipe" not in config["retrain"]:
-        problems.append("retrain.recipe: required when retrain.methods is not empty")
-    masked = {"awd", "awd_dip"} & set(config["retrain"]["methods"])
+    all_methods = {m for name in config["experiments"] for m in retrain_methods(config, name)}
+    if all_methods and "recipe" not in config["retrain"]:
+        problems.append("retrain.recipe: required when there are retraining methods")
+    masked = {"awd", "awd_dip", "winft"} & all_methods
     if masked and not {"train", "val"} <= set(config["attention"]["splits"]):
         problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
-    if "awd_dip" in config["retrain"]["methods"] and not (config["betas"] and config["dip_alphas"]):
+    if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
         problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
     return problems
 
@@ -115,9 +116,14 @@ def value_label(value: float) -> str:
     return f"{value:g}"
 
 
-def retrain_branches(config: dict) -> list[str]:
-    """Branch names of the configured grid: vit, awd_a<α>, awd_dip_a<α>_b<β>."""
-    methods = config["retrain"]["methods"]
+def retrain_methods(config: dict, experiment: str) -> list[str]:
+    """Retraining methods of an experiment (retrain_methods overrides retrain.methods)."""
+    return config["experiments"][experiment].get("retrain_methods", config["retrain"]["methods"])
+
+
+def retrain_branches(config: dict, experiment: str) -> list[str]:
+    """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft."""
+    methods = retrain_methods(config, experiment)
     branches = ["vit"] if "vit" in methods else []
     if "awd" in methods:
         branches += [f"awd_a{value_label(a)}" for a in config["alphas"]]
@@ -125,6 +131,8 @@ def retrain_branches(config: dict) -> list[str]:
         branches += [
             f"awd_dip_a{value_label(a)}_b{value_label(b)}" for a in config["dip_alphas"] for b in config["betas"]
         ]
+    if "winft" in methods:
+        branches.append("winft")
     return branches
 
 

@@ -28,22 +28,23 @@ class MaskedSamples(torch.utils.data.Dataset):
         return (*self.dataset[index], *(m[index] for m in self.masks))
 
 
+def load_mask_array(path: Path | str | None, name: str, image_ids: np.ndarray) -> torch.Tensor | None:
+    """Array ``name`` of a mask store as a tensor in dataset order (None for no store); checks the image ids."""
+    if path is None:
+        return None
+    group = zarr.open_group(path, mode="r")
+    stored_ids = group["image_id"][:]
+    if not np.array_equal(stored_ids, image_ids):
+        raise MaskMismatchError(
+            f"{path} holds masks for {len(stored_ids)} images that differ from the dataset's "
+            f"{len(image_ids)} (rebuild the masks from the current manifest)"
+        )
+    return torch.from_numpy(group[name][:])
+
+
 def load_masks(window_store: Path | str | None, keep_store: Path | str | None, image_ids: np.ndarray):
-    """(windows, keep) as tensors in dataset order (either may be None); checks the image ids match."""
-    loaded = []
-    for path, name in ((window_store, "window"), (keep_store, "keep")):
-        if path is None:
-            loaded.append(None)
-            continue
-        group = zarr.open_group(path, mode="r")
-        stored_ids = group["image_id"][:]
-        if not np.array_equal(stored_ids, image_ids):
-            raise MaskMismatchError(
-                f"{path} holds masks for {len(stored_ids)} images that differ from the dataset's "
-                f"{len(image_ids)} (rebuild the masks from the current manifest)"
-            )
-        loaded.append(torch.from_numpy(group[name][:]))
-    return tuple(loaded)
+    """(windows, keep) as tensors in dataset order (either may be None)."""
+    return load_mask_array(window_store, "window", image_ids), load_mask_array(keep_store, "keep", image_ids)
 
 
 def branch_interactions(windows: torch.Tensor | None, keep: torch.Tensor | None, n_patches: int) -> float:

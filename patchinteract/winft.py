@@ -132,3 +132,27 @@ class WindowFreeViT(nn.Module):
         if target is None:
             return logits
         return logits, window_bce(scores, window_target(target, self.grid, self.target_kind))
+
+
+@torch.no_grad()
+def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0) -> dict:
+    """WinFT's E_O (mean over images of window_interaction_count) and mean IoU with w_gt over ``loader``.
+
+    ``loader`` yields (images, labels, image_ids, target). Also returns the
+    per-layer predicted windows and ground truth of the first ``keep_first``
+    images (Fig. 10): 'predicted' (image, layer, N, N), 'target' (image, N, N), 'image_id'.
+    """
+    model.to(device).eval()
+    counts, ious, kept = [], [], {"predicted": [], "target": [], "image_id": []}
+    for images, _labels, image_ids, target in loader:
+        model(images.to(device))
+        truth = window_target(target.to(device), model.grid, model.target_kind)
+        counts.append(window_interaction_count(model.last_windows).cpu())
+        ious.append(window_iou(model.last_windows, truth).cpu())
+        room = keep_first - sum(len(i) for i in kept["image_id"])
+        if room > 0:
+            kept["predicted"].append(torch.stack(model.last_windows, dim=1)[:room].cpu())
+            kept["target"].append(truth[:room].cpu())
+            kept["image_id"].append(image_ids[:room])
+    figure = {k: torch.cat(v).numpy() if v else None for k, v in kept.items()}
+    return {"eo": float(torch.cat(counts).mean()), "window_iou": float(torch.cat(ious).mean()), "figure": figure}

@@ -43,8 +43,8 @@ def experiments_by_weights(kind):
     ]
 
 
-ALPHAS = sorted({*config["alphas"], *config["dip_alphas"]})
-BETAS = sorted(config["betas"])
+ALPHAS = sorted({*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]})
+BETAS = sorted({*config["betas"], config["winft"]["beta"]})
 
 
 wildcard_constraints:
@@ -151,19 +151,39 @@ def retrain_inputs(wildcards):
 
 
 def retrain_metrics():
-    return expand(
-        f"{RESULTS}/{{experiment}}/retrain/{{branch}}/metrics.json",
-        experiment=config["experiments"],
-        branch=retrain_branches(config),
+    return [
+        f"{RESULTS}/{experiment}/retrain/{branch}/metrics.json"
+        for experiment in config["experiments"]
+        for branch in retrain_branches(config, experiment)
+    ]
+
+
+def field_store(experiment, split, alpha, beta):
+    return f"{RESULTS}/{experiment}/masks/{split}/fields_a{value_label(alpha)}_b{value_label(beta)}.zarr"
+
+
+def winft_inputs(wildcards):
+    """Manifest, initial weights and the responsive fields (WinFT's ground truth) for train and val."""
+    settings = config["winft"]
+    fields = {
+        f"fields_{split}": field_store(
+            wildcards.experiment, split, settings["alpha"], settings["beta"]
+        )
+        for split in ("train", "val")
+    }
+    return (
+        {"manifest": manifest_of(wildcards)}
+        | init_input(wildcards.experiment, "retrain")
+        | fields
     )
 
 
 def field_stores():
-    """Responsive fields of every (dip_alpha, beta) pair, for the figures and WinFT."""
-    return expand(
-        f"{RESULTS}/{{experiment}}/masks/{{split}}/fields_a{{alpha}}_b{{beta}}.zarr",
-        experiment=config["experiments"],
-        split=config["attention"]["splits"],
-        alpha=[value_label(a) for a in config["dip_alphas"]],
-        beta=[value_label(b) for b in BETAS],
-    )
+    """Responsive fields of every (dip_alpha, beta) pair, for the figures."""
+    return [
+        field_store(experiment, split, alpha, beta)
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+        for alpha in config["dip_alphas"]
+        for beta in config["betas"]
+    ]

@@ -1,5 +1,5 @@
 # Retraining jobs, one per branch: vit (no mask), awd_a<alpha> (windows),
-# awd_dip_a<alpha>_b<beta> (windows and kept tokens). Each writes
+# awd_dip_a<alpha>_b<beta> (windows and kept tokens), winft (window-free, eq. 8-13). Each writes
 # results/<experiment>/retrain/<branch>/{metrics.json,model.safetensors} and keeps a
 # checkpoint.pt there while it runs, so a job killed by SIGTERM resumes.
 
@@ -56,3 +56,21 @@ use rule retrain_vit as retrain_awd_dip with:
         beta=lambda wildcards: float(wildcards.beta),
         init=lambda wildcards: retrain_init(config, wildcards.experiment),
         checkpoint=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/checkpoint.pt",
+
+
+use rule retrain_vit as retrain_winft with:
+    input:
+        unpack(winft_inputs),
+    output:
+        metrics=f"{RESULTS}/{{experiment}}/retrain/winft/metrics.json",
+        weights=f"{RESULTS}/{{experiment}}/retrain/winft/model.safetensors",
+        figure=directory(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
+    log:
+        f"{LOGS}/retrain/{{experiment}}_winft.log",
+    params:
+        method="winft",
+        branch="winft",
+        alpha=config["winft"]["alpha"],
+        beta=config["winft"]["beta"],
+        init=lambda wildcards: retrain_init(config, wildcards.experiment),
+        checkpoint=f"{RESULTS}/{{experiment}}/retrain/winft/checkpoint.pt",

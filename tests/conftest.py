@@ -36,8 +36,9 @@ TINY_CONFIG = {
     "alphas": [0.5, 0.1],
     "betas": [0.2],
     "dip_alphas": [0.1],
+    "winft": {"alpha": 0.1, "beta": 0.2, "figure_images": 2},
     "retrain": {
-        "methods": ["vit", "awd", "awd_dip"],
+        "methods": ["vit", "awd", "awd_dip", "winft"],
         "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
     },
 }

@@ -1,4 +1,4 @@
-"""The real Snakemake DAG on the tiny config, up to the interaction stores; lint and formatting."""
+"""The real Snakemake DAG on the tiny config, every stage; rerunning one branch; lint and formatting."""
 
 import json
 import shutil
@@ -71,6 +71,17 @@ def test_every_branch_is_retrained_with_its_masks(tiny_run):
     assert (metrics["awd_dip_a0.1_b0.2"]["alpha"], metrics["awd_dip_a0.1_b0.2"]["beta"]) == (0.1, 0.2)
     fields = zarr.open_group(results / "masks/val/fields_a0.1_b0.2.zarr", mode="r")
     assert fields["field_size"].shape == (20, 16) and fields["tendency"].shape == (20, 16, 2)
+
+
+def test_winft_is_trained_against_the_responsive_fields(tiny_run):
+    results = tiny_run / "results/tiny/retrain/winft"
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert RETRAIN_KEYS <= set(metrics) and metrics["method"] == "winft"
+    assert 0 < metrics["eo"] < 256 and 0 <= metrics["window_iou"] <= 1  # predicted W over the 16x16 block
+    assert (metrics["alpha"], metrics["beta"]) == (0.1, 0.2)
+    figure = zarr.open_group(results / "figure_windows.zarr", mode="r")
+    assert figure["predicted"].shape == (2, 2, 16, 16) and figure["target"].shape == (2, 16, 16)
+    assert figure["predicted"].dtype == bool and figure["target"][:].any()
 
 
 def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):

@@ -1,15 +1,17 @@
-"""Rules retrain_vit, retrain_awd, retrain_awd_dip: retrain one branch under its masks and evaluate it."""
+"""Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one branch and evaluate it."""
 
 from pathlib import Path
 
 import torch
+import zarr
 
 from patchinteract.config import weights_source
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.masked_vit import MaskedViT
 from patchinteract.models import eval_transform, load_weights, save_weights, select_device, train_transform
-from patchinteract.retraining import MaskedSamples, branch_interactions, load_masks
+from patchinteract.retraining import MaskedSamples, branch_interactions, load_mask_array, load_masks
 from patchinteract.training import Recipe, evaluate_classifier, seed_everything, train_classifier
+from patchinteract.winft import WindowFreeViT, evaluate_windows
 from patchinteract.workflow import (
     build_model,
     logged_to,
@@ -24,32 +26,40 @@ with logged_to(snakemake.log[0]) as log:
     config, experiment, params = snakemake.config, snakemake.wildcards.experiment, snakemake.params
     torch_threads(snakemake.threads)
     seed_everything(config["seed"])
-    settings, recipe = config["retrain"], Recipe.from_config(config["retrain"]["recipe"])
+    recipe = Recipe.from_config(config["retrain"]["recipe"])
     device = select_device(config["device"])
+    workers = config["data"]["loader_workers"]
+    winft = config["winft"]
     table, _root = read_manifest(snakemake.input.manifest)
     vit = build_model(config, experiment, number_of_classes(table))
     if snakemake.input.get("init"):
         from_baseline = weights_source(params.init) == "baseline"
         load_weights(vit, snakemake.input.init, skip_head=not from_baseline)
         log.info("initialised from %s%s", snakemake.input.init, "" if from_baseline else " (fresh head)")
-    model = MaskedViT(vit, cls_in_window=settings["cls_in_window"], dip_mode=settings["dip_mode"])
+    if params.method == "winft":
+        model = WindowFreeViT(vit, mask_mode=winft["mask_mode"], target_kind=winft["target"])
+    else:
+        model = MaskedViT(vit, cls_in_window=config["retrain"]["cls_in_window"], dip_mode=config["retrain"]["dip_mode"])
 
     def split_with_masks(split, transform):
+        """The split's dataset with the branch's compact masks (or WinFT's ground truth) appended."""
         dataset = split_dataset(snakemake.input.manifest, split, transform)
-        windows, keep = load_masks(
-            snakemake.input.get(f"window_{split}"), snakemake.input.get(f"keep_{split}"), dataset.image_ids
-        )
-        return MaskedSamples(dataset, [m for m in (windows, keep) if m is not None]), windows, keep
+        if params.method == "winft":
+            target_array = "field_box" if winft["target"] == "box" else "field_members"
+            masks = [load_mask_array(snakemake.input[f"fields_{split}"], target_array, dataset.image_ids)]
+        else:
+            inputs = snakemake.input
+            masks = load_masks(inputs.get(f"window_{split}"), inputs.get(f"keep_{split}"), dataset.image_ids)
+        return MaskedSamples(dataset, [m for m in masks if m is not None]), masks
 
-    train, _, _ = split_with_masks("train", train_transform(vit, recipe.crop_scale, recipe.hflip))
+    train, _ = split_with_masks("train", train_transform(vit, recipe.crop_scale, recipe.hflip))
     summary = train_classifier(
-        model, train, recipe, device, seed=config["seed"], workers=config["data"]["loader_workers"],
-        checkpoint=params.checkpoint, fingerprint=provenance(config, experiment)["config_hash"] + params.branch,
+        model, train, recipe, device, seed=config["seed"], workers=workers, checkpoint=params.checkpoint,
+        fingerprint=provenance(config, experiment)["config_hash"] + params.branch,
+        loss_weights=(winft["ce_weight"], winft["bce_weight"]) if params.method == "winft" else (1.0, 1.0),
     )  # fmt: skip
-    val, windows, keep = split_with_masks("val", eval_transform(vit))
-    loader = torch.utils.data.DataLoader(
-        val, batch_size=config["eval"]["batch_size"], num_workers=config["data"]["loader_workers"]
-    )
+    val, val_masks = split_with_masks("val", eval_transform(vit))
+    loader = torch.utils.data.DataLoader(val, batch_size=config["eval"]["batch_size"], num_workers=workers)
     metrics = evaluate_classifier(model, loader, device)
     record = model_record(config, experiment, vit)
     metrics |= record | {
@@ -57,11 +67,21 @@ with logged_to(snakemake.log[0]) as log:
         "branch": params.branch,
         "alpha": params.alpha,
         "beta": params.beta,
-        "eo": branch_interactions(windows, keep, record["n_patches"]),
         "train_seconds": summary["train_seconds"],
         "steps": summary["steps"],
         "resumed_from_step": summary["resumed_from_step"],
     }
+    if params.method == "winft":
+        windows = evaluate_windows(model, loader, device, keep_first=winft["figure_images"])
+        metrics |= {"eo": windows["eo"], "window_iou": windows["window_iou"]}
+        figure = zarr.open_group(snakemake.output.figure, mode="w")
+        figure.attrs.update({"grid": list(model.grid), "target": winft["target"]})
+        for name, values in windows["figure"].items():
+            if values is not None:
+                figure.create_array(name, data=values)
+    else:
+        windows, keep = val_masks
+        metrics["eo"] = branch_interactions(windows, keep, record["n_patches"])
     save_weights(vit, snakemake.output.weights)
     write_json(snakemake.output.metrics, metrics)
     Path(params.checkpoint).unlink(missing_ok=True)
