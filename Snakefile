@@ -23,6 +23,7 @@ include: "rules/attention.smk"
 include: "rules/interaction.smk"
 include: "rules/masks.smk"
 include: "rules/retrain.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -32,3 +33,4 @@ rule all:
         interaction_stores(),
         field_stores(),
         retrain_metrics(),
+        rules.tables.output,

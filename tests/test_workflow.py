@@ -84,6 +84,28 @@ def test_winft_is_trained_against_the_responsive_fields(tiny_run):
     assert figure["predicted"].dtype == bool and figure["target"][:].any()
 
 
+def test_tables_hold_every_metrics_file(tiny_run):
+    import pyarrow.parquet as pq
+
+    results = tiny_run / "results"
+    files = sorted(results.glob("tiny/model/metrics.json")) + sorted(results.glob("tiny/retrain/*/metrics.json"))
+    runs = pq.read_table(results / "tables/runs.parquet").to_pylist()  # pyarrow alone reads it
+    assert len(runs) == len(files) == 6
+    by_file = {row["metrics_file"]: row for row in runs}
+    for path in files:
+        row = by_file[str(path.relative_to(tiny_run))]
+        for key, value in json.loads(path.read_text()).items():
+            assert row[key] == pytest.approx(value) if isinstance(value, float) else row[key] == value, key
+    table1 = pq.read_table(results / "tables/table1_awd.parquet").to_pandas()
+    assert table1["alpha"].tolist() == [1.0, 0.5, 0.1] and table1["method"].tolist() == ["vit", "awd", "awd"]
+    table3 = pq.read_table(results / "tables/table3_winft.parquet").to_pylist()
+    winft = json.loads((results / "tiny/retrain/winft/metrics.json").read_text())
+    vit = json.loads((results / "tiny/retrain/vit/metrics.json").read_text())
+    assert len(table3) == 1 and table3[0]["winft_eo"] == pytest.approx(winft["eo"])
+    assert table3[0]["vit_top1"] == pytest.approx(vit["top1"])
+    assert "| experiment |" in (results / "tables/table2_awd_dip.md").read_text()
+
+
 def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
     target = "results/tiny/retrain/awd_dip_a0.1_b0.2/metrics.json"
     counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
@@ -99,7 +121,7 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
     counts = planned_jobs(run_snakemake(tiny_run, changed, "--dry-run").stdout)
-    assert counts == {"window_masks": 2, "retrain_awd": 1, "all": 1}
+    assert counts == {"window_masks": 2, "retrain_awd": 1, "tables": 1, "all": 1}  # tables re-aggregate
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
