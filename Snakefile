@@ -34,3 +34,4 @@ rule all:
         field_stores(),
         retrain_metrics(),
         rules.tables.output,
+        figures(),

@@ -10,6 +10,7 @@ from patchinteract.config import (
     check_config,
     retrain_branches,
     retrain_init,
+    retrain_methods,
     share_library_with_jobs,
     timm_model_name,
     value_label,
@@ -187,3 +188,15 @@ def field_stores():
         for alpha in config["dip_alphas"]
         for beta in config["betas"]
     ]
+
+
+def figures():
+    """Every figure file of the configured grid."""
+    targets = [f"{RESULTS}/figures/accuracy_vs_interactions.png"]
+    if config["winft"]["figure_images"] > 0:
+        targets += [
+            f"{RESULTS}/figures/{experiment}/winft_windows.png"
+            for experiment in config["experiments"]
+            if "winft" in retrain_methods(config, experiment)
+        ]
+    return targets

@@ -106,6 +106,21 @@ def test_tables_hold_every_metrics_file(tiny_run):
     assert "| experiment |" in (results / "tables/table2_awd_dip.md").read_text()
 
 
+def test_figures_are_rendered_by_papermill(tiny_run):
+    from PIL import Image
+
+    figures = tiny_run / "results/figures"
+    for stem, min_size in (("accuracy_vs_interactions", (400, 300)), ("tiny/winft_windows", (800, 600))):
+        with Image.open(figures / f"{stem}.png") as image:
+            width, height = image.size
+            assert width >= min_size[0] and height >= min_size[1], stem
+            darkest, brightest = image.convert("L").getextrema()
+            assert brightest - darkest > 100  # not a blank canvas
+        assert (figures / f"{stem}.pdf").stat().st_size > 1000
+    executed = (figures / "notebooks/tiny_winft_windows.ipynb").read_text()
+    assert '"tags": [' in executed and "injected-parameters" in executed  # papermill's record
+
+
 def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
     target = "results/tiny/retrain/awd_dip_a0.1_b0.2/metrics.json"
     counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
@@ -121,7 +136,10 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
     counts = planned_jobs(run_snakemake(tiny_run, changed, "--dry-run").stdout)
-    assert counts == {"window_masks": 2, "retrain_awd": 1, "tables": 1, "all": 1}  # tables re-aggregate
+    # The tables and the figure drawn from Table I follow.
+    assert counts == {
+        "window_masks": 2, "retrain_awd": 1, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
+    }  # fmt: skip
 
 
 def test_second_run_has_nothing_to_do(tiny_run):

@@ -1,0 +1,124 @@
+"""Figures: plotting functions that the papermill notebooks under notebooks/ call.
+
+Notebooks hold parameters and the order of the panels; the drawing is here, so
+no notebook re-implements an equation or a plot. Every figure is saved as PNG
+and PDF by :func:`save_figure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: notebooks run under papermill on cluster nodes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from patchinteract.data import read_manifest  # noqa: E402
+
+DPI = 150
+
+
+def save_figure(figure: plt.Figure, stem: Path | str) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf``; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for path in paths:
+        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    return paths
+
+
+def load_image(manifest: Path | str, image_id: int, size: int) -> np.ndarray:
+    """The RGB image of ``image_id`` resized to ``size`` pixels square (as the model saw it, uncropped)."""
+    table, root = read_manifest(manifest)
+    path = root / table.loc[table["image_id"] == image_id, "path"].item()
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+
+
+def show_patch_map(axis, image: np.ndarray, values: np.ndarray, grid: tuple[int, int], title: str, **style):
+    """``values`` (N,) drawn as a patch-grid overlay on ``image``, with the grid lines aligned to the patches."""
+    rows, cols = grid
+    height, width = image.shape[:2]
+    axis.imshow(image, extent=(0, width, height, 0))
+    overlay = axis.imshow(
+        values.reshape(rows, cols), extent=(0, width, height, 0), alpha=style.pop("alpha", 0.6),
+        interpolation="nearest", **style,
+    )  # fmt: skip
+    for x in np.linspace(0, width, cols + 1):
+        axis.axvline(x, color="white", linewidth=0.3)
+    for y in np.linspace(0, height, rows + 1):
+        axis.axhline(y, color="white", linewidth=0.3)
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    return overlay
+
+
+def mark_patch(axis, patch: int, grid: tuple[int, int], size: int, color: str = "red"):
+    """Outline one patch on an image axis."""
+    rows, cols = grid
+    step_x, step_y = size / cols, size / rows
+    x, y = (patch % cols) * step_x, (patch // cols) * step_y
+    axis.add_patch(plt.Rectangle((x, y), step_x, step_y, fill=False, edgecolor=color, linewidth=1.5))
+
+
+def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
+    """Top-1 against E_O across α, one panel per experiment; the retrained ViT as a reference line."""
+    experiments = list(dict.fromkeys(table1["experiment"]))
+    figure, axes = plt.subplots(1, len(experiments), figsize=(4.5 * len(experiments), 3.6), squeeze=False)
+    for axis, experiment in zip(axes[0], experiments, strict=True):
+        rows = table1[table1["experiment"] == experiment]
+        awd = rows[rows["method"] == "awd"].sort_values("eo")
+        axis.plot(awd["eo"], awd["top1"], "o-", label="AWD")
+        for _, row in awd.iterrows():
+            axis.annotate(f"α={row['alpha']:g}", (row["eo"], row["top1"]), textcoords="offset points",
+                          xytext=(4, 4), fontsize=8)  # fmt: skip
+        for _, row in rows[rows["method"] == "vit"].iterrows():
+            axis.axhline(row["top1"], color="gray", linestyle="--", label=f"ViT ({row['top1']:.2f}%)")
+        axis.margins(y=0.2)  # keep the ViT line off the frame
+        axis.set_xlabel("E_O (interactions per head per layer)")
+        axis.set_ylabel("val top-1 (%)")
+        axis.set_title(experiment)
+        axis.legend(fontsize=8)
+    figure.suptitle("Accuracy against the number of patch interactions (Table I)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_winft_windows(
+    images: list[np.ndarray],
+    predicted: np.ndarray,
+    target: np.ndarray,
+    grid: tuple[int, int],
+    patch: int,
+    image_ids: list[int],
+) -> plt.Figure:
+    """Fig. 10: for each image, w_gt's row of ``patch`` and WinFT's predicted row summed over layers.
+
+    ``predicted`` is (image, layer, N, N) bool, ``target`` (image, N, N) bool.
+    """
+    layers = predicted.shape[1]
+    figure, axes = plt.subplots(len(images), 3, figsize=(9, 3 * len(images)), squeeze=False)
+    size = images[0].shape[0]
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image)
+        mark_patch(axes[row, 0], patch, grid, size)
+        axes[row, 0].set_title(f"val image {image_ids[row]}, patch {patch} (red)", fontsize=9)
+        axes[row, 0].set_axis_off()
+        show_patch_map(axes[row, 1], image, target[row, patch].astype(float), grid, "ground-truth window w_gt",
+                       cmap="Greens", vmin=0, vmax=1)  # fmt: skip
+        overlay = show_patch_map(axes[row, 2], image, predicted[row, :, patch].sum(axis=0), grid,
+                                 f"predicted W summed over {layers} layers", cmap="magma", vmin=0,
+                                 vmax=layers)  # fmt: skip
+        figure.colorbar(overlay, ax=axes[row, 2], fraction=0.046, label="layers")
+        for axis in axes[row, 1:]:
+            mark_patch(axis, patch, grid, size, color="cyan")
+    figure.suptitle("WinFT: ground-truth window vs predicted windows (Fig. 10)")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,20 @@
+"""Figure rules: execute a parameterised notebook with papermill, keeping the executed copy as a record."""
+
+import os
+
+import papermill
+
+from patchinteract.workflow import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    parameters = dict(snakemake.params.parameters)
+    log.info("executing %s with %s", snakemake.input.notebook, parameters)
+    papermill.execute_notebook(
+        snakemake.input.notebook,
+        snakemake.output.notebook,
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=os.getcwd(),
+        progress_bar=False,
+        log_output=True,
+    )
