@@ -21,6 +21,9 @@ from PIL import Image  # noqa: E402
 from patchinteract.data import read_manifest  # noqa: E402
 
 DPI = 150
+# Dropped (indiscriminative) patches: a plain red overlay; kept patches are NaN, i.e. transparent.
+DROPPED_COLOURS = matplotlib.colors.ListedColormap(["red"])
+ARROW_PATCHES = 0.4  # arrow length in patches, short enough not to reach the neighbours
 
 
 def save_figure(figure: plt.Figure, stem: Path | str) -> list[Path]:
@@ -120,5 +123,82 @@ def plot_winft_windows(
         for axis in axes[row, 1:]:
             mark_patch(axis, patch, grid, size, color="cyan")
     figure.suptitle("WinFT: ground-truth window vs predicted windows (Fig. 10)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_interaction_map(
+    image: np.ndarray, interaction: np.ndarray, scores: np.ndarray, beta: float, grid: tuple[int, int], image_id: int
+) -> plt.Figure:
+    """Fig. 5: U as an N×N score map, the sorted column variances (dip_score), the patches DIP drops at β."""
+    from patchinteract.masks import kept_patches
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    shown = axes[0].imshow(interaction, cmap="viridis", norm=matplotlib.colors.LogNorm())
+    figure.colorbar(shown, ax=axes[0], fraction=0.046, label="U (log scale)")
+    axes[0].set_title(f"U of val image {image_id} (N×N)", fontsize=10)
+    axes[0].set_xlabel("key patch i")
+    axes[0].set_ylabel("query patch p")
+    ordered = np.sort(scores)
+    dropped = int((~kept_patches(scores[None], beta)[0]).sum())
+    axes[1].plot(np.arange(len(ordered)), ordered, ".-")
+    axes[1].axvspan(-0.5, dropped - 0.5, color="red", alpha=0.15, label=f"dropped at β={beta:g} ({dropped})")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("patches, by increasing column variance")
+    axes[1].set_ylabel("dip_score (variance of U's column)")
+    axes[1].set_title("sorted column variances", fontsize=10)
+    axes[1].legend(fontsize=8)
+    keep = kept_patches(scores[None], beta)[0]
+    show_patch_map(axes[2], image, np.where(keep, np.nan, 1.0), grid, f"indiscriminative patches at β={beta:g} (red)",
+                   cmap=DROPPED_COLOURS, vmin=0, vmax=1, alpha=0.5)  # fmt: skip
+    figure.suptitle("Patch interaction map and indiscriminative patches (Fig. 5)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_dip_betas(image: np.ndarray, scores: np.ndarray, betas: list[float], grid: tuple[int, int]) -> plt.Figure:
+    """Fig. 6: the patches DIP drops (red) at several β."""
+    from patchinteract.masks import kept_patches
+
+    figure, axes = plt.subplots(1, len(betas), figsize=(3.2 * len(betas), 3.4), squeeze=False)
+    for axis, beta in zip(axes[0], betas, strict=True):
+        keep = kept_patches(scores[None], beta)[0]
+        show_patch_map(axis, image, np.where(keep, np.nan, 1.0), grid, f"β={beta:g}: {int((~keep).sum())} dropped",
+                       cmap=DROPPED_COLOURS, vmin=0, vmax=1, alpha=0.5)  # fmt: skip
+    figure.suptitle("Indiscriminative patches dropped by DIP at several β (Fig. 6)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_responsive_fields(
+    image: np.ndarray, field_size: np.ndarray, offset: np.ndarray, tendency: np.ndarray, grid: tuple[int, int],
+    alpha: float, beta: float,
+) -> plt.Figure:  # fmt: skip
+    """Fig. 7: responsive-field tendency as arrows (towards the field's centroid; eq. 7's R_p) and size.
+
+    Arrows show directions only: each has the same length, ARROW_PATCHES of a patch.
+    """
+    rows, cols = grid
+    size = image.shape[0]
+    centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
+    centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for axis, vectors, title in (
+        (axes[0], offset, "direction to the field's centroid"),
+        (axes[1], tendency, "tendency R_p (eq. 7, unit length)"),
+    ):
+        axis.imshow(image)
+        length = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        unit = np.divide(vectors, length, out=np.zeros_like(vectors), where=length > 0)
+        arrows = unit * ARROW_PATCHES * size / cols
+        axis.quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy",
+                    scale_units="xy", scale=1, width=0.008)  # fmt: skip
+        axis.set_title(title, fontsize=10)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    shown = show_patch_map(axes[2], image, field_size.astype(float), grid, "field size |S_p| (patches)",
+                           cmap="inferno", alpha=0.6)  # fmt: skip
+    figure.colorbar(shown, ax=axes[2], fraction=0.046, label="|S_p|")
+    figure.suptitle(f"Responsive fields at α={alpha:g}, β={beta:g} (Fig. 7)")
     figure.tight_layout()
     return figure

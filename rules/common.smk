@@ -1,5 +1,6 @@
 # Config checks, wildcard constraints and input functions shared by the rules.
 import sys
+from pathlib import Path
 
 # The library lives beside the Snakefile: importable here and in every job, with or
 # without `pip install -e .` (e.g. inside the conda env of --software-deployment-method conda).
@@ -193,6 +194,15 @@ def field_stores():
 def figures():
     """Every figure file of the configured grid."""
     targets = [f"{RESULTS}/figures/accuracy_vs_interactions.png"]
+    if (
+        config["betas"]
+        and config["dip_alphas"]
+        and "val" in config["attention"]["splits"]
+    ):
+        targets += [
+            f"{RESULTS}/figures/{experiment}/fig5_interaction_map.png"
+            for experiment in config["experiments"]
+        ]
     if config["winft"]["figure_images"] > 0:
         targets += [
             f"{RESULTS}/figures/{experiment}/winft_windows.png"

@@ -76,3 +76,37 @@ rule figure_winft_windows:
         },
     script:
         "../workflow_scripts/run_notebook.py"
+
+
+rule figure_patch_interactions:
+    input:
+        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        fields=lambda wildcards: field_store(
+            wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
+        ),
+        manifest=manifest_of,
+        notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
+    output:
+        figures=expand(
+            f"{RESULTS}/figures/{{{{experiment}}}}/{{name}}.{{ext}}",
+            name=["fig5_interaction_map", "fig6_dip", "fig7_fields"],
+            ext=["png", "pdf"],
+        ),
+        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_patch_interactions.ipynb",
+    log:
+        f"{LOGS}/figures/{{experiment}}_patch_interactions.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        parameters=lambda wildcards, input, output: {
+            "interaction_store": input.interaction,
+            "field_store": input.fields,
+            "manifest": input.manifest,
+            "out_dir": str(Path(output.notebook).parent.parent / wildcards.experiment),
+            "betas": sorted({0.07, 0.5, *config["betas"]}),
+        },
+    script:
+        "../workflow_scripts/run_notebook.py"

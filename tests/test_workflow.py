@@ -110,7 +110,14 @@ def test_figures_are_rendered_by_papermill(tiny_run):
     from PIL import Image
 
     figures = tiny_run / "results/figures"
-    for stem, min_size in (("accuracy_vs_interactions", (400, 300)), ("tiny/winft_windows", (800, 600))):
+    expected = {
+        "accuracy_vs_interactions": (400, 300),
+        "tiny/winft_windows": (800, 600),
+        "tiny/fig5_interaction_map": (1200, 400),
+        "tiny/fig6_dip": (1000, 300),
+        "tiny/fig7_fields": (1200, 400),
+    }
+    for stem, min_size in expected.items():
         with Image.open(figures / f"{stem}.png") as image:
             width, height = image.size
             assert width >= min_size[0] and height >= min_size[1], stem
