@@ -202,3 +202,70 @@ def plot_responsive_fields(
     figure.suptitle(f"Responsive fields at α={alpha:g}, β={beta:g} (Fig. 7)")
     figure.tight_layout()
     return figure
+
+
+def plot_attention_rows(
+    image: np.ndarray, attention: np.ndarray, interaction: np.ndarray, patches: list[int], grid: tuple[int, int],
+    n_prefix: int,
+) -> plt.Figure:  # fmt: skip
+    """Fig. 3: for each sampled patch p, its attention row in every layer (mean over heads) and U's row u_p.
+
+    ``attention`` is one image's (layer, head, T, T); ``interaction`` its U (N, N).
+    """
+    layers = attention.shape[0]
+    size = image.shape[0]
+    figure, axes = plt.subplots(len(patches), layers + 2, figsize=(2.3 * (layers + 2), 2.5 * len(patches)),
+                                squeeze=False)  # fmt: skip
+    for row, patch in enumerate(patches):
+        axes[row, 0].imshow(image)
+        mark_patch(axes[row, 0], patch, grid, size)
+        axes[row, 0].set_title(f"patch {patch} (red)", fontsize=9)
+        axes[row, 0].set_axis_off()
+        for layer in range(layers):
+            attention_row = attention[layer, :, n_prefix + patch, n_prefix:].astype(np.float32).mean(axis=0)
+            show_patch_map(axes[row, layer + 1], image, attention_row, grid, f"layer {layer + 1} attention",
+                           cmap="viridis", alpha=0.7)  # fmt: skip
+            mark_patch(axes[row, layer + 1], patch, grid, size)
+        shown = show_patch_map(axes[row, -1], image, interaction[patch], grid, "U row u_p", cmap="magma", alpha=0.7)
+        mark_patch(axes[row, -1], patch, grid, size, color="cyan")
+        figure.colorbar(shown, ax=axes[row, -1], fraction=0.046)
+    figure.suptitle("Attention of sampled patches per layer (mean over heads) and their row of U (Fig. 3)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_image_panels(
+    images: list[np.ndarray], scores: np.ndarray, field_size: np.ndarray, offset: np.ndarray, grid: tuple[int, int],
+    betas: tuple[float, float], image_ids: list[int],
+) -> plt.Figure:  # fmt: skip
+    """Fig. 9: per image, the input, DIP at two β, the directions to the responsive fields, and their sizes."""
+    from patchinteract.masks import kept_patches
+
+    rows, cols = grid
+    figure, axes = plt.subplots(len(images), 5, figsize=(16, 3.3 * len(images)), squeeze=False)
+    for row, image in enumerate(images):
+        size = image.shape[0]
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_title(f"val image {image_ids[row]}", fontsize=9)
+        axes[row, 0].set_axis_off()
+        for column, beta in zip((1, 2), betas, strict=True):
+            keep = kept_patches(scores[row][None], beta)[0]
+            show_patch_map(axes[row, column], image, np.where(keep, np.nan, 1.0), grid,
+                           f"DIP β={beta:g} (red: dropped)", cmap=DROPPED_COLOURS, vmin=0, vmax=1,
+                           alpha=0.5)  # fmt: skip
+        centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
+        centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
+        length = np.linalg.norm(offset[row], axis=-1, keepdims=True)
+        arrows = np.divide(offset[row], length, out=np.zeros_like(offset[row]), where=length > 0)
+        arrows = arrows * ARROW_PATCHES * size / cols
+        axes[row, 3].imshow(image)
+        axes[row, 3].quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy",
+                            scale_units="xy", scale=1, width=0.008)  # fmt: skip
+        axes[row, 3].set_title("towards the responsive field", fontsize=9)
+        axes[row, 3].set_axis_off()
+        shown = show_patch_map(axes[row, 4], image, field_size[row].astype(float), grid, "field size |S_p|",
+                               cmap="inferno", alpha=0.6)  # fmt: skip
+        figure.colorbar(shown, ax=axes[row, 4], fraction=0.046)
+    figure.suptitle("Per image: indiscriminative patches and responsive fields (Fig. 9)")
+    figure.tight_layout()
+    return figure

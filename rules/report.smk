@@ -12,7 +12,26 @@ rule tables:
         metrics=baseline_metrics() + retrain_metrics(),
     output:
         parquet=expand(f"{RESULTS}/tables/{{name}}.parquet", name=TABLE_NAMES),
-        markdown=expand(f"{RESULTS}/tables/{{name}}.md", name=TABLE_NAMES),
+        runs=report(
+            f"{RESULTS}/tables/runs.md",
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
+        table1=report(
+            f"{RESULTS}/tables/table1_awd.md",
+            caption="../report/table1_awd.rst",
+            category="Tables",
+        ),
+        table2=report(
+            f"{RESULTS}/tables/table2_awd_dip.md",
+            caption="../report/table2_awd_dip.rst",
+            category="Tables",
+        ),
+        table3=report(
+            f"{RESULTS}/tables/table3_winft.md",
+            caption="../report/table3_winft.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/tables/tables.log",
     conda:
@@ -33,7 +52,12 @@ rule figure_accuracy_vs_interactions:
         table=f"{RESULTS}/tables/table1_awd.parquet",
         notebook=f"{workflow.basedir}/notebooks/accuracy_vs_interactions.ipynb",
     output:
-        png=f"{RESULTS}/figures/accuracy_vs_interactions.png",
+        png=report(
+            f"{RESULTS}/figures/accuracy_vs_interactions.png",
+            caption="../report/accuracy_vs_interactions.rst",
+            category="Figures",
+            subcategory="all experiments",
+        ),
         pdf=f"{RESULTS}/figures/accuracy_vs_interactions.pdf",
         notebook=f"{RESULTS}/figures/notebooks/accuracy_vs_interactions.ipynb",
     log:
@@ -58,7 +82,12 @@ rule figure_winft_windows:
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/winft_windows.ipynb",
     output:
-        png=f"{RESULTS}/figures/{{experiment}}/winft_windows.png",
+        png=report(
+            f"{RESULTS}/figures/{{experiment}}/winft_windows.png",
+            caption="../report/winft_windows.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
         pdf=f"{RESULTS}/figures/{{experiment}}/winft_windows.pdf",
         notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_winft_windows.ipynb",
     log:
@@ -87,10 +116,27 @@ rule figure_patch_interactions:
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
     output:
-        figures=expand(
-            f"{RESULTS}/figures/{{{{experiment}}}}/{{name}}.{{ext}}",
+        fig5=report(
+            f"{RESULTS}/figures/{{experiment}}/fig5_interaction_map.png",
+            caption="../report/fig5_interaction_map.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
+        fig6=report(
+            f"{RESULTS}/figures/{{experiment}}/fig6_dip.png",
+            caption="../report/fig6_dip.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
+        fig7=report(
+            f"{RESULTS}/figures/{{experiment}}/fig7_fields.png",
+            caption="../report/fig7_fields.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
+        pdfs=expand(
+            f"{RESULTS}/figures/{{{{experiment}}}}/{{name}}.pdf",
             name=["fig5_interaction_map", "fig6_dip", "fig7_fields"],
-            ext=["png", "pdf"],
         ),
         notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_patch_interactions.ipynb",
     log:
@@ -105,8 +151,76 @@ rule figure_patch_interactions:
             "interaction_store": input.interaction,
             "field_store": input.fields,
             "manifest": input.manifest,
-            "out_dir": str(Path(output.notebook).parent.parent / wildcards.experiment),
+            "out_dir": str(Path(output.fig5).parent),
             "betas": sorted({0.07, 0.5, *config["betas"]}),
+        },
+    script:
+        "../workflow_scripts/run_notebook.py"
+
+
+rule figure_attention_rows:
+    input:
+        attention=f"{RESULTS}/{{experiment}}/attention/val.zarr",
+        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        manifest=manifest_of,
+        notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{experiment}}/fig3_attention_rows.png",
+            caption="../report/fig3_attention_rows.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
+        pdf=f"{RESULTS}/figures/{{experiment}}/fig3_attention_rows.pdf",
+        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_attention_rows.ipynb",
+    log:
+        f"{LOGS}/figures/{{experiment}}_attention_rows.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        parameters=lambda wildcards, input, output: {
+            "attention_store": input.attention,
+            "interaction_store": input.interaction,
+            "manifest": input.manifest,
+            "out_stem": output.png.removesuffix(".png"),
+        },
+    script:
+        "../workflow_scripts/run_notebook.py"
+
+
+rule figure_image_panels:
+    input:
+        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        fields=lambda wildcards: field_store(
+            wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
+        ),
+        manifest=manifest_of,
+        notebook=f"{workflow.basedir}/notebooks/image_panels.ipynb",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{experiment}}/fig9_image_panels.png",
+            caption="../report/fig9_image_panels.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
+        pdf=f"{RESULTS}/figures/{{experiment}}/fig9_image_panels.pdf",
+        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_image_panels.ipynb",
+    log:
+        f"{LOGS}/figures/{{experiment}}_image_panels.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        parameters=lambda wildcards, input, output: {
+            "interaction_store": input.interaction,
+            "field_store": input.fields,
+            "manifest": input.manifest,
+            "out_stem": output.png.removesuffix(".png"),
         },
     script:
         "../workflow_scripts/run_notebook.py"

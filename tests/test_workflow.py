@@ -116,6 +116,8 @@ def test_figures_are_rendered_by_papermill(tiny_run):
         "tiny/fig5_interaction_map": (1200, 400),
         "tiny/fig6_dip": (1000, 300),
         "tiny/fig7_fields": (1200, 400),
+        "tiny/fig3_attention_rows": (1000, 600),
+        "tiny/fig9_image_panels": (1500, 800),
     }
     for stem, min_size in expected.items():
         with Image.open(figures / f"{stem}.png") as image:
@@ -126,6 +128,16 @@ def test_figures_are_rendered_by_papermill(tiny_run):
         assert (figures / f"{stem}.pdf").stat().st_size > 1000
     executed = (figures / "notebooks/tiny_winft_windows.ipynb").read_text()
     assert '"tags": [' in executed and "injected-parameters" in executed  # papermill's record
+
+
+def test_report_gathers_figures_and_tables(tiny_run):
+    from conftest import TINY_CONFIG
+
+    run_snakemake(tiny_run, TINY_CONFIG, "--report", "results/report.html")
+    report = (tiny_run / "results/report.html").read_text()
+    for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft"):
+        assert name in report, name
+    assert "Fig. 10" in report  # a caption
 
 
 def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
