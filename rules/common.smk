@@ -193,20 +193,24 @@ def field_stores():
 
 def figures():
     """Every figure file of the configured grid."""
+    experiments = config["experiments"]
     targets = [f"{RESULTS}/figures/accuracy_vs_interactions.png"]
-    if (
-        config["betas"]
-        and config["dip_alphas"]
-        and "val" in config["attention"]["splits"]
-    ):
+    with_val = "val" in config["attention"]["splits"]
+    if config["betas"] and config["dip_alphas"] and with_val:
         targets += [
-            f"{RESULTS}/figures/{experiment}/fig5_interaction_map.png"
-            for experiment in config["experiments"]
+            f"{RESULTS}/figures/{experiment}/{name}.png"
+            for experiment in experiments
+            for name in ("fig5_interaction_map", "fig9_image_panels")
+        ]
+    if config["attention"]["store"] == "zarr" and with_val:
+        targets += [
+            f"{RESULTS}/figures/{experiment}/fig3_attention_rows.png"
+            for experiment in experiments
         ]
     if config["winft"]["figure_images"] > 0:
         targets += [
             f"{RESULTS}/figures/{experiment}/winft_windows.png"
-            for experiment in config["experiments"]
+            for experiment in experiments
             if "winft" in retrain_methods(config, experiment)
         ]
     return targets
