@@ -58,6 +58,20 @@ def table3_winft(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["patch_size", "img_size"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def is_transfer_dataset(name: str, transfer_datasets: list[str] | None) -> bool:
+    """Datasets of Table IV: those listed, or by default every one whose name does not start with 'imagenet'."""
+    if transfer_datasets is None:
+        return not name.lower().startswith("imagenet")
+    return name in transfer_datasets
+
+
+def table4_transfer(runs: pd.DataFrame, transfer_datasets: list[str] | None = None) -> pd.DataFrame:
+    """Table IV: ViT vs WinFT on the transfer datasets (CUB in the paper), Table III's columns."""
+    table = table3_winft(runs)
+    keep = [is_transfer_dataset(name, transfer_datasets) for name in table["dataset"]]
+    return table[keep].sort_values(["dataset", "experiment"], kind="stable").reset_index(drop=True)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """A pipe table for terminals (floats with 2 decimals); no extra dependency."""
 
@@ -72,15 +86,20 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-TABLES = {"table1_awd": table1_awd, "table2_awd_dip": table2_awd_dip, "table3_winft": table3_winft}
-
-
-def write_tables(metrics_paths: list[Path | str], out_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """runs.parquet and every table of TABLES as <name>.parquet and <name>.md under ``out_dir``."""
+def write_tables(
+    metrics_paths: list[Path | str], out_dir: Path | str, transfer_datasets: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """runs and Tables I-IV as <name>.parquet and <name>.md under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(metrics_paths)
-    tables = {"runs": runs} | {name: make(runs) for name, make in TABLES.items()}
+    tables = {
+        "runs": runs,
+        "table1_awd": table1_awd(runs),
+        "table2_awd_dip": table2_awd_dip(runs),
+        "table3_winft": table3_winft(runs),
+        "table4_transfer": table4_transfer(runs, transfer_datasets),
+    }
     for name, table in tables.items():
         table.to_parquet(out_dir / f"{name}.parquet", index=False)
         (out_dir / f"{name}.md").write_text(to_markdown(table))

@@ -1,6 +1,12 @@
 # Tables of every trained or evaluated model (results/tables/).
 
-TABLE_NAMES = ["runs", "table1_awd", "table2_awd_dip", "table3_winft"]
+TABLE_NAMES = [
+    "runs",
+    "table1_awd",
+    "table2_awd_dip",
+    "table3_winft",
+    "table4_transfer",
+]
 
 
 localrules:
@@ -30,6 +36,11 @@ rule tables:
         table3=report(
             f"{RESULTS}/tables/table3_winft.md",
             caption="../report/table3_winft.rst",
+            category="Tables",
+        ),
+        table4=report(
+            f"{RESULTS}/tables/table4_transfer.md",
+            caption="../report/table4_transfer.rst",
             category="Tables",
         ),
     log:

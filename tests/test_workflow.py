@@ -104,6 +104,8 @@ def test_tables_hold_every_metrics_file(tiny_run):
     assert len(table3) == 1 and table3[0]["winft_eo"] == pytest.approx(winft["eo"])
     assert table3[0]["vit_top1"] == pytest.approx(vit["top1"])
     assert "| experiment |" in (results / "tables/table2_awd_dip.md").read_text()
+    table4 = pq.read_table(results / "tables/table4_transfer.parquet").to_pylist()
+    assert table4 == table3  # digits is a transfer dataset by default (its name is not imagenet*)
 
 
 def test_figures_are_rendered_by_papermill(tiny_run):
