@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -299,11 +299,3 @@ class ManifestDataset(torch.utils.data.Dataset):
         except Exception as exc:
             raise DatasetError(f"cannot read image {self.paths[index]}: {exc}") from exc
         return self.transform(image), self.labels[index], self.image_ids[index]
-
-
-def batches_in_order(dataset: torch.utils.data.Dataset, indices: Iterable[int], batch_size: int, workers: int):
-    """A DataLoader over ``indices`` of ``dataset`` in the given order (no shuffling)."""
-    subset = torch.utils.data.Subset(dataset, list(indices))
-    return torch.utils.data.DataLoader(
-        subset, batch_size=batch_size, shuffle=False, num_workers=workers, persistent_workers=False
-    )

@@ -71,6 +71,29 @@ def mark_patch(axis, patch: int, grid: tuple[int, int], size: int, color: str = 
     axis.add_patch(plt.Rectangle((x, y), step_x, step_y, fill=False, edgecolor=color, linewidth=1.5))
 
 
+def show_dropped_patches(axis, image: np.ndarray, keep: np.ndarray, grid: tuple[int, int], title: str):
+    """DIP's dropped patches (keep False) as a red overlay; kept patches stay clear."""
+    show_patch_map(axis, image, np.where(keep, np.nan, 1.0), grid, title, cmap=DROPPED_COLOURS, vmin=0, vmax=1,
+                   alpha=0.5)  # fmt: skip
+
+
+def draw_directions(axis, image: np.ndarray, vectors: np.ndarray, grid: tuple[int, int], title: str):
+    """One arrow per patch, from its centre along ``vectors`` (N, 2) as (dx, dy); all ARROW_PATCHES long."""
+    rows, cols = grid
+    size = image.shape[0]
+    centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
+    centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
+    length = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    unit = np.divide(vectors, length, out=np.zeros_like(vectors), where=length > 0)
+    arrows = unit * ARROW_PATCHES * size / cols
+    axis.imshow(image)
+    axis.quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy", scale_units="xy",
+                scale=1, width=0.008)  # fmt: skip
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
 def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
     """Top-1 against E_O across α, one panel per experiment; the retrained ViT as a reference line."""
     experiments = list(dict.fromkeys(table1["experiment"]))
@@ -149,8 +172,7 @@ def plot_interaction_map(
     axes[1].set_title("sorted column variances", fontsize=10)
     axes[1].legend(fontsize=8)
     keep = kept_patches(scores[None], beta)[0]
-    show_patch_map(axes[2], image, np.where(keep, np.nan, 1.0), grid, f"indiscriminative patches at β={beta:g} (red)",
-                   cmap=DROPPED_COLOURS, vmin=0, vmax=1, alpha=0.5)  # fmt: skip
+    show_dropped_patches(axes[2], image, keep, grid, f"indiscriminative patches at β={beta:g} (red)")
     figure.suptitle("Patch interaction map and indiscriminative patches (Fig. 5)")
     figure.tight_layout()
     return figure
@@ -163,8 +185,7 @@ def plot_dip_betas(image: np.ndarray, scores: np.ndarray, betas: list[float], gr
     figure, axes = plt.subplots(1, len(betas), figsize=(3.2 * len(betas), 3.4), squeeze=False)
     for axis, beta in zip(axes[0], betas, strict=True):
         keep = kept_patches(scores[None], beta)[0]
-        show_patch_map(axis, image, np.where(keep, np.nan, 1.0), grid, f"β={beta:g}: {int((~keep).sum())} dropped",
-                       cmap=DROPPED_COLOURS, vmin=0, vmax=1, alpha=0.5)  # fmt: skip
+        show_dropped_patches(axis, image, keep, grid, f"β={beta:g}: {int((~keep).sum())} dropped")
     figure.suptitle("Indiscriminative patches dropped by DIP at several β (Fig. 6)")
     figure.tight_layout()
     return figure
@@ -178,24 +199,9 @@ def plot_responsive_fields(
 
     Arrows show directions only: each has the same length, ARROW_PATCHES of a patch.
     """
-    rows, cols = grid
-    size = image.shape[0]
-    centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
-    centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for axis, vectors, title in (
-        (axes[0], offset, "direction to the field's centroid"),
-        (axes[1], tendency, "tendency R_p (eq. 7, unit length)"),
-    ):
-        axis.imshow(image)
-        length = np.linalg.norm(vectors, axis=-1, keepdims=True)
-        unit = np.divide(vectors, length, out=np.zeros_like(vectors), where=length > 0)
-        arrows = unit * ARROW_PATCHES * size / cols
-        axis.quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy",
-                    scale_units="xy", scale=1, width=0.008)  # fmt: skip
-        axis.set_title(title, fontsize=10)
-        axis.set_xticks([])
-        axis.set_yticks([])
+    draw_directions(axes[0], image, offset, grid, "direction to the field's centroid")
+    draw_directions(axes[1], image, tendency, grid, "tendency R_p (eq. 7, unit length)")
     shown = show_patch_map(axes[2], image, field_size.astype(float), grid, "field size |S_p| (patches)",
                            cmap="inferno", alpha=0.6)  # fmt: skip
     figure.colorbar(shown, ax=axes[2], fraction=0.046, label="|S_p|")
@@ -241,28 +247,15 @@ def plot_image_panels(
     """Fig. 9: per image, the input, DIP at two β, the directions to the responsive fields, and their sizes."""
     from patchinteract.masks import kept_patches
 
-    rows, cols = grid
     figure, axes = plt.subplots(len(images), 5, figsize=(16, 3.3 * len(images)), squeeze=False)
     for row, image in enumerate(images):
-        size = image.shape[0]
         axes[row, 0].imshow(image)
         axes[row, 0].set_title(f"val image {image_ids[row]}", fontsize=9)
         axes[row, 0].set_axis_off()
         for column, beta in zip((1, 2), betas, strict=True):
             keep = kept_patches(scores[row][None], beta)[0]
-            show_patch_map(axes[row, column], image, np.where(keep, np.nan, 1.0), grid,
-                           f"DIP β={beta:g} (red: dropped)", cmap=DROPPED_COLOURS, vmin=0, vmax=1,
-                           alpha=0.5)  # fmt: skip
-        centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
-        centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
-        length = np.linalg.norm(offset[row], axis=-1, keepdims=True)
-        arrows = np.divide(offset[row], length, out=np.zeros_like(offset[row]), where=length > 0)
-        arrows = arrows * ARROW_PATCHES * size / cols
-        axes[row, 3].imshow(image)
-        axes[row, 3].quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy",
-                            scale_units="xy", scale=1, width=0.008)  # fmt: skip
-        axes[row, 3].set_title("towards the responsive field", fontsize=9)
-        axes[row, 3].set_axis_off()
+            show_dropped_patches(axes[row, column], image, keep, grid, f"DIP β={beta:g} (red: dropped)")
+        draw_directions(axes[row, 3], image, offset[row], grid, "towards the responsive field")
         shown = show_patch_map(axes[row, 4], image, field_size[row].astype(float), grid, "field size |S_p|",
                                cmap="inferno", alpha=0.6)  # fmt: skip
         figure.colorbar(shown, ax=axes[row, 4], fraction=0.046)

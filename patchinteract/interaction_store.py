@@ -33,7 +33,7 @@ def single_threaded_torch() -> None:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int):
+def limited_torch_threads(count: int):
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -58,7 +58,7 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None):
         # dt bounds the wait when the bar stops; minimum hides it for short computations.
         with (
             dask.config.set(scheduler="threads", num_workers=workers),
-            torch_threads(1),
+            limited_torch_threads(1),
             ProgressBar(minimum=5, dt=0.1),
         ):
             yield None

@@ -119,7 +119,7 @@ def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta:
         keep = keep_all[images]
         members = window_members(top_interactions(u, alpha))
         field = responsive_field_members(members, keep)
-        windows = attention_windows(u, alpha, grid)
+        windows = bounding_boxes(members, grid)  # eq. 4 from the same selection
         return {
             "field_size": responsive_field_size(field),
             "tendency": responsive_field_tendency(field, grid),

@@ -12,8 +12,6 @@ import math
 
 import numpy as np
 
-WINDOW_FIELDS = ("x_left", "y_top", "x_right", "y_bottom")
-
 
 def share_count(share: float, total: int) -> int:
     """floor(share * total), robust to float error (0.29 * 100 is 28.999...)."""

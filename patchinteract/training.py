@@ -45,12 +45,11 @@ class Recipe:
         return cls(**known)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a generator for data order."""
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (model initialisation); data order has its own seeding (EpochOrder)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int) -> float:
