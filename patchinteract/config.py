@@ -84,6 +84,9 @@ def config_problems(config: dict) -> list[str]:
         problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
     if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
         problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
+    for kind, settings in config["resources"].items():
+        if settings.get("gpus", 0) > 1:
+            problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
     return problems
 
 
@@ -142,10 +145,22 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+RETRAIN_ONLY_KEYS = ("retrain_methods", "retrain_init")
+
+
 def experiment_fingerprint(config: dict, experiment: str) -> str:
-    """Hash of everything that determines an experiment's baseline and stores."""
-    settings = config["experiments"][experiment]
+    """Hash of everything that determines an experiment's baseline and stores (not its retraining)."""
+    settings = {k: v for k, v in config["experiments"][experiment].items() if k not in RETRAIN_ONLY_KEYS}
     return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
+
+
+def retrain_fingerprint(config: dict, experiment: str, branch: str) -> str:
+    """Hash of everything that determines one retrained branch: adding another method or changing
+    WinFT's settings leaves the other branches' hashes alone."""
+    recipe = {k: v for k, v in config["retrain"].items() if k != "methods"}
+    winft = config["winft"] if branch == "winft" else None
+    init = retrain_init(config, experiment)
+    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch)
 
 
 def share_library_with_jobs(repository: str) -> None:

@@ -3,13 +3,15 @@
 dask.array reads the Zarr chunks of ``attn`` (whole images per chunk), applies
 :func:`patchinteract.interaction.interaction_map` block by block, and stores
 the results chunk-aligned into a new Zarr group. The scheduler is the local
-threaded one by default, or a distributed cluster (``interaction.dask``).
+threaded one by default, a LocalCluster, Dask workers started as Slurm jobs
+(dask-jobqueue), or a running cluster (``interaction.dask``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import dask
@@ -17,6 +19,7 @@ import dask.array as da
 import numpy as np
 import torch
 import zarr
+from distributed import WorkerPlugin
 
 from patchinteract.extraction import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
 from patchinteract.interaction import dip_score, interaction_map
@@ -24,12 +27,19 @@ from patchinteract.stores import ChunkedStore
 
 log = logging.getLogger(__name__)
 
-DASK_MODES = ("threads", "local")
+DASK_MODES = ("threads", "local", "slurm")
 
 
 def single_threaded_torch() -> None:
     """Dask runs one task per core; torch's own thread pool on top would oversubscribe them."""
     torch.set_num_threads(1)
+
+
+class SingleThreadedTorch(WorkerPlugin):
+    """Worker plugin: :func:`single_threaded_torch` on every worker, also those that join later."""
+
+    def setup(self, worker) -> None:
+        single_threaded_torch()
 
 
 @contextlib.contextmanager
@@ -42,9 +52,31 @@ def limited_torch_threads(count: int):
         torch.set_num_threads(previous)
 
 
+def slurm_cluster(workers: int, slurm: dict):
+    """``workers`` Slurm jobs of ``slurm['cores']`` single-threaded Dask worker processes each."""
+    from dask_jobqueue import SLURMCluster
+
+    cluster = SLURMCluster(
+        cores=slurm["cores"],
+        processes=slurm["cores"],
+        memory=f"{slurm['memory_mb']}MB",
+        walltime=f"{slurm['walltime']}:00",
+        queue=slurm.get("partition"),
+        account=slurm.get("account"),
+        interface=slurm.get("interface"),
+        job_name="patchinteract-dask",
+        log_directory=slurm.get("log_directory"),
+        scheduler_options={"dashboard_address": ":0"},
+        python=sys.executable,
+    )
+    cluster.scale(jobs=workers)
+    return cluster
+
+
 @contextlib.contextmanager
-def dask_scheduler(mode: str, workers: int, address: str | None = None):
-    """Threads in this process; a LocalCluster of ``workers`` processes; or the cluster at ``address``."""
+def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: dict | None = None):
+    """Threads in this process; a LocalCluster of ``workers`` processes; ``workers`` Slurm jobs of
+    Dask workers (``slurm``: the interaction.slurm settings); or the cluster at ``address``."""
     if address:
         from distributed import Client, progress
 
@@ -62,15 +94,17 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None):
             ProgressBar(minimum=5, dt=0.1),
         ):
             yield None
-    elif mode == "local":
+    elif mode in ("local", "slurm"):
         from distributed import Client, LocalCluster, progress
 
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            log.info("Dask: LocalCluster with %d workers (%s)", workers, cluster.dashboard_link)
-            client.run(single_threaded_torch)
+        if mode == "local":
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        else:
+            cluster = slurm_cluster(workers, slurm or {})
+        with cluster, Client(cluster) as client:
+            log.info("Dask: %s (%s); waiting for the first worker", cluster, cluster.dashboard_link)
+            client.wait_for_workers(1)
+            client.register_plugin(SingleThreadedTorch())  # also on workers that join later
             yield progress
     else:
         raise ValueError(f"interaction.dask must be one of {DASK_MODES}, got '{mode}'")
@@ -105,6 +139,7 @@ def compute_interaction_store(
     dask_mode: str = "threads",
     workers: int = 1,
     address: str | None = None,
+    slurm: dict | None = None,
     compression_level: int = 3,
 ) -> Path:
     """Write ``U`` and ``dip_score`` for every image of an attention store; returns ``out_path``."""
@@ -124,7 +159,7 @@ def compute_interaction_store(
     # Blocks aligned with the stored chunks, so no two tasks write one chunk.
     interaction = interaction.rechunk({0: store.array("U").chunks[0]})
     scores = scores.rechunk({0: store.array("dip_score").chunks[0]})
-    with dask_scheduler(dask_mode, workers, address) as show_progress:
+    with dask_scheduler(dask_mode, workers, address, slurm) as show_progress:
         stored = da.store(
             [interaction, scores], [store.array("U"), store.array("dip_score")], lock=False, compute=False
         )

@@ -9,6 +9,8 @@ sys.path.insert(0, workflow.basedir)
 import patchinteract  # torchvision compatibility shim before anything imports timm
 from patchinteract.config import (
     check_config,
+    experiment_fingerprint,
+    retrain_fingerprint,
     retrain_branches,
     retrain_init,
     retrain_methods,
@@ -58,13 +60,22 @@ wildcard_constraints:
 
 
 def resources_of(kind):
-    """Scheduler resources of a kind of job (config key resources.<kind>)."""
+    """Scheduler resources of a kind of job (config key resources.<kind>).
+
+    A retried job (the Slurm profile retries once) gets its runtime times the attempt,
+    so a training job killed at its time limit resumes from its checkpoint with more time.
+    """
     settings = config["resources"][kind]
-    return {
+    resources = {
         "mem_mb": settings["mem_mb"],
-        "runtime": settings["runtime"],
+        "runtime": lambda wildcards, attempt: settings["runtime"] * attempt,
         "gpu": settings["gpus"],
     }
+    if settings.get("partition"):
+        resources["slurm_partition"] = settings["partition"]
+    if settings["gpus"] and settings.get("gpu_model"):
+        resources["gpu_model"] = settings["gpu_model"]
+    return resources
 
 
 def threads_of(kind):
@@ -133,6 +144,24 @@ def baseline_init_weights(wildcards):
 def mask_store(experiment, split, kind, value):
     prefix = "window_a" if kind == "window" else "keep_b"
     return f"{RESULTS}/{experiment}/masks/{split}/{prefix}{value}.zarr"
+
+
+def awd_branch(wildcards):
+    return f"awd_a{wildcards.alpha}"
+
+
+def awd_dip_branch(wildcards):
+    return f"awd_dip_a{wildcards.alpha}_b{wildcards.beta}"
+
+
+def branch_hash(branch):
+    """Params function: the config hash of a branch (a name, or a function of the wildcards)."""
+
+    def config_hash(wildcards):
+        name = branch(wildcards) if callable(branch) else branch
+        return retrain_fingerprint(config, wildcards.experiment, name)
+
+    return config_hash
 
 
 def retrain_inputs(wildcards):

@@ -15,6 +15,9 @@ if config["attention"]["store"] == "zarr":
         threads: threads_of("interaction")
         resources:
             **resources_of("interaction"),
+        params:
+            # Slurm output of the Dask worker jobs (interaction.dask: slurm).
+            dask_logs=f"{LOGS}/dask_workers/{{experiment}}_{{split}}",
         script:
             "../workflow_scripts/compute_interaction.py"
 

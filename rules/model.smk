@@ -86,6 +86,10 @@ rule train_baseline:
     params:
         # Not an output: Snakemake must not delete it when the job is killed.
         checkpoint=f"{RESULTS}/{{experiment}}/model/checkpoint.pt",
+        # Changing a setting that the baseline depends on reruns it (params rerun trigger).
+        config_hash=lambda wildcards: experiment_fingerprint(
+            config, wildcards.experiment
+        ),
     script:
         "../workflow_scripts/train_baseline.py"
 

@@ -1,7 +1,8 @@
 # Retraining jobs, one per branch: vit (no mask), awd_a<alpha> (windows),
 # awd_dip_a<alpha>_b<beta> (windows and kept tokens), winft (window-free, eq. 8-13). Each writes
 # results/<experiment>/retrain/<branch>/{metrics.json,model.safetensors} and keeps a
-# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes.
+# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes. config_hash covers every
+# setting the branch reads: changing one reruns that branch (Snakemake's params rerun trigger).
 
 
 rule retrain_vit:
@@ -20,6 +21,7 @@ rule retrain_vit:
     params:
         method="vit",
         branch="vit",
+        config_hash=branch_hash("vit"),
         alpha=None,
         beta=None,
         init=lambda wildcards: retrain_init(config, wildcards.experiment),
@@ -36,7 +38,8 @@ use rule retrain_vit as retrain_awd with:
         f"{LOGS}/retrain/{{experiment}}_awd_a{{alpha}}.log",
     params:
         method="awd",
-        branch=lambda wildcards: f"awd_a{wildcards.alpha}",
+        branch=awd_branch,
+        config_hash=branch_hash(awd_branch),
         alpha=lambda wildcards: float(wildcards.alpha),
         beta=0.0,
         init=lambda wildcards: retrain_init(config, wildcards.experiment),
@@ -51,7 +54,8 @@ use rule retrain_vit as retrain_awd_dip with:
         f"{LOGS}/retrain/{{experiment}}_awd_dip_a{{alpha}}_b{{beta}}.log",
     params:
         method="awd_dip",
-        branch=lambda wildcards: f"awd_dip_a{wildcards.alpha}_b{wildcards.beta}",
+        branch=awd_dip_branch,
+        config_hash=branch_hash(awd_dip_branch),
         alpha=lambda wildcards: float(wildcards.alpha),
         beta=lambda wildcards: float(wildcards.beta),
         init=lambda wildcards: retrain_init(config, wildcards.experiment),
@@ -70,6 +74,7 @@ use rule retrain_vit as retrain_winft with:
     params:
         method="winft",
         branch="winft",
+        config_hash=branch_hash("winft"),
         alpha=config["winft"]["alpha"],
         beta=config["winft"]["beta"],
         init=lambda wildcards: retrain_init(config, wildcards.experiment),

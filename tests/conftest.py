@@ -78,7 +78,8 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
         *args,
     ]  # fmt: skip
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    # cwd too: the Slurm profile's log folder is relative to where snakemake starts.
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=directory)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"

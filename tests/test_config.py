@@ -70,6 +70,7 @@ def test_schema_errors_name_the_key(path, value, message):
             "datasets.digits.path: dataset folder '/no/such/imagenet' does not exist",
         ),
         (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
+        (("resources",), {"train": {"gpus": 4}}, "resources.train.gpus: 4 requested, but every job uses one device"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):

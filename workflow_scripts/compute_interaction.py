@@ -11,6 +11,7 @@ with logged_to(snakemake.log[0]) as log:
         dask_mode=settings["dask"],
         workers=settings["workers"],
         address=settings["scheduler_address"],
+        slurm=settings["slurm"] | {"log_directory": snakemake.params.dask_logs},
         compression_level=snakemake.config["attention"]["compression_level"],
     )
     log.info("wrote %s", path)

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 import zarr
 
-from patchinteract.config import fingerprint, weights_source
+from patchinteract.config import weights_source
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.masked_vit import MaskedViT
 from patchinteract.models import eval_transform, load_weights, save_weights, select_device, train_transform
@@ -16,7 +16,6 @@ from patchinteract.workflow import (
     build_model,
     logged_to,
     model_record,
-    provenance,
     split_dataset,
     torch_threads,
     write_json,
@@ -52,12 +51,10 @@ with logged_to(snakemake.log[0]) as log:
             masks = load_masks(inputs.get(f"window_{split}"), inputs.get(f"keep_{split}"), dataset.image_ids)
         return MaskedSamples(dataset, [m for m in masks if m is not None]), masks
 
-    # Everything that determines this branch's model: its checkpoint resumes only under the same.
-    branch_hash = fingerprint(provenance(config, experiment)["config_hash"], config["retrain"], winft, params.branch)
     train, _ = split_with_masks("train", train_transform(vit, recipe.crop_scale, recipe.hflip))
     summary = train_classifier(
         model, train, recipe, device, seed=config["seed"], workers=workers, checkpoint=params.checkpoint,
-        fingerprint=branch_hash,
+        fingerprint=params.config_hash,  # a checkpoint of other settings is not resumed
         loss_weights=(winft["ce_weight"], winft["bce_weight"]) if params.method == "winft" else (1.0, 1.0),
     )  # fmt: skip
     val, val_masks = split_with_masks("val", eval_transform(vit))
@@ -65,7 +62,7 @@ with logged_to(snakemake.log[0]) as log:
     metrics = evaluate_classifier(model, loader, device)
     record = model_record(config, experiment, vit)
     metrics |= record | {
-        "config_hash": branch_hash,
+        "config_hash": params.config_hash,
         "method": params.method,
         "branch": params.branch,
         "alpha": params.alpha,

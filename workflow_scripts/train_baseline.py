@@ -5,7 +5,7 @@ from pathlib import Path
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.models import load_weights, save_weights, select_device, train_transform
 from patchinteract.training import Recipe, seed_everything, train_classifier
-from patchinteract.workflow import build_model, logged_to, provenance, split_dataset, torch_threads, write_json
+from patchinteract.workflow import build_model, logged_to, split_dataset, torch_threads, write_json
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment = snakemake.config, snakemake.wildcards.experiment
@@ -21,7 +21,7 @@ with logged_to(snakemake.log[0]) as log:
     summary = train_classifier(
         model, dataset, recipe, select_device(config["device"]), seed=config["seed"],
         workers=config["data"]["loader_workers"], checkpoint=snakemake.params.checkpoint,
-        fingerprint=provenance(config, experiment)["config_hash"],
+        fingerprint=snakemake.params.config_hash,
     )  # fmt: skip
     save_weights(model, snakemake.output.weights)
     write_json(snakemake.output.summary, summary | {"experiment": experiment, "train_images": len(dataset)})

@@ -1,0 +1,209 @@
+"""The Slurm profile on a real one-node cluster (tests/slurm/cluster.sh): jobs, GPUs, failures,
+one-branch reruns, Dask workers as Slurm jobs, and a time-out that checkpoints and resumes.
+
+The cluster needs root (Debian packages, daemons). Without it these tests skip; .ci/run sets
+PATCHINTERACT_REQUIRE_SLURM=1, which turns that skip into a failure.
+"""
+
+import copy
+import json
+import os
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = REPO / "profiles" / "slurm"
+# The profile as a user runs it, with faster polling: the tiny jobs take seconds, not hours.
+SLURM_ARGS = (
+    "--profile", str(PROFILE), "--cores", "8",
+    "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+)  # fmt: skip
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+GPU_RULES = {"train_baseline", "retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft"}
+
+
+def unavailable(reason: str):
+    if os.environ.get("PATCHINTERACT_REQUIRE_SLURM") == "1":
+        pytest.fail(f"Slurm test cluster required (PATCHINTERACT_REQUIRE_SLURM=1) but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running one-node cluster with slurmdbd accounting; stopped by PID afterwards."""
+    if os.geteuid() != 0:
+        unavailable("the Slurm test cluster needs root (it installs Debian packages and runs daemons)")
+    for step in ("install", "start"):
+        result = subprocess.run(["bash", str(CLUSTER_SCRIPT), step], capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], capture_output=True)
+            unavailable(f"'cluster.sh {step}' failed:\n{result.stdout}\n{result.stderr}")
+    yield
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], check=True, timeout=120)
+
+
+def cluster_config(**resources) -> dict:
+    """The tiny config with per-kind resources that fit the test node; training asks for a GPU."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["resources"] = {
+        "default": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
+        "inference": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
+        "interaction": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
+        "train": {"cpus": 1, "mem_mb": 1000, "runtime": 10, "gpus": 1},
+    } | resources
+    return config
+
+
+def submitted_jobs(output: str) -> list[tuple[str, str, Path]]:
+    """(Slurm job id, rule, Slurm log) of every job the run submitted."""
+    jobs = []
+    for job_id, log in SUBMITTED.findall(output):
+        rule = next(part[len("rule_") :] for part in Path(log).parts if part.startswith("rule_"))
+        jobs.append((job_id, rule, Path(log)))
+    return jobs
+
+
+def accounting(job_ids) -> dict[str, dict]:
+    """sacct's record (State, AllocTRES, Timelimit) of each job, from slurmdbd."""
+    out = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,JobName,State,AllocTRES,Timelimit"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    records = {}
+    for line in out.splitlines():
+        job_id, name, state, tres, limit = line.split("|")
+        records[job_id] = {"name": name, "state": state, "tres": tres, "timelimit": limit}
+    return records
+
+
+def run_on_slurm(directory: Path, config: dict, *args: str, check: bool = True):
+    result = run_snakemake(directory, config, *SLURM_ARGS, *args, check=check)
+    return result, submitted_jobs(result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory):
+    """The whole tiny DAG through the profile, U computed by Dask workers that are Slurm jobs."""
+    directory = tmp_path_factory.mktemp("slurm_run")
+    config = cluster_config()
+    config["interaction"] = {"dask": "slurm", "workers": 2, "slurm": {"cores": 1, "memory_mb": 1000, "walltime": 10}}
+    result, jobs = run_on_slurm(directory, config)
+    return directory, config, result, jobs
+
+
+def test_every_job_ran_under_slurm_and_is_in_accounting(slurm_run):
+    directory, config, result, jobs = slurm_run
+    rules = Counter(rule for _, rule, _ in jobs)
+    # Job counts of the tiny DAG; local rules never reach Slurm.
+    assert rules["retrain_awd"] == 2 and rules["interaction_store"] == 2 and rules["train_baseline"] == 1
+    assert not {"write_digits", "tables", "all"} & set(rules)
+    records = accounting([job_id for job_id, _, _ in jobs])
+    assert set(records) == {job_id for job_id, _, _ in jobs}
+    for job_id, rule, log in jobs:
+        assert records[job_id]["state"] == "COMPLETED", (rule, records[job_id])
+        # Slurm's output of each job is kept under results/logs/slurm/rule_<rule>/.
+        assert log.is_file() and log.is_relative_to(directory / "results" / "logs" / "slurm")
+    assert (directory / "results" / "tables" / "runs.parquet").is_file()
+
+
+def test_training_jobs_asked_for_a_gpu_and_others_did_not(slurm_run):
+    _, _, _, jobs = slurm_run
+    records = accounting([job_id for job_id, _, _ in jobs])
+    for job_id, rule, _ in jobs:
+        assert ("gres/gpu=1" in records[job_id]["tres"]) == (rule in GPU_RULES), (rule, records[job_id]["tres"])
+    assert GPU_RULES <= {rule for _, rule, _ in jobs}
+
+
+def test_dask_workers_ran_as_slurm_jobs_and_match_threads(slurm_run):
+    from patchinteract.interaction_store import compute_interaction_store
+
+    directory, _, _, jobs = slurm_run
+    worker_logs = sorted((directory / "results" / "logs" / "dask_workers").glob("*/patchinteract-dask-*.err"))
+    assert len(worker_logs) == 4  # 2 worker jobs per split
+    worker_ids = [re.search(r"-(\d+)\.err$", p.name).group(1) for p in worker_logs]
+    records = accounting(worker_ids)
+    assert {r["name"] for r in records.values()} == {"patchinteract-dask"}
+    assert any("Starting established connection" in p.read_text() for p in worker_logs)
+    # The same U and dip_score as the local threaded scheduler.
+    results = directory / "results" / "tiny"
+    local = compute_interaction_store(results / "attention/val.zarr", directory / "local_val.zarr", dask_mode="threads")
+    on_slurm = zarr.open_group(results / "interaction/val.zarr", mode="r")
+    on_threads = zarr.open_group(local, mode="r")
+    for name in ("U", "dip_score"):
+        np.testing.assert_array_equal(on_slurm[name][:], on_threads[name][:])
+
+
+def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
+    directory, config, _, _ = slurm_run
+    changed = copy.deepcopy(config)
+    changed["betas"] = [0.2, 0.3]
+    target = "results/tiny/retrain/awd_dip_a0.1_b0.3/metrics.json"
+    _, jobs = run_on_slurm(directory, changed, target)
+    assert Counter(rule for _, rule, _ in jobs) == {"keep_masks": 2, "retrain_awd_dip": 1}
+    assert json.loads((directory / target).read_text())["beta"] == 0.3
+
+
+def test_a_failing_job_fails_snakemake_naming_its_log(slurm_cluster, tmp_path):
+    config = cluster_config()
+    run_snakemake(tmp_path, config, "results/datasets/digits/images")  # a local rule
+    image = next((tmp_path / "results/datasets/digits/images").rglob("*.png"))
+    image.write_bytes(b"not a png")  # data.on_corrupt: error
+    result, jobs = run_on_slurm(tmp_path, config, "results/datasets/digits/manifest.parquet", check=False)
+    assert result.returncode != 0
+    assert jobs and {rule for _, rule, _ in jobs} == {"dataset_manifest"}
+    records = accounting([job_id for job_id, _, _ in jobs])
+    assert {r["state"] for r in records.values()} == {"FAILED"}
+    message = result.stdout + result.stderr
+    for _, _, log in jobs:
+        assert str(log) in message and log.is_file()
+    assert image.name in (tmp_path / "results/logs/dataset_manifest/digits.log").read_text()
+    assert not (tmp_path / "results/datasets/digits/manifest.parquet").exists()
+
+
+def test_time_limit_sigterm_checkpoints_and_the_retry_resumes(slurm_cluster, tmp_path):
+    """Training needs ~2 min on this machine; its job gets 1 min. Slurm's SIGTERM at the limit
+    makes it checkpoint; the profile's retry (twice the runtime) resumes from there."""
+    config = cluster_config(train={"cpus": 2, "mem_mb": 2000, "runtime": 1, "gpus": 1})
+    config["datasets"]["digits"] |= {"per_class": 60, "image_size": 32}
+    config["experiments"]["tiny"] |= {
+        "img_size": 32,
+        "retrain_methods": ["vit"],
+        "model_args": {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+    }
+    config["retrain"]["recipe"]["epochs"] = 200  # 9,000 steps
+    target = "results/tiny/retrain/vit/metrics.json"
+    _, jobs = run_on_slurm(tmp_path, config, target)
+    training = [job_id for job_id, rule, _ in jobs if rule == "retrain_vit"]
+    records = accounting(training)
+    assert [records[j]["state"] for j in training] == ["TIMEOUT", "COMPLETED"]
+    assert [records[j]["timelimit"] for j in training] == ["00:01:00", "00:02:00"]
+    first_attempt = next(log for job_id, _, log in jobs if job_id == training[0]).read_text()
+    stopped_at = int(re.search(r"SIGTERM at step (\d+)", first_attempt).group(1))
+    metrics = json.loads((tmp_path / target).read_text())
+    assert 0 < stopped_at < metrics["steps"] == 9000
+    assert metrics["resumed_from_step"] == stopped_at
+    assert not (tmp_path / "results/tiny/retrain/vit/checkpoint.pt").exists()
+
+
+def test_profile_is_found_as_typed_from_the_repository_root(tmp_path):
+    """`snakemake --cores 8 --profile slurm` in the repository root picks up profiles/slurm."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(TINY_CONFIG))
+    result = subprocess.run(
+        [*SNAKEMAKE, "--cores", "8", "--profile", "slurm", "--configfile", str(config), "--directory", str(tmp_path),
+         "--dry-run"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Using profile slurm" in result.stdout + result.stderr
+    assert planned_jobs(result.stdout)["retrain_awd"] == 2
