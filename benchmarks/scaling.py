@@ -14,7 +14,6 @@ plain and of the window-masked ViT. Prints seconds and bytes per image as JSON
 import argparse
 import json
 
-import numpy as np
 import torch
 from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
 
@@ -86,7 +85,7 @@ def measure(img_size: int, n_images: int, batch_size: int, train_batch: int, dev
         import zarr
 
         u = zarr.open_group(interaction, mode="r")["U"][:train_batch]
-        windows = torch.from_numpy(np.stack([attention_windows(x, ALPHA, patch_grid(model)) for x in u])).to(device)
+        windows = torch.from_numpy(attention_windows(u, ALPHA, patch_grid(model))).to(device)
         images = dataset.images[:train_batch].to(device)
         model.train()
         per_image["train_plain_s"] = training_step_seconds(model, images)
