@@ -21,7 +21,7 @@ demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=10
 
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/
