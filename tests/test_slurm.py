@@ -95,13 +95,13 @@ def run_on_slurm(directory: Path, config: dict, *args: str, check: bool = True):
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
-    """The whole tiny DAG through the profile (one α: every rule, fewer branches), U computed by
-    Dask workers that are Slurm jobs."""
+    """The tiny DAG through the profile up to the tables (one α, every branch method; the figure
+    rules are left to test_workflow to keep CI short), U computed by Dask workers that are Slurm jobs."""
     directory = tmp_path_factory.mktemp("slurm_run")
     config = cluster_config()
     config["alphas"] = [0.1]
     config["interaction"] = {"dask": "slurm", "workers": 2, "slurm": {"cores": 1, "memory_mb": 1000, "walltime": 10}}
-    result, jobs = run_on_slurm(directory, config)
+    result, jobs = run_on_slurm(directory, config, "results/tables/runs.parquet")
     return directory, config, result, jobs
 
 
@@ -163,15 +163,11 @@ def test_a_failing_job_fails_snakemake_naming_its_log(slurm_cluster, tmp_path):
     image = next((tmp_path / "results/datasets/digits/images").rglob("*.png"))
     image.write_bytes(b"not a png")  # data.on_corrupt: error
     target = "results/datasets/digits/manifest.parquet"
-    result, jobs = run_on_slurm(tmp_path, config, target, check=False)
+    result, jobs = run_on_slurm(tmp_path, config, target, "--retries", "0", check=False)
     assert result.returncode != 0
-    # The profile retries once, with twice the runtime.
-    assert [rule for _, rule, _ in jobs] == ["dataset_manifest"] * 2
+    assert [rule for _, rule, _ in jobs] == ["dataset_manifest"]
     records = accounting([job_id for job_id, _, _ in jobs])
-    assert [(records[j]["state"], records[j]["timelimit"]) for j, _, _ in jobs] == [
-        ("FAILED", "00:10:00"),
-        ("FAILED", "00:20:00"),
-    ]
+    assert {r["state"] for r in records.values()} == {"FAILED"}
     message = result.stdout + result.stderr
     for _, _, log in jobs:
         assert str(log) in message and log.is_file()
@@ -207,8 +203,9 @@ def training_steps_per_second(config: dict, batch_size: int, threads: int) -> fl
 
 
 def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_path):
-    """Training sized to ~2 min of this machine's time; its job gets 1 min. Slurm's SIGTERM at the
-    limit (enforced 60-90 s in) makes it checkpoint; a rerun with more time resumes from there."""
+    """Training sized to ~1.5-2.5 min of this machine's time; its job gets 1 min. Slurm's SIGTERM at
+    the limit (enforced 60-90 s in) makes it checkpoint; a rerun (here on the login node, no time
+    limit) resumes from there."""
     config = cluster_config(train={"cpus": 2, "mem_mb": 2000, "runtime": 1, "gpus": 1})
     config["datasets"]["digits"] |= {"per_class": 60, "image_size": 32}  # 360 train images
     config["experiments"]["tiny"] |= {
@@ -218,13 +215,17 @@ def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_p
     }
     recipe = config["retrain"]["recipe"]
     steps_per_epoch = 360 // recipe["batch_size"]
-    # A job trains at ~0.6x the bare model's speed (data loading, checkpoints): ~120 s of work.
+    # A job trains at 0.4-0.65x the bare model's speed (data loading, checkpoints, load), so this is
+    # 90-150 s of work: more than the at most ~80 s a 1-minute job trains before Slurm stops it.
     speed = training_steps_per_second(config, recipe["batch_size"], threads=2)
-    recipe["epochs"] = math.ceil(75 * speed / steps_per_epoch)
+    recipe["epochs"] = math.ceil(60 * speed / steps_per_epoch)
     target = "results/tiny/retrain/vit/metrics.json"
     checkpoint = tmp_path / "results/tiny/retrain/vit/checkpoint.pt"
 
-    result, jobs = run_on_slurm(tmp_path, config, target, "--retries", "0", check=False)
+    # Polling from 2 s on: this job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
+    result, jobs = run_on_slurm(
+        tmp_path, config, target, "--retries", "0", "--slurm-init-seconds-before-status-checks", "2", check=False
+    )
     [(job_id, rule, slurm_log)] = [job for job in jobs if job[1] == "retrain_vit"]
     record = accounting([job_id])[job_id]
     assert result.returncode != 0
@@ -232,10 +233,7 @@ def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_p
     stopped_at = int(re.search(r"SIGTERM at step (\d+)", slurm_log.read_text()).group(1))
     assert checkpoint.is_file() and str(slurm_log) in result.stdout + result.stderr
 
-    config["resources"]["train"]["runtime"] = 10  # not a setting of the model: the same branch
-    _, jobs = run_on_slurm(tmp_path, config, target)
-    [(job_id, rule, _)] = jobs
-    assert rule == "retrain_vit" and accounting([job_id])[job_id]["state"] == "COMPLETED"
+    run_snakemake(tmp_path, config, target)
     training_log = (tmp_path / "results/logs/retrain/tiny_vit.log").read_text()
     assert f"at step {stopped_at} " in re.search(r"resuming from .*", training_log).group(0)
     metrics = json.loads((tmp_path / target).read_text())
