@@ -15,6 +15,7 @@ import argparse
 import json
 
 import torch
+import zarr
 from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
@@ -81,8 +82,6 @@ def measure(img_size: int, n_images: int, batch_size: int, train_batch: int, dev
         per_image["field_masks_s"], per_image["field_bytes"] = seconds / n_images, directory_bytes(path)
         for key in ("attention_bytes", "interaction_bytes", "window_bytes", "keep_bytes", "field_bytes"):
             per_image[key] /= n_images
-
-        import zarr
 
         u = zarr.open_group(interaction, mode="r")["U"][:train_batch]
         windows = torch.from_numpy(attention_windows(u, ALPHA, patch_grid(model))).to(device)

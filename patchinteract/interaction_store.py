@@ -30,16 +30,12 @@ log = logging.getLogger(__name__)
 DASK_MODES = ("threads", "local", "slurm")
 
 
-def single_threaded_torch() -> None:
-    """Dask runs one task per core; torch's own thread pool on top would oversubscribe them."""
-    torch.set_num_threads(1)
-
-
 class SingleThreadedTorch(WorkerPlugin):
-    """Worker plugin: :func:`single_threaded_torch` on every worker, also those that join later."""
+    """Dask runs one task per core; torch's own thread pool on top would oversubscribe them.
+    A worker plugin, so it also reaches workers that join later."""
 
     def setup(self, worker) -> None:
-        single_threaded_torch()
+        torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
@@ -82,7 +78,7 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: d
 
         with Client(address) as client:
             log.info("Dask: connected to %s (%s)", address, client.dashboard_link)
-            client.run(single_threaded_torch)
+            client.register_plugin(SingleThreadedTorch())  # also on workers that join later
             yield progress
     elif mode == "threads":
         from dask.diagnostics import ProgressBar
@@ -99,8 +95,10 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: d
 
         if mode == "local":
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        elif not slurm:
+            raise ValueError("interaction.dask slurm needs interaction.slurm (cores, memory_mb, walltime)")
         else:
-            cluster = slurm_cluster(workers, slurm or {})
+            cluster = slurm_cluster(workers, slurm)
         with cluster, Client(cluster) as client:
             log.info("Dask: %s (%s); waiting for the first worker", cluster, cluster.dashboard_link)
             client.wait_for_workers(1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real one-node Slurm cluster for the tests, from Debian's packages, started by hand
-# (no systemd) and stopped by PID. Everything it writes lives in one state folder.
+# (no systemd) and stopped by PID. Its configuration goes to /etc/slurm, everything
+# else (databases, spool, logs, PID files) to one state folder.
 #
 #   tests/slurm/cluster.sh install   apt-get the daemons (root; once per machine)
 #   tests/slurm/cluster.sh start     write the configuration, start munged, MariaDB,
@@ -133,15 +134,14 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     die "$what did not come up in time; logs: $STATE/log"
 }
 
-sql() { mariadb --socket="$STATE/mysql.sock" -uroot "$@"; }
-
+MARIADB=(mariadb --socket="$STATE/mysql.sock" -uroot)
 
 start() {
     [[ $(id -u) == 0 ]] || die "the test cluster runs its daemons as root"
     command -v slurmctld >/dev/null || die "Slurm is not installed (run: $0 install)"
     if [[ -f $STATE/slurmctld.pid ]] && kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
         say "already running"
-                return
+        return
     fi
     write_config
 
@@ -162,8 +162,8 @@ start() {
     setsid mariadbd --user=root --datadir="$STATE/mysql" --socket="$STATE/mysql.sock" --port=$DB_PORT \
         --bind-address=127.0.0.1 --pid-file="$STATE/mariadb.pid" --log-error="$STATE/log/mariadb.log" \
         --innodb-buffer-pool-size=64M </dev/null >>"$STATE/log/mariadb.log" 2>&1 &
-    wait_for 60 MariaDB mariadb --socket="$STATE/mysql.sock" -uroot -e "select 1"
-    sql -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
+    wait_for 60 MariaDB "${MARIADB[@]}" -e "select 1"
+    "${MARIADB[@]}" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
             GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
 
     slurmdbd
@@ -182,7 +182,7 @@ start() {
     fi
     wait_for 30 "node $NODE (idle)" bash -c "sinfo -h -n $NODE -o %T | grep -q -e idle -e mix -e alloc"
     say "up: $(sinfo -h -o '%P %D %T %G')"
-    }
+}
 
 stop() {
     local name pid
