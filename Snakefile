@@ -10,7 +10,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo is the default config. A config given with --configfile replaces it: Snakemake
+# would merge that file into a `configfile:` default, so the default loads only when none is
+# given (--config key=value still applies on top of either).
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 report: "report/workflow.rst"

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,21 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def snakemake_from_root(*args: str) -> subprocess.CompletedProcess:
+    """A dry run of every job as a user types it, from the repository root (``--forceall``: the
+    plan does not depend on what the repository's own results/ already holds)."""
+    command = [*SNAKEMAKE, "--dry-run", "--forceall", "--cores", "8", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    if result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def planned_wildcards(dry_run_stdout: str, name: str) -> set[str]:
+    """Every value of wildcard ``name`` among the jobs of a dry run."""
+    return set(re.findall(rf"\bwildcards: .*?\b{name}=([^,\s]+)", dry_run_stdout))
 
 
 def planned_jobs(dry_run_stdout: str) -> dict[str, int]:

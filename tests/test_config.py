@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CONFIG, planned_jobs, run_snakemake
+from conftest import REPO, TINY_CONFIG, planned_jobs, planned_wildcards, run_snakemake, snakemake_from_root
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -97,17 +97,33 @@ REAL_SCALE = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REAL_SCALE))
 def test_real_scale_configs_validate_and_plan(tmp_path, name):
+    """As a user runs it: from the repository root, the real-scale config replaces the demo's."""
     config = yaml.safe_load((REPO / "config" / name).read_text())
-    for dataset in config["datasets"].values():
+    overrides = []
+    for dataset_name, dataset in config["datasets"].items():
         if dataset["source"] == "imagefolder":  # stand in for the cluster's ImageNet folder
             dataset["path"] = str(tmp_path / "imagenet")
             Path(dataset["path"]).mkdir()
+            overrides.append(f"datasets={{{dataset_name}: {{path: {dataset['path']}}}}}")
     config = validated(config)
     assert len(config["experiments"]) == REAL_SCALE[name]
-    result = run_snakemake(tmp_path, config, "--dry-run")
+    result = snakemake_from_root("--configfile", f"config/{name}", *(["--config", *overrides] if overrides else []))
+    # Only this config's experiments and datasets: none of the demo's (Snakemake would merge them in).
+    assert planned_wildcards(result.stdout, "experiment") == set(config["experiments"])
+    assert planned_wildcards(result.stdout, "dataset") == set(config["datasets"])
     splits = len(config["attention"]["splits"])
     stores_per_split = 2 if config["attention"]["store"] == "zarr" else 1
     counts = planned_jobs(result.stdout)
     assert counts["evaluate_baseline"] == REAL_SCALE[name]
     stage_jobs = sum(counts.get(r, 0) for r in ("attention_store", "interaction_store", "interaction_streaming"))
     assert stage_jobs == REAL_SCALE[name] * splits * stores_per_split
+
+
+@pytest.mark.slow
+def test_config_values_on_the_command_line_change_the_default():
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    result = snakemake_from_root("--config", "retrain={methods: [vit]}")
+    assert planned_wildcards(result.stdout, "experiment") == set(default["experiments"])
+    counts = planned_jobs(result.stdout)
+    assert counts["retrain_vit"] == 2 and counts["train_baseline"] == 2
+    assert "retrain_awd" not in counts and "retrain_awd_dip" not in counts  # the demo's methods were replaced
