@@ -76,9 +76,33 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer '{recipe.optimizer}' (sgd | adamw)")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on CPU (bf16 matmul on CPU is slow and changes results)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, enabled: bool | None = None):
+    """bf16 autocast, by default on CUDA only (bf16 matmul on CPU is slow and changes results)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
+
+
+def training_loss(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: list[torch.Tensor],
+    loss_weights: tuple[float, float] = (1.0, 1.0),
+    label_smoothing: float = 0.0,
+    mixed_precision: bool | None = None,
+) -> torch.Tensor:
+    """Loss of one batch (inputs on the device): λ1·CE + λ2·auxiliary (eq. 13), forward under autocast.
+
+    The model is called as ``model(images, *masks)`` and returns logits, or
+    (logits, auxiliary loss); the auxiliary loss (WinFT's BCE) computes its own
+    precision. ``mixed_precision`` None: bf16 autocast on CUDA only (:func:`autocast`).
+    """
+    with autocast(images.device, mixed_precision):
+        output = model(images, *masks)
+        logits, auxiliary = output if isinstance(output, tuple) else (output, None)
+        loss = loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if auxiliary is not None:
+        loss = loss + loss_weights[1] * auxiliary
+    return loss
 
 
 class TrainingInterrupted(RuntimeError):
@@ -222,12 +246,8 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             for batch_index, (images, labels, _ids, *masks) in enumerate(loader, start=order.first_batch):
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                with autocast(device):
-                    output = model(images, *(m.to(device, non_blocking=True) for m in masks))
-                    logits, auxiliary = output if isinstance(output, tuple) else (output, None)
-                    loss = loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-                    if auxiliary is not None:
-                        loss = loss + loss_weights[1] * auxiliary
+                masks = [m.to(device, non_blocking=True) for m in masks]
+                loss = training_loss(model, images, labels, masks, loss_weights, recipe.label_smoothing)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss.item()} at epoch {epoch}, step {position['step']}"
@@ -263,24 +283,38 @@ def train_classifier(
     }
 
 
+class TopKAccuracy:
+    """Top-1 (and top-5 when there are more than 5 classes) in percent, accumulated over batches."""
+
+    def __init__(self):
+        self.correct1 = self.correct5 = self.total = 0
+        self.num_classes = 0
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.num_classes = logits.shape[-1]
+        top = logits.float().topk(min(5, self.num_classes), dim=-1).indices
+        self.correct1 += (top[:, 0] == labels).sum().item()
+        self.correct5 += (top == labels[:, None]).any(dim=-1).sum().item()
+        self.total += labels.numel()
+
+    def result(self) -> dict:
+        if self.total == 0:
+            raise ValueError("evaluation split is empty")
+        metrics = {"top1": 100.0 * self.correct1 / self.total, "n_images": self.total}
+        metrics["top5"] = 100.0 * self.correct5 / self.total if self.num_classes > 5 else None
+        return metrics
+
+
 @torch.no_grad()
 def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device) -> dict:
-    """Top-1 (and top-5 when there are more than 5 classes) in percent, over the whole loader."""
+    """Top-1 (and top-5 when there are more than 5 classes) in percent, over the whole loader.
+
+    ``loader`` yields (images, labels, image_ids, *masks); the model is called as ``model(images, *masks)``.
+    """
     model.to(device).eval()
-    correct1 = correct5 = total = 0
-    num_classes = None
+    accuracy = TopKAccuracy()
     for images, labels, _ids, *masks in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
-        images, labels = images.to(device), labels.to(device)
         with autocast(device):
-            output = model(images, *(m.to(device) for m in masks))
-            logits = output[0] if isinstance(output, tuple) else output
-        num_classes = logits.shape[-1]
-        top = logits.float().topk(min(5, num_classes), dim=-1).indices
-        correct1 += (top[:, 0] == labels).sum().item()
-        correct5 += (top == labels[:, None]).any(dim=-1).sum().item()
-        total += labels.numel()
-    if total == 0:
-        raise ValueError("evaluation split is empty")
-    metrics = {"top1": 100.0 * correct1 / total, "n_images": total}
-    metrics["top5"] = 100.0 * correct5 / total if num_classes > 5 else None
-    return metrics
+            logits = model(images.to(device), *(m.to(device) for m in masks))
+        accuracy.update(logits, labels.to(device))
+    return accuracy.result()

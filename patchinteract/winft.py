@@ -14,28 +14,38 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from patchinteract.masked_vit import window_attention_mask
 from patchinteract.models import n_prefix_tokens, patch_grid
+from patchinteract.training import TopKAccuracy, autocast
 
 MASK_MODES = ("multiply", "neg_inf")
 TARGETS = ("box", "set")
 
 
-def window_scores(q: torch.Tensor, k: torch.Tensor, n_prefix: int) -> torch.Tensor:
-    """Eq. 8: w' = Sigmoid((1/k) Σ_h Q_h K_hᵀ) over the patch tokens, as one full-width product.
+def window_logits(q: torch.Tensor, k: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """Eq. 8's argument (1/k) Σ_h Q_h K_hᵀ over the patch tokens, as one full-width product.
 
-    ``q``, ``k`` are (image, head, T, d); returns (image, N, N) in (0, 1).
+    ``q``, ``k`` are (image, head, T, d); returns (image, N, N) float32. Computed
+    outside autocast: in bfloat16 the sigmoid of eq. 8 is exactly 1 above a logit
+    of about 6.5, so thresholds and the loss of eq. 12 would lose their gradient.
     """
     images, heads, tokens, dim = q.shape
-    q_full = q[:, :, n_prefix:].transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
-    k_full = k[:, :, n_prefix:].transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
-    return torch.sigmoid(q_full @ k_full.transpose(1, 2) / heads)
+    with torch.autocast(q.device.type, enabled=False):
+        q_full = q[:, :, n_prefix:].float().transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
+        k_full = k[:, :, n_prefix:].float().transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
+        return q_full @ k_full.transpose(1, 2) / heads
 
 
 def threshold_windows(scores: torch.Tensor) -> torch.Tensor:
-    """Eq. 9: W_ij = 1 where w'_ij exceeds the mean of its row. A hard threshold: no gradient."""
-    return (scores > scores.mean(dim=-1, keepdim=True)).detach()
+    """Eq. 9: W_ij = 1 where w'_ij exceeds the mean of its row, and always W_ii = 1.
+
+    The forced diagonal lets every patch attend to itself, so no row is empty
+    (a row of equal w' would otherwise mask every key). A hard threshold: no gradient.
+    """
+    diagonal = torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    return ((scores > scores.mean(dim=-1, keepdim=True)) | diagonal).detach()
 
 
 def full_window(windows: torch.Tensor, n_prefix: int) -> torch.Tensor:
@@ -47,7 +57,7 @@ def full_window(windows: torch.Tensor, n_prefix: int) -> torch.Tensor:
 
 
 def window_free_attention(attention: nn.Module, x: torch.Tensor, n_prefix: int, mask_mode: str):
-    """Eq. 10 with timm Attention ``attention``'s parameters: (output, w' (image, N, N), W (image, N, N)).
+    """Eq. 10 with timm Attention ``attention``'s parameters: (output, logits of w', W), both (image, N, N).
 
     ``multiply`` is the printed A' = Softmax(QKᵀ/√d ∗ W): masked logits become 0
     and stay in the softmax. ``neg_inf`` excludes them (through SDPA).
@@ -57,18 +67,18 @@ def window_free_attention(attention: nn.Module, x: torch.Tensor, n_prefix: int, 
     qkv = attention.qkv(x).reshape(images, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     q, k = attention.q_norm(q), attention.k_norm(k)
-    scores = window_scores(q, k, n_prefix)
-    windows = threshold_windows(scores)
+    logits = window_logits(q, k, n_prefix)
+    windows = threshold_windows(torch.sigmoid(logits))
     allowed = full_window(windows, n_prefix)[:, None]  # (image, 1, T, T)
     if mask_mode == "neg_inf":
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     elif mask_mode == "multiply":
-        logits = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        out = (logits * allowed).softmax(dim=-1) @ v
+        attention_logits = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        out = (attention_logits * allowed).softmax(dim=-1) @ v
     else:
         raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
     out = attention.proj_drop(attention.proj(attention.norm(out.transpose(1, 2).reshape(images, tokens, -1))))
-    return out, scores, windows
+    return out, logits, windows
 
 
 def window_target(target: torch.Tensor, grid: tuple[int, int], kind: str) -> torch.Tensor:
@@ -82,10 +92,15 @@ def window_target(target: torch.Tensor, grid: tuple[int, int], kind: str) -> tor
     raise ValueError(f"winft target must be one of {TARGETS}, got '{kind}'")
 
 
-def window_bce(scores: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-    """Eq. 12: −(1/N²) Σ [w_gt log w' + (1 − w_gt) log(1 − w')] per layer, averaged over layers."""
-    target = target.to(scores[0].dtype)
-    return torch.stack([F.binary_cross_entropy(s.float(), target.float()) for s in scores]).mean()
+def window_bce(logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Eq. 12: −(1/N²) Σ [w_gt log w' + (1 − w_gt) log(1 − w')] per layer, averaged over layers.
+
+    From the logits of eq. 8 in float32 and outside autocast: CUDA autocast refuses
+    ``binary_cross_entropy`` on probabilities, and the logits form never saturates.
+    """
+    with torch.autocast(target.device.type, enabled=False):
+        target = target.float()
+        return torch.stack([F.binary_cross_entropy_with_logits(x.float(), target) for x in logits]).mean()
 
 
 def window_interaction_count(windows: list[torch.Tensor]) -> torch.Tensor:
@@ -103,9 +118,10 @@ def window_iou(windows: list[torch.Tensor], target: torch.Tensor) -> torch.Tenso
 class WindowFreeViT(nn.Module):
     """A timm ViT whose every attention is window-free (eq. 8-10).
 
-    ``forward(images)`` returns logits; ``forward(images, target)`` (compact
-    ground-truth fields, training) returns (logits, BCE of eq. 12). After each
-    forward, ``last_windows`` holds W of every layer (image, N, N) bool.
+    ``forward(images)`` returns logits (no mask is needed at inference);
+    ``forward(images, target)`` (compact ground-truth fields, training) returns
+    (logits, BCE of eq. 12). After each forward, ``last_windows`` holds W of
+    every layer (image, N, N) bool.
     """
 
     def __init__(self, vit: nn.Module, mask_mode: str = "multiply", target_kind: str = "box"):
@@ -119,33 +135,39 @@ class WindowFreeViT(nn.Module):
     def forward(self, images: torch.Tensor, target: torch.Tensor | None = None):
         vit = self.vit
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        scores, windows = [], []
+        logits_per_layer, windows = [], []
         for block in vit.blocks:
-            out, layer_scores, layer_windows = window_free_attention(block.attn, block.norm1(x), self.n_prefix,
+            out, layer_logits, layer_windows = window_free_attention(block.attn, block.norm1(x), self.n_prefix,
                                                                      self.mask_mode)  # fmt: skip
             x = x + block.drop_path1(block.ls1(out))
             x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-            scores.append(layer_scores)
+            logits_per_layer.append(layer_logits)
             windows.append(layer_windows)
         self.last_windows = windows
         logits = vit.forward_head(vit.norm(x))
         if target is None:
             return logits
-        return logits, window_bce(scores, window_target(target, self.grid, self.target_kind))
+        return logits, window_bce(logits_per_layer, window_target(target, self.grid, self.target_kind))
 
 
 @torch.no_grad()
 def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0) -> dict:
-    """WinFT's E_O (mean over images of window_interaction_count) and mean IoU with w_gt over ``loader``.
+    """One pass over ``loader``: top-1/top-5 and WinFT's E_O and IoU, without the training loss.
 
-    ``loader`` yields (images, labels, image_ids, target). Also returns the
-    per-layer predicted windows and ground truth of the first ``keep_first``
-    images (Fig. 10): 'predicted' (image, layer, N, N), 'target' (image, N, N), 'image_id'.
+    ``loader`` yields (images, labels, image_ids, target); the model sees only
+    the images. Returns :func:`evaluate_classifier`'s metrics plus ``eo`` (mean
+    over images of window_interaction_count), ``window_iou`` (mean IoU of W and
+    w_gt) and ``figure``: the per-layer predicted windows and ground truth of the
+    first ``keep_first`` images (Fig. 10): 'predicted' (image, layer, N, N),
+    'target' (image, N, N), 'image_id'.
     """
     model.to(device).eval()
+    accuracy = TopKAccuracy()
     counts, ious, kept = [], [], {"predicted": [], "target": [], "image_id": []}
-    for images, _labels, image_ids, target in loader:
-        model(images.to(device))
+    for images, labels, image_ids, target in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
+        with autocast(device):
+            logits = model(images.to(device))
+        accuracy.update(logits, labels.to(device))
         truth = window_target(target.to(device), model.grid, model.target_kind)
         counts.append(window_interaction_count(model.last_windows).cpu())
         ious.append(window_iou(model.last_windows, truth).cpu())
@@ -155,4 +177,8 @@ def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_fi
             kept["target"].append(truth[:room].cpu())
             kept["image_id"].append(image_ids[:room])
     figure = {k: torch.cat(v).numpy() if v else None for k, v in kept.items()}
-    return {"eo": float(torch.cat(counts).mean()), "window_iou": float(torch.cat(ious).mean()), "figure": figure}
+    return accuracy.result() | {
+        "eo": float(torch.cat(counts).mean()),
+        "window_iou": float(torch.cat(ious).mean()),
+        "figure": figure,
+    }

@@ -39,11 +39,11 @@ def test_bce_gradient_reaches_q_and_k_and_nothing_passes_the_threshold():
     vit = small_vit()
     attention = vit.blocks[0].attn
     x = torch.randn(2, 17, 32)
-    out, scores, windows = window_free_attention(attention, x, 1, "multiply")
+    out, logits, windows = window_free_attention(attention, x, 1, "multiply")
     assert not windows.requires_grad
     # The attention output does not depend on w' through W: no gradient path from it to the scores.
-    assert torch.autograd.grad(out.sum(), scores, allow_unused=True)[0] is None
-    bce = torch.nn.functional.binary_cross_entropy(scores, torch.randint(0, 2, scores.shape).float())
+    assert torch.autograd.grad(out.sum(), logits, allow_unused=True)[0] is None
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.randint(0, 2, logits.shape).float())
     bce.backward()
     q_grad, k_grad, v_grad = attention.qkv.weight.grad.chunk(3)
     assert q_grad.abs().sum() > 0 and k_grad.abs().sum() > 0 and v_grad.abs().sum() == 0
@@ -101,3 +101,41 @@ def test_short_training_lowers_the_bce(mask_mode):
         losses.append(bce.item())
     assert losses[-1] < 0.8 * losses[0]
     assert len(model.last_windows) == 2 and model.last_windows[0].shape == (8, 16, 16)
+
+
+def test_a_patch_always_attends_to_itself_so_no_row_is_empty():
+    torch.manual_seed(0)
+    # No prefix token: with neg_inf, an empty row of W would leave a query nothing to attend to (NaN).
+    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 4,
+                                                      "class_token": False, "global_pool": "avg"}).eval()  # fmt: skip
+    attention = vit.blocks[0].attn
+    with torch.no_grad():
+        attention.qkv.weight[:32] = 0  # Q = 0: every w' = sigmoid(0), constant along each row
+        attention.qkv.bias[:32] = 0
+    out, logits, windows = window_free_attention(attention, torch.randn(2, 16, 32), 0, "neg_inf")
+    assert (logits == 0).all()
+    assert torch.equal(windows, torch.eye(16, dtype=torch.bool).expand(2, 16, 16))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("mask_mode", ["multiply", "neg_inf"])
+def test_training_step_under_bfloat16_autocast(mask_mode):
+    """What CUDA runs (bf16 autocast), on CPU: a finite loss that matches float32 and trains q and k."""
+    from patchinteract.training import training_loss
+
+    model = WindowFreeViT(small_vit(), mask_mode=mask_mode, target_kind="set").train()
+    with torch.no_grad():
+        model.vit.blocks[0].attn.qkv.weight[:64] *= 30  # 2/3 of the w' logits of layer 1 > 6.5: bf16 sigmoid = 1
+    images, labels = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    target = torch.from_numpy(np.packbits(random_fields(images=4), axis=-1))
+    _, bce_float32 = model(images, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, bce = model(images, target)
+    assert logits.dtype == torch.bfloat16 and bce.dtype == torch.float32
+    assert torch.isfinite(bce) and bce.item() == pytest.approx(bce_float32.item(), rel=0.05)
+    loss = training_loss(model, images, labels, [target], mixed_precision=True)  # bf16 autocast on CPU
+    assert torch.isfinite(loss)
+    loss.backward()
+    q_grad, k_grad, _ = model.vit.blocks[0].attn.qkv.weight.grad.chunk(3)
+    assert q_grad.abs().sum() > 0 and k_grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

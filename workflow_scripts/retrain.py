@@ -59,8 +59,18 @@ with logged_to(snakemake.log[0]) as log:
     )  # fmt: skip
     val, val_masks = split_with_masks("val", eval_transform(vit))
     loader = torch.utils.data.DataLoader(val, batch_size=config["eval"]["batch_size"], num_workers=workers)
-    metrics = evaluate_classifier(model, loader, device)
     record = model_record(config, experiment, vit)
+    if params.method == "winft":  # one pass: accuracy and the predicted windows, no training loss
+        metrics = evaluate_windows(model, loader, device, keep_first=winft["figure_images"])
+        figure = zarr.open_group(snakemake.output.figure, mode="w")
+        figure.attrs.update({"grid": list(model.grid), "target": winft["target"]})
+        for name, values in metrics.pop("figure").items():
+            if values is not None:
+                figure.create_array(name, data=values)
+    else:
+        metrics = evaluate_classifier(model, loader, device)
+        windows, keep = val_masks
+        metrics["eo"] = branch_interactions(windows, keep, record["n_patches"])
     metrics |= record | {
         "config_hash": params.config_hash,
         "method": params.method,
@@ -71,17 +81,6 @@ with logged_to(snakemake.log[0]) as log:
         "steps": summary["steps"],
         "resumed_from_step": summary["resumed_from_step"],
     }
-    if params.method == "winft":
-        windows = evaluate_windows(model, loader, device, keep_first=winft["figure_images"])
-        metrics |= {"eo": windows["eo"], "window_iou": windows["window_iou"]}
-        figure = zarr.open_group(snakemake.output.figure, mode="w")
-        figure.attrs.update({"grid": list(model.grid), "target": winft["target"]})
-        for name, values in windows["figure"].items():
-            if values is not None:
-                figure.create_array(name, data=values)
-    else:
-        windows, keep = val_masks
-        metrics["eo"] = branch_interactions(windows, keep, record["n_patches"])
     save_weights(vit, snakemake.output.weights)
     write_json(snakemake.output.metrics, metrics)
     Path(params.checkpoint).unlink(missing_ok=True)
