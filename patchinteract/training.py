@@ -78,7 +78,8 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
 
 def autocast(device: torch.device, enabled: bool | None = None):
     """bf16 autocast, by default on CUDA only (bf16 matmul on CPU is slow and changes results)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
+    enabled = device.type == "cuda" if enabled is None else enabled
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def training_loss(

@@ -94,7 +94,8 @@ def snakemake_from_root(*args: str) -> subprocess.CompletedProcess:
     command = [*SNAKEMAKE, "--dry-run", "--forceall", "--cores", "8", *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     if result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        output = result.stdout[-4000:] + "\n" + result.stderr[-4000:]
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{output}")
     return result
 
 
