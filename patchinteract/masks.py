@@ -131,3 +131,43 @@ def responsive_field_offset(field: np.ndarray, grid: tuple[int, int]) -> np.ndar
     centroid_x = (field * xs).sum(axis=-1) / count
     centroid_y = (field * ys).sum(axis=-1) / count
     return np.stack([centroid_x - xs, centroid_y - ys], axis=-1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- horizontal flip
+# A training view flipped left-right mirrors the image, so each mask of that sample must be
+# mirrored too: patch (x, y) becomes (w - 1 - x, y), and a box [x_l, y_t, x_r, y_b] becomes
+# [w - 1 - x_r, y_t, w - 1 - x_l, y_b]. Masks are in patch coordinates, so this is exact.
+
+
+def mirrored_patches(grid: tuple[int, int]) -> np.ndarray:
+    """Index of each patch's mirror image under a horizontal flip (an involution). (N,) int64."""
+    xs, ys = patch_coordinates(grid)
+    return ys * grid[1] + (grid[1] - 1 - xs)
+
+
+def mirror_boxes(boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Windows or field boxes (..., N, 4) of the flipped image: each box mirrored, moved to the mirrored patch."""
+    moved = boxes[..., mirrored_patches(grid), :][..., [2, 1, 0, 3]]  # x_r, y_t, x_l, y_b
+    moved[..., [0, 2]] = grid[1] - 1 - moved[..., [0, 2]]
+    return moved
+
+
+def mirror_patch_values(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Per-patch values (..., N) such as DIP's keep flags, moved to the mirrored patch."""
+    return values[..., mirrored_patches(grid)]
+
+
+def mirror_packed_members(packed: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Sets packed as bits along the key axis (..., N, ⌈N/8⌉), e.g. S_p: rows and members mirrored."""
+    order = mirrored_patches(grid)
+    members = np.unpackbits(packed, axis=-1, count=len(order)).astype(bool)
+    return np.packbits(members[..., order, :][..., order], axis=-1)
+
+
+MIRRORS = {
+    "window": mirror_boxes,
+    "field_box": mirror_boxes,
+    "keep": mirror_patch_values,
+    "field_members": mirror_packed_members,
+}
+"""How each compact mask array of the mask stores follows a horizontal flip, by array name."""

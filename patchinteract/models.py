@@ -147,18 +147,22 @@ def eval_transform(model: torch.nn.Module):
     )
 
 
-def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float], hflip: bool):
-    """Random-resized-crop augmentation (the paper's "random crop"), optional flip."""
+def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float]):
+    """Random-resized-crop augmentation (the paper's "random crop").
+
+    The horizontal flip (``hflip``) is applied per sample with its masks, by
+    :class:`patchinteract.retraining.MaskedSamples`.
+    """
     config = data_config(model)
-    steps = [
-        transforms.RandomResizedCrop(
-            config["input_size"][-1], scale=tuple(crop_scale), interpolation=transforms.InterpolationMode.BICUBIC
-        )
-    ]
-    if hflip:
-        steps.append(transforms.RandomHorizontalFlip())
-    steps += [transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
-    return transforms.Compose(steps)
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(
+                config["input_size"][-1], scale=tuple(crop_scale), interpolation=transforms.InterpolationMode.BICUBIC
+            ),
+            transforms.ToTensor(),
+            transforms.Normalize(config["mean"], config["std"]),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- attention

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import zarr
 
-from patchinteract.masks import window_interactions
+from patchinteract.masks import MIRRORS, window_interactions
 
 
 class MaskMismatchError(ValueError):
@@ -16,16 +16,33 @@ class MaskMismatchError(ValueError):
 
 
 class MaskedSamples(torch.utils.data.Dataset):
-    """Samples of ``dataset`` (image, label, image_id) followed by that image's compact masks."""
+    """Samples of ``dataset`` (image, label, image_id) followed by that image's compact masks.
 
-    def __init__(self, dataset, masks: list[torch.Tensor]):
-        self.dataset, self.masks = dataset, masks
+    ``masks`` maps a mask store's array name (window, keep, field_box,
+    field_members) to its values in dataset order; it may be empty. With
+    ``hflip``, half the samples (drawn from torch's RNG, which
+    :class:`patchinteract.training.SeededSamples` seeds per sample) are mirrored
+    left-right, the image and every mask alike (:data:`patchinteract.masks.MIRRORS`).
+    The image is flipped after the dataset's transform, whose random crop the
+    masks do not follow: they are applied as computed on the evaluation view.
+    """
+
+    def __init__(self, dataset, masks: dict[str, torch.Tensor], grid: tuple[int, int], hflip: bool = False):
+        unknown = set(masks) - set(MIRRORS)
+        if unknown:
+            raise ValueError(f"no horizontal-flip rule for mask arrays {sorted(unknown)}")
+        self.dataset, self.masks, self.grid, self.hflip = dataset, masks, grid, hflip
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        return (*self.dataset[index], *(m[index] for m in self.masks))
+        image, label, image_id = self.dataset[index]
+        masks = {name: values[index] for name, values in self.masks.items()}
+        if self.hflip and torch.rand(1) < 0.5:  # the draw torchvision's RandomHorizontalFlip makes
+            image = image.flip(-1)
+            masks = {name: torch.from_numpy(MIRRORS[name](m.numpy(), self.grid)) for name, m in masks.items()}
+        return image, label, image_id, *masks.values()
 
 
 def load_mask_array(path: Path | str | None, name: str, image_ids: np.ndarray) -> torch.Tensor | None:

@@ -110,3 +110,82 @@ def test_interactions_never_decrease_with_alpha():
     u = np.random.default_rng(2).random((5, 49, 49)).astype(np.float32)
     totals = [window_interactions(attention_windows(u, a, (7, 7))) for a in (0.001, 0.01, 0.05, 0.1, 0.3, 0.6, 1.0)]
     assert all((later >= earlier).all() for earlier, later in zip(totals, totals[1:], strict=False))
+
+
+# --------------------------------------------------------------------------- horizontal flip
+
+FLIP_GRID = (3, 5)  # not square: x and y cannot be swapped unnoticed
+
+
+def mirrored_image_interactions(u, scores):
+    """U and dip_score of the mirrored image when attention mirrors exactly (the symmetric case)."""
+    from patchinteract.masks import mirrored_patches
+
+    order = mirrored_patches(FLIP_GRID)
+    return u[:, order][:, :, order], scores[:, order]
+
+
+def test_mirrored_patches_moves_columns_and_keeps_rows():
+    from patchinteract.masks import mirrored_patches
+
+    order = mirrored_patches(FLIP_GRID)
+    assert order.tolist() == [4, 3, 2, 1, 0, 9, 8, 7, 6, 5, 14, 13, 12, 11, 10]
+    assert (order[order] == np.arange(15)).all()  # a flip twice is no flip
+
+
+def test_masks_of_the_mirrored_image_are_the_mirrored_masks():
+    """The symmetric case: masks computed from the mirrored U equal the mirror of the stored masks, exactly."""
+    from patchinteract.masks import bounding_boxes, mirror_boxes, mirror_packed_members, mirror_patch_values
+
+    rng = np.random.default_rng(3)
+    u, scores = rng.random((4, 15, 15)), rng.random((4, 15))
+    mirrored_u, mirrored_scores = mirrored_image_interactions(u, scores)
+    windows = attention_windows(u, 0.1, FLIP_GRID)
+    assert np.array_equal(attention_windows(mirrored_u, 0.1, FLIP_GRID), mirror_boxes(windows, FLIP_GRID))
+    keep = kept_patches(scores, 0.3)
+    assert np.array_equal(kept_patches(mirrored_scores, 0.3), mirror_patch_values(keep, FLIP_GRID))
+    field = responsive_field_members(window_members(top_interactions(u, 0.1)), keep)
+    mirrored_field = responsive_field_members(
+        window_members(top_interactions(mirrored_u, 0.1)), kept_patches(mirrored_scores, 0.3)
+    )
+    assert np.array_equal(
+        np.packbits(mirrored_field, axis=-1), mirror_packed_members(np.packbits(field, axis=-1), FLIP_GRID)
+    )
+    assert np.array_equal(
+        bounding_boxes(mirrored_field, FLIP_GRID), mirror_boxes(bounding_boxes(field, FLIP_GRID), FLIP_GRID)
+    )
+    assert np.array_equal(mirror_boxes(mirror_boxes(windows, FLIP_GRID), FLIP_GRID), windows)
+
+
+def test_a_flipped_training_sample_carries_its_mirrored_masks():
+    import torch
+
+    from patchinteract.masks import MIRRORS
+    from patchinteract.retraining import MaskedSamples
+
+    rng = np.random.default_rng(0)
+    u, scores = rng.random((6, 15, 15)), rng.random((6, 15))
+    field = responsive_field_members(window_members(top_interactions(u, 0.2)), kept_patches(scores, 0.2))
+    stored = {
+        "window": torch.from_numpy(attention_windows(u, 0.2, FLIP_GRID)),
+        "keep": torch.from_numpy(kept_patches(scores, 0.2)),
+        "field_members": torch.from_numpy(np.packbits(field, axis=-1)),
+    }
+    images = torch.randn(6, 3, 12, 20)
+    dataset = [(images[i], i % 10, i) for i in range(6)]
+    samples = MaskedSamples(dataset, stored, FLIP_GRID, hflip=True)
+    torch.manual_seed(0)
+    flipped = 0
+    for _ in range(4):
+        for index in range(6):
+            image, _label, _id, *masks = samples[index]
+            is_flipped = not torch.equal(image, images[index])
+            if is_flipped:
+                assert torch.equal(image, images[index].flip(-1))
+            flipped += is_flipped
+            for (name, values), mask in zip(stored.items(), masks, strict=True):
+                expected = MIRRORS[name](values[index].numpy(), FLIP_GRID) if is_flipped else values[index].numpy()
+                assert np.array_equal(mask.numpy(), expected), name
+    assert 0 < flipped < 24  # both cases were seen
+    unflipped = MaskedSamples(dataset, stored, FLIP_GRID, hflip=False)
+    assert all(torch.equal(unflipped[i][0], images[i]) for i in range(6))

@@ -19,6 +19,7 @@ import json, sys, time, torch
 import patchinteract
 from patchinteract.masked_vit import MaskedViT
 from patchinteract.models import create_vit, save_weights, train_transform
+from patchinteract.retraining import MaskedSamples
 from patchinteract.training import Recipe, seed_everything, train_classifier
 from patchinteract.workflow import split_dataset
 
@@ -27,13 +28,13 @@ torch.set_num_threads(1)
 seed_everything(0)
 vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
 recipe = Recipe(epochs=3, lr=1e-3, batch_size=4, optimizer="adamw", warmup_steps=3, crop_scale=(0.5, 1.0), hflip=True)
-augment = train_transform(vit, recipe.crop_scale, recipe.hflip)
+augment = train_transform(vit, recipe.crop_scale)
 
 def slow_augment(image):  # slows the run so the test can stop it part-way
     time.sleep(delay)
     return augment(image)
 
-dataset = split_dataset(manifest, "train", slow_augment)
+dataset = MaskedSamples(split_dataset(manifest, "train", slow_augment), {}, (4, 4), recipe.hflip)
 summary = train_classifier(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
                            checkpoint=checkpoint, fingerprint="test")
 save_weights(vit, weights)

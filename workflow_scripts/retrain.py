@@ -8,7 +8,14 @@ import zarr
 from patchinteract.config import weights_source
 from patchinteract.data import number_of_classes, read_manifest
 from patchinteract.masked_vit import MaskedViT
-from patchinteract.models import eval_transform, load_weights, save_weights, select_device, train_transform
+from patchinteract.models import (
+    eval_transform,
+    load_weights,
+    patch_grid,
+    save_weights,
+    select_device,
+    train_transform,
+)
 from patchinteract.retraining import MaskedSamples, branch_interactions, load_mask_array, load_masks
 from patchinteract.training import Recipe, evaluate_classifier, seed_everything, train_classifier
 from patchinteract.winft import WindowFreeViT, evaluate_windows
@@ -40,18 +47,19 @@ with logged_to(snakemake.log[0]) as log:
     else:
         model = MaskedViT(vit, cls_in_window=config["retrain"]["cls_in_window"], dip_mode=config["retrain"]["dip_mode"])
 
-    def split_with_masks(split, transform):
+    def split_with_masks(split, transform, hflip=False):
         """The split's dataset with the branch's compact masks (or WinFT's ground truth) appended."""
         dataset = split_dataset(snakemake.input.manifest, split, transform)
         if params.method == "winft":
-            target_array = "field_box" if winft["target"] == "box" else "field_members"
-            masks = [load_mask_array(snakemake.input[f"fields_{split}"], target_array, dataset.image_ids)]
+            name = "field_box" if winft["target"] == "box" else "field_members"
+            masks = {name: load_mask_array(snakemake.input[f"fields_{split}"], name, dataset.image_ids)}
         else:
             inputs = snakemake.input
-            masks = load_masks(inputs.get(f"window_{split}"), inputs.get(f"keep_{split}"), dataset.image_ids)
-        return MaskedSamples(dataset, [m for m in masks if m is not None]), masks
+            windows, keep = load_masks(inputs.get(f"window_{split}"), inputs.get(f"keep_{split}"), dataset.image_ids)
+            masks = {name: values for name, values in (("window", windows), ("keep", keep)) if values is not None}
+        return MaskedSamples(dataset, masks, patch_grid(vit), hflip), masks
 
-    train, _ = split_with_masks("train", train_transform(vit, recipe.crop_scale, recipe.hflip))
+    train, _ = split_with_masks("train", train_transform(vit, recipe.crop_scale), recipe.hflip)
     summary = train_classifier(
         model, train, recipe, device, seed=config["seed"], workers=workers, checkpoint=params.checkpoint,
         fingerprint=params.config_hash,  # a checkpoint of other settings is not resumed
@@ -69,7 +77,7 @@ with logged_to(snakemake.log[0]) as log:
                 figure.create_array(name, data=values)
     else:
         metrics = evaluate_classifier(model, loader, device)
-        windows, keep = val_masks
+        windows, keep = val_masks.get("window"), val_masks.get("keep")
         metrics["eo"] = branch_interactions(windows, keep, record["n_patches"])
     metrics |= record | {
         "config_hash": params.config_hash,

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from patchinteract.data import number_of_classes, read_manifest
-from patchinteract.models import load_weights, save_weights, select_device, train_transform
+from patchinteract.models import load_weights, patch_grid, save_weights, select_device, train_transform
+from patchinteract.retraining import MaskedSamples
 from patchinteract.training import Recipe, seed_everything, train_classifier
 from patchinteract.workflow import build_model, logged_to, split_dataset, torch_threads, write_json
 
@@ -17,7 +18,8 @@ with logged_to(snakemake.log[0]) as log:
     if snakemake.input.get("init"):
         load_weights(model, snakemake.input.init, skip_head=True)
         log.info("initialised from %s (fresh head)", snakemake.input.init)
-    dataset = split_dataset(snakemake.input.manifest, "train", train_transform(model, recipe.crop_scale, recipe.hflip))
+    images = split_dataset(snakemake.input.manifest, "train", train_transform(model, recipe.crop_scale))
+    dataset = MaskedSamples(images, {}, patch_grid(model), recipe.hflip)  # no masks: the flip only
     summary = train_classifier(
         model, dataset, recipe, select_device(config["device"]), seed=config["seed"],
         workers=config["data"]["loader_workers"], checkpoint=snakemake.params.checkpoint,
