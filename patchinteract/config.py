@@ -84,6 +84,9 @@ def config_problems(config: dict) -> list[str]:
         problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
     if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
         problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
+    problems += label_problems("alphas, dip_alphas, winft.alpha", [*config["alphas"], *config["dip_alphas"],
+                                                                    config["winft"]["alpha"]])  # fmt: skip
+    problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
     for kind, settings in config["resources"].items():
         if settings.get("gpus", 0) > 1:
             problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
@@ -117,6 +120,24 @@ def retrain_init(config: dict, experiment: str) -> str:
 def value_label(value: float) -> str:
     """How an α or β appears in file names: 0.1 -> '0.1', 1.0 -> '1'."""
     return f"{value:g}"
+
+
+def label_problems(keys: str, values: list[float]) -> list[str]:
+    """Values whose file-name label is not theirs alone: two values sharing one label would share
+    one mask store, and a label that reads back as another value would compute the masks for that."""
+    by_label: dict[str, set[float]] = {}
+    for value in values:
+        by_label.setdefault(value_label(value), set()).add(value)
+    problems = []
+    for label, same in by_label.items():
+        if len(same) > 1:
+            listed = " and ".join(map(repr, sorted(same)))
+            problems.append(f"{keys}: {listed} share the label '{label}' in file names; use values that differ "
+                            "within 6 significant digits")  # fmt: skip
+        elif float(label) not in same:
+            problems.append(f"{keys}: {next(iter(same))!r} is written '{label}' in file names, which reads back "
+                            "as another value; use at most 6 significant digits")  # fmt: skip
+    return problems
 
 
 def retrain_methods(config: dict, experiment: str) -> list[str]:

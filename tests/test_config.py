@@ -71,6 +71,12 @@ def test_schema_errors_name_the_key(path, value, message):
         ),
         (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
         (("resources",), {"train": {"gpus": 4}}, "resources.train.gpus: 4 requested, but every job uses one device"),
+        (
+            ("alphas",),
+            [0.1, 0.10000001],
+            "alphas, dip_alphas, winft.alpha: 0.1 and 0.10000001 share the label '0.1' in file names",
+        ),
+        (("betas",), [0.1234567], "betas, winft.beta: 0.1234567 is written '0.123457' in file names"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):
