@@ -51,6 +51,13 @@ class ArraySpec:
         return int(np.prod(self.shape_per_image, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
+def store_folder(path: Path | str) -> Path:
+    """The folder of a Zarr store, given the folder or its root metadata file ``zarr.json`` (what rules
+    declare as a store's input or output, so that Snakemake writes no timestamp file into the store)."""
+    path = Path(path)
+    return path.parent if path.name == "zarr.json" else path
+
+
 def images_per_chunk(setting: int | str, bytes_per_image: int) -> int:
     """The configured chunk length, or for "auto" about TARGET_CHUNK_BYTES per chunk."""
     if setting == "auto":

@@ -1,4 +1,5 @@
-# Attention of the baseline over a split, kept in a Zarr store (attention.store: zarr).
+# Attention of the baseline over a split, kept in a Zarr store (attention.store: zarr). With
+# store none, rule attention_figure_store (rules/interaction.smk) keeps the Fig. 3 images' only.
 
 if config["attention"]["store"] == "zarr":
 
@@ -7,7 +8,7 @@ if config["attention"]["store"] == "zarr":
             weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
             manifest=manifest_of,
         output:
-            store=directory(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
+            store=zarr_store(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
         log:
             f"{LOGS}/attention_store/{{experiment}}_{{split}}.log",
         conda:
@@ -17,5 +18,6 @@ if config["attention"]["store"] == "zarr":
             **resources_of("inference"),
         params:
             keep_attention=True,
+            first_images=None,
         script:
             "../workflow_scripts/extract_attention.py"

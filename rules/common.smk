@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
+from patchinteract.stores import store_folder
 from patchinteract.config import (
     check_config,
     experiment_fingerprint,
@@ -28,6 +29,15 @@ RESULTS = "results"
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"
 LOGS = f"{RESULTS}/logs"
+
+
+def zarr_store(path):
+    """A Zarr store as a rule's input or output: its root metadata file ``<path>/zarr.json``.
+
+    As a directory() output the store would get Snakemake's .snakemake_timestamp file,
+    which zarr warns about whenever the store is listed. Scripts open store_folder(...).
+    """
+    return f"{path}/zarr.json"
 
 
 def one_of(names):
@@ -98,7 +108,7 @@ def baseline_metrics():
 
 def interaction_stores():
     return expand(
-        f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr",
+        zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
         experiment=config["experiments"],
         split=config["attention"]["splits"],
     )
@@ -143,7 +153,7 @@ def baseline_init_weights(wildcards):
 
 def mask_store(experiment, split, kind, value):
     prefix = "window_a" if kind == "window" else "keep_b"
-    return f"{RESULTS}/{experiment}/masks/{split}/{prefix}{value}.zarr"
+    return zarr_store(f"{RESULTS}/{experiment}/masks/{split}/{prefix}{value}.zarr")
 
 
 def awd_branch(wildcards):
@@ -190,7 +200,9 @@ def retrain_metrics():
 
 
 def field_store(experiment, split, alpha, beta):
-    return f"{RESULTS}/{experiment}/masks/{split}/fields_a{value_label(alpha)}_b{value_label(beta)}.zarr"
+    return zarr_store(
+        f"{RESULTS}/{experiment}/masks/{split}/fields_a{value_label(alpha)}_b{value_label(beta)}.zarr"
+    )
 
 
 def winft_inputs(wildcards):
@@ -220,6 +232,12 @@ def field_stores():
     ]
 
 
+def figure_attention_store(wildcards):
+    """The val attention that Fig. 3 draws: the whole store, or with store none the figure images'."""
+    name = "val" if config["attention"]["store"] == "zarr" else "val_figures"
+    return zarr_store(f"{RESULTS}/{wildcards.experiment}/attention/{name}.zarr")
+
+
 def figures():
     """Every figure file of the configured grid."""
     experiments = config["experiments"]
@@ -231,7 +249,7 @@ def figures():
             for experiment in experiments
             for name in ("fig5_interaction_map", "fig9_image_panels")
         ]
-    if config["attention"]["store"] == "zarr" and with_val:
+    if with_val:
         targets += [
             f"{RESULTS}/figures/{experiment}/fig3_attention_rows.png"
             for experiment in experiments

@@ -5,9 +5,9 @@ if config["attention"]["store"] == "zarr":
 
     rule interaction_store:
         input:
-            attention=f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr",
+            attention=zarr_store(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
         output:
-            store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+            store=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
         log:
             f"{LOGS}/interaction_store/{{experiment}}_{{split}}.log",
         conda:
@@ -28,7 +28,7 @@ else:
             weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
             manifest=manifest_of,
         output:
-            store=directory(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+            store=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
         log:
             f"{LOGS}/interaction_streaming/{{experiment}}_{{split}}.log",
         conda:
@@ -38,5 +38,18 @@ else:
             **resources_of("inference"),
         params:
             keep_attention=False,
+            first_images=None,
         script:
             "../workflow_scripts/extract_attention.py"
+
+    # The attention of the first attention.figure_images images, for Fig. 3.
+    use rule interaction_streaming as attention_figure_store with:
+        output:
+            store=zarr_store(
+                f"{RESULTS}/{{experiment}}/attention/{{split}}_figures.zarr"
+            ),
+        log:
+            f"{LOGS}/attention_figure_store/{{experiment}}_{{split}}.log",
+        params:
+            keep_attention=True,
+            first_images=config["attention"]["figure_images"],

@@ -4,9 +4,9 @@
 
 rule window_masks:
     input:
-        interaction=f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr",
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
     output:
-        store=directory(
+        store=zarr_store(
             f"{RESULTS}/{{experiment}}/masks/{{split}}/window_a{{alpha}}.zarr"
         ),
     log:
@@ -25,9 +25,11 @@ rule window_masks:
 
 rule token_masks:
     input:
-        interaction=f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr",
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
     output:
-        store=directory(f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr"),
+        store=zarr_store(
+            f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr"
+        ),
     log:
         f"{LOGS}/token_masks/{{experiment}}_{{split}}_b{{beta}}.log",
     conda:
@@ -44,10 +46,10 @@ rule token_masks:
 
 rule responsive_fields:
     input:
-        interaction=f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr",
-        keep=f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr",
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+        keep=zarr_store(f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr"),
     output:
-        store=directory(
+        store=zarr_store(
             f"{RESULTS}/{{experiment}}/masks/{{split}}/fields_a{{alpha}}_b{{beta}}.zarr"
         ),
     log:

@@ -89,7 +89,7 @@ rule figure_accuracy_vs_interactions:
 
 rule figure_winft_windows:
     input:
-        store=f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr",
+        store=zarr_store(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/winft_windows.ipynb",
     output:
@@ -110,7 +110,7 @@ rule figure_winft_windows:
         **resources_of("default"),
     params:
         parameters=lambda wildcards, input, output: {
-            "figure_store": input.store,
+            "figure_store": store_folder(input.store),
             "manifest": input.manifest,
             "out_stem": output.png.removesuffix(".png"),
         },
@@ -120,7 +120,7 @@ rule figure_winft_windows:
 
 rule figure_patch_interactions:
     input:
-        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
         fields=lambda wildcards: field_store(
             wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
         ),
@@ -159,8 +159,8 @@ rule figure_patch_interactions:
         **resources_of("default"),
     params:
         parameters=lambda wildcards, input, output: {
-            "interaction_store": input.interaction,
-            "field_store": input.fields,
+            "interaction_store": store_folder(input.interaction),
+            "field_store": store_folder(input.fields),
             "manifest": input.manifest,
             "out_dir": str(Path(output.fig5).parent),
             "betas": sorted({0.07, 0.5, *config["betas"]}),
@@ -171,8 +171,8 @@ rule figure_patch_interactions:
 
 rule figure_attention_rows:
     input:
-        attention=f"{RESULTS}/{{experiment}}/attention/val.zarr",
-        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        attention=figure_attention_store,
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
     output:
@@ -193,8 +193,8 @@ rule figure_attention_rows:
         **resources_of("default"),
     params:
         parameters=lambda wildcards, input, output: {
-            "attention_store": input.attention,
-            "interaction_store": input.interaction,
+            "attention_store": store_folder(input.attention),
+            "interaction_store": store_folder(input.interaction),
             "manifest": input.manifest,
             "out_stem": output.png.removesuffix(".png"),
         },
@@ -204,7 +204,7 @@ rule figure_attention_rows:
 
 rule figure_image_panels:
     input:
-        interaction=f"{RESULTS}/{{experiment}}/interaction/val.zarr",
+        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
         fields=lambda wildcards: field_store(
             wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
         ),
@@ -228,8 +228,8 @@ rule figure_image_panels:
         **resources_of("default"),
     params:
         parameters=lambda wildcards, input, output: {
-            "interaction_store": input.interaction,
-            "field_store": input.fields,
+            "interaction_store": store_folder(input.interaction),
+            "field_store": store_folder(input.fields),
             "manifest": input.manifest,
             "out_stem": output.png.removesuffix(".png"),
         },

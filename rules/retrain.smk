@@ -68,7 +68,7 @@ use rule retrain_vit as retrain_winft with:
     output:
         metrics=f"{RESULTS}/{{experiment}}/retrain/winft/metrics.json",
         weights=f"{RESULTS}/{{experiment}}/retrain/winft/model.safetensors",
-        figure=directory(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
+        figure=zarr_store(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
     log:
         f"{LOGS}/retrain/{{experiment}}_winft.log",
     params:

@@ -9,7 +9,7 @@ from conftest import REPO, TINY_CONFIG, planned_jobs, planned_wildcards, run_sna
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from patchinteract.config import ConfigError, check_config
+from patchinteract.config import ConfigError, check_config, retrain_methods
 
 SCHEMA = str(REPO / "config" / "schema.yaml")
 
@@ -123,6 +123,14 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     assert counts["evaluate_baseline"] == REAL_SCALE[name]
     stage_jobs = sum(counts.get(r, 0) for r in ("attention_store", "interaction_store", "interaction_streaming"))
     assert stage_jobs == REAL_SCALE[name] * splits * stores_per_split
+    # Every figure, at full scale too: with store none, Fig. 3 gets the figure images' attention.
+    streamed = config["attention"]["store"] == "none"
+    assert counts.get("attention_figure_store", 0) == (REAL_SCALE[name] if streamed else 0)
+    with_winft = [e for e in config["experiments"] if "winft" in retrain_methods(config, e)]
+    assert counts.get("figure_winft_windows", 0) == len(with_winft)
+    assert counts["figure_accuracy_vs_interactions"] == 1
+    for rule in ("figure_attention_rows", "figure_patch_interactions", "figure_image_panels"):
+        assert counts[rule] == REAL_SCALE[name], rule
 
 
 @pytest.mark.slow

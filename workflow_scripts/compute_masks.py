@@ -1,17 +1,19 @@
 """Rules window_masks, token_masks and responsive_fields: mask stores from an interaction store."""
 
 from patchinteract.mask_stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.stores import store_folder
 from patchinteract.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     level = snakemake.config["attention"]["compression_level"]
-    kind, interaction, out = snakemake.params.kind, snakemake.input.interaction, snakemake.output.store
+    kind = snakemake.params.kind
+    interaction, out = store_folder(snakemake.input.interaction), store_folder(snakemake.output.store)
     if kind == "window":
         path = write_window_store(interaction, out, snakemake.params.alpha, level)
     elif kind == "keep":
         path = write_keep_store(interaction, out, snakemake.params.beta, level)
     else:
         path = write_field_store(
-            interaction, snakemake.input.keep, out, snakemake.params.alpha, snakemake.params.beta, level
+            interaction, store_folder(snakemake.input.keep), out, snakemake.params.alpha, snakemake.params.beta, level
         )
     log.info("wrote %s", path)

@@ -1,8 +1,12 @@
-"""Rules attention_store and interaction_streaming: run the baseline over a split and keep
-its attention (Zarr) or, with attention.store: none, only U and dip_score."""
+"""Rules attention_store, interaction_streaming and attention_figure_store: run the baseline over
+a split and keep its attention (Zarr), or with attention.store: none only U and dip_score, and
+the attention of the first attention.figure_images images (for Fig. 3)."""
+
+import torch
 
 from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models import select_device
+from patchinteract.stores import store_folder
 from patchinteract.workflow import eval_dataset, load_baseline, logged_to, provenance, torch_threads
 
 with logged_to(snakemake.log[0]) as log:
@@ -10,6 +14,9 @@ with logged_to(snakemake.log[0]) as log:
     torch_threads(snakemake.threads)
     model = load_baseline(config, experiment, snakemake.input.weights, snakemake.input.manifest)
     settings = config["attention"]
+    dataset = eval_dataset(model, snakemake.input.manifest, split)
+    if snakemake.params.first_images:  # the figure images only (attention.store: none)
+        dataset = torch.utils.data.Subset(dataset, range(min(snakemake.params.first_images, len(dataset))))
     options = {}
     if snakemake.params.keep_attention:
         write, options["chunk_setting"] = write_attention_store, settings["images_per_chunk"]
@@ -17,8 +24,8 @@ with logged_to(snakemake.log[0]) as log:
         write = write_interaction_store_streaming
     path = write(
         model,
-        eval_dataset(model, snakemake.input.manifest, split),
-        snakemake.output.store,
+        dataset,
+        store_folder(snakemake.output.store),
         device=select_device(config["device"]),
         batch_size=settings["batch_size"],
         workers=config["data"]["loader_workers"],

@@ -17,6 +17,7 @@ from patchinteract.models import (
     train_transform,
 )
 from patchinteract.retraining import MaskedSamples, branch_interactions, load_mask_array, load_masks
+from patchinteract.stores import store_folder
 from patchinteract.training import Recipe, evaluate_classifier, seed_everything, train_classifier
 from patchinteract.winft import WindowFreeViT, evaluate_windows
 from patchinteract.workflow import (
@@ -52,10 +53,11 @@ with logged_to(snakemake.log[0]) as log:
         dataset = split_dataset(snakemake.input.manifest, split, transform)
         if params.method == "winft":
             name = "field_box" if winft["target"] == "box" else "field_members"
-            masks = {name: load_mask_array(snakemake.input[f"fields_{split}"], name, dataset.image_ids)}
+            masks = {name: load_mask_array(store_folder(snakemake.input[f"fields_{split}"]), name, dataset.image_ids)}
         else:
             inputs = snakemake.input
-            windows, keep = load_masks(inputs.get(f"window_{split}"), inputs.get(f"keep_{split}"), dataset.image_ids)
+            stores = [inputs.get(f"{kind}_{split}") for kind in ("window", "keep")]
+            windows, keep = load_masks(*(store and store_folder(store) for store in stores), dataset.image_ids)
             masks = {name: values for name, values in (("window", windows), ("keep", keep)) if values is not None}
         return MaskedSamples(dataset, masks, patch_grid(vit), hflip), masks
 
@@ -70,7 +72,7 @@ with logged_to(snakemake.log[0]) as log:
     record = model_record(config, experiment, vit)
     if params.method == "winft":  # one pass: accuracy and the predicted windows, no training loss
         metrics = evaluate_windows(model, loader, device, keep_first=winft["figure_images"])
-        figure = zarr.open_group(snakemake.output.figure, mode="w")
+        figure = zarr.open_group(store_folder(snakemake.output.figure), mode="w")
         figure.attrs.update({"grid": list(model.grid), "target": winft["target"]})
         for name, values in metrics.pop("figure").items():
             if values is not None:
