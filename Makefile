@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test lint format benchmarks clean-demo
+.PHONY: demo test lint format benchmarks gpu-check clean-demo
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ format: $(BIN)/snakemake
 benchmarks: $(BIN)/snakemake
 	$(BIN)/python benchmarks/bench_attention_capture.py
 	$(BIN)/python benchmarks/bench_interaction.py
+
+# Every branch's training step, attention capture and streaming U on the device found
+# (CUDA: ViT-B/16, bf16 autocast; CPU: a tiny ViT in float32). Fails on any error or NaN.
+gpu-check: $(BIN)/snakemake
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean-demo:
 	rm -rf results .snakemake

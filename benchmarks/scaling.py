@@ -24,6 +24,7 @@ from patchinteract.mask_stores import write_field_store, write_keep_store, write
 from patchinteract.masked_vit import MaskedViT
 from patchinteract.masks import attention_windows
 from patchinteract.models import patch_grid
+from patchinteract.training import training_loss
 
 # Images per split (ImageNet-1k; CUB-200-2011's official split) at the configs' input sizes.
 DATASETS = {
@@ -35,18 +36,16 @@ ALPHA, BETA = 0.1, 0.1
 
 def training_step_seconds(model, images, windows=None, steps=2):
     """Seconds per image of forward + backward + SGD step (after one warm-up step), with the
-    training jobs' precision (bf16 autocast on CUDA)."""
+    training jobs' own loss and precision (training_loss: bf16 autocast on CUDA)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
-    cuda = images.device.type == "cuda"
+    masks = [] if windows is None else [windows]
 
     def step():
         optimizer.zero_grad()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = model(images) if windows is None else model(images, windows)
-        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
+        training_loss(model, images, labels, masks).backward()
         optimizer.step()
-        if cuda:
+        if images.device.type == "cuda":
             torch.cuda.synchronize()
 
     step()

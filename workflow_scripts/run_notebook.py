@@ -1,13 +1,15 @@
 """Figure rules: execute a parameterised notebook with papermill, keeping the executed copy as a record."""
 
 import os
+from pathlib import PurePath
 
 import papermill
 
 from patchinteract.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    parameters = dict(snakemake.params.parameters)
+    # Notebook parameters are stored as JSON: paths (store folders) as strings.
+    parameters = {k: str(v) if isinstance(v, PurePath) else v for k, v in snakemake.params.parameters.items()}
     log.info("executing %s with %s", snakemake.input.notebook, parameters)
     papermill.execute_notebook(
         snakemake.input.notebook,

@@ -1,0 +1,215 @@
+"""One command that proves the GPU path: `make gpu-check`.
+
+On the device it finds (CUDA if present), runs the training jobs' own code:
+attention capture of a batch into a Zarr store, the streaming U of the same
+batch, masks from that U (windows, DIP keep flags, responsive fields), then for
+every branch (vit, awd, awd_dip in both DIP modes, winft in both mask modes) a
+few optimizer steps through ``patchinteract.training.training_loss`` (bf16
+autocast on CUDA) and one evaluation pass. Prints images/s per branch, each
+branch's step time relative to the dense ViT, and peak GPU memory; any error or
+non-finite loss ends it with a non-zero exit status.
+
+On CUDA the model is ViT-B/16 at 224 with random weights; on a CPU-only machine
+the same code runs a tiny ViT in float32 (tests/test_gpu_check.py runs it so).
+
+    python benchmarks/gpu_check.py                 # what make gpu-check runs
+    python benchmarks/gpu_check.py --batch 128 --steps 10 --out gpu_check.json
+"""
+
+import argparse
+import copy
+import json
+import sys
+import time
+
+import torch
+import zarr
+from common import RandomImages, remove, scratch_dir, vit_b16
+
+from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
+from patchinteract.masked_vit import MaskedViT
+from patchinteract.masks import (
+    attention_windows,
+    bounding_boxes,
+    kept_patches,
+    responsive_field_members,
+    top_interactions,
+    window_members,
+)
+from patchinteract.models import create_vit, patch_grid, select_device
+from patchinteract.retraining import MaskedSamples
+from patchinteract.training import Recipe, evaluate_classifier, make_optimizer, training_loss
+from patchinteract.winft import WindowFreeViT, evaluate_windows
+
+ALPHA, BETA = 0.1, 0.1
+# (branch, model wrapper, mask arrays the branch trains with)
+BRANCHES = [
+    ("vit", lambda vit: MaskedViT(vit), ()),
+    ("awd", lambda vit: MaskedViT(vit), ("window",)),
+    ("awd_dip multiply", lambda vit: MaskedViT(vit, dip_mode="multiply"), ("window", "keep")),
+    ("awd_dip drop_keys", lambda vit: MaskedViT(vit, dip_mode="drop_keys"), ("window", "keep")),
+    ("winft multiply", lambda vit: WindowFreeViT(vit, mask_mode="multiply", target_kind="box"), ("field_box",)),
+    ("winft neg_inf", lambda vit: WindowFreeViT(vit, mask_mode="neg_inf", target_kind="box"), ("field_box",)),
+]
+
+
+def make_model(device: torch.device) -> torch.nn.Module:
+    """ViT-B/16 at 224 on CUDA; a tiny ViT on CPU, so the check runs in seconds there."""
+    if device.type == "cuda":
+        return vit_b16(224)
+    torch.manual_seed(0)
+    return create_vit("VisionTransformer", 32, 8, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2}).eval()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def interaction_stages(vit, images: RandomImages, device: torch.device, scratch) -> tuple[dict, zarr.Group]:
+    """Attention capture and streaming U of one batch, as the rules run them: (images/s of each, U store)."""
+    options = dict(device=device, batch_size=len(images), workers=0, compression_level=1, attributes={})
+    rates = {}
+    for name, write, extra in (
+        ("attention capture", write_attention_store, {"chunk_setting": "auto"}),
+        ("streaming U", write_interaction_store_streaming, {}),
+    ):
+        reset_peak_memory(device)
+        start = time.perf_counter()
+        path = write(vit, images, scratch / f"{name.replace(' ', '_')}.zarr", **options, **extra)
+        synchronize(device)
+        rates[name] = {"images_per_s": len(images) / (time.perf_counter() - start), "peak_gib": peak_memory_gib(device)}
+    return rates, zarr.open_group(path, mode="r")
+
+
+def masks_from(store: zarr.Group, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Compact masks of every kind from an interaction store, with the masks stage's functions."""
+    interaction, keep = store["U"][:], kept_patches(store["dip_score"][:], BETA)
+    members = window_members(top_interactions(interaction, ALPHA))
+    fields = responsive_field_members(members, keep)
+    arrays = {
+        "window": attention_windows(interaction, ALPHA, grid),
+        "keep": keep,
+        "field_box": bounding_boxes(fields, grid),
+    }
+    return {name: torch.from_numpy(values) for name, values in arrays.items()}
+
+
+def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device, steps, lr) -> dict:
+    """A few optimizer steps and one evaluation pass of one branch; raises on a non-finite loss."""
+    vit = copy.deepcopy(base_vit).to(device).train()
+    model = wrap(vit).to(device)
+    optimizer = make_optimizer(model, Recipe(epochs=1, lr=lr, batch_size=len(images), optimizer="sgd"))
+    batch_masks = [masks[m].to(device) for m in mask_names]
+    loss_weights = (1.0, 1.0)
+    reset_peak_memory(device)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = training_loss(model, images, labels, batch_masks, loss_weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"branch {name}: training loss is {loss.item()}")
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    step()  # warm-up: kernels chosen, memory allocated
+    synchronize(device)
+    start = time.perf_counter()
+    losses = [step() for _ in range(steps)]
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    samples = MaskedSamples(
+        list(zip(images.cpu(), labels.cpu(), range(len(images)), strict=True)),
+        {m: masks[m] for m in mask_names},
+        patch_grid(vit),
+    )
+    loader = torch.utils.data.DataLoader(samples, batch_size=len(images))
+    if isinstance(model, WindowFreeViT):
+        evaluation = evaluate_windows(model, loader, device)
+        evaluation.pop("figure")
+    else:
+        evaluation = evaluate_classifier(model, loader, device)
+    return {
+        "images_per_s": len(images) / seconds,
+        "step_ms": 1000 * seconds,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "eval_top1": evaluation["top1"],
+        "peak_gib": peak_memory_gib(device),
+        **({"eval_eo": evaluation["eo"]} if "eo" in evaluation else {}),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
+    parser.add_argument("--batch", type=int, default=None, help="images per step (default: 64 on CUDA, 8 on CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per branch (5 CUDA, 2 CPU)")
+    parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate of the steps")
+    parser.add_argument("--out", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    device = select_device(args.device)
+    cuda = device.type == "cuda"
+    batch, steps = args.batch or (64 if cuda else 8), args.steps or (5 if cuda else 2)
+    vit = make_model(device).to(device)
+    size = vit.patch_embed.img_size[0]
+    report = {
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "model": "vit_base_patch16_224" if cuda else "tiny VisionTransformer",
+        "img_size": size,
+        "batch": batch,
+        "steps": steps,
+        "precision": "bf16 autocast" if cuda else "float32",
+        "torch": torch.__version__,
+    }
+    print(f"gpu-check on {report['device']}: {report['model']} at {size} px, batch {batch}, {report['precision']}")
+    images = RandomImages(batch, size)
+    scratch = scratch_dir()
+    try:
+        report["stages"], interaction = interaction_stages(vit, images, device, scratch)
+        masks = masks_from(interaction, patch_grid(vit))
+    finally:
+        remove(scratch)
+    inputs = images.images.to(device)
+    labels = torch.arange(batch, device=device) % vit.num_classes
+    report["branches"] = {}
+    for name, wrap, mask_names in BRANCHES:
+        report["branches"][name] = check_branch(
+            name, wrap, mask_names, vit, inputs, labels, masks, device, steps, args.lr
+        )
+    dense = report["branches"]["vit"]["step_ms"]
+    for figures in report["branches"].values():
+        figures["step_vs_vit"] = figures["step_ms"] / dense
+
+    for stage, figures in report["stages"].items():
+        print(f"  {stage:<20} {figures['images_per_s']:9.1f} images/s" + memory_text(figures))
+    print(f"  {'branch':<20} {'images/s':>9} {'step ms':>9} {'x vit':>6} {'loss':>15} {'eval top-1':>10}")
+    for name, figures in report["branches"].items():
+        loss = f"{figures['loss_first']:.3f}->{figures['loss_last']:.3f}"
+        print(
+            f"  {name:<20} {figures['images_per_s']:9.1f} {figures['step_ms']:9.2f} {figures['step_vs_vit']:6.2f} "
+            f"{loss:>15} {figures['eval_top1']:10.1f}" + memory_text(figures)
+        )
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print("gpu-check passed: every branch trained with finite losses and evaluated")
+    return 0
+
+
+def memory_text(figures: dict) -> str:
+    return f"  peak {figures['peak_gib']:.2f} GiB" if figures["peak_gib"] is not None else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`make gpu-check` on CPU: the same code as on a GPU, at a tiny model size in float32."""
+
+import json
+import math
+import subprocess
+import sys
+
+from conftest import REPO
+
+BRANCHES = {"vit", "awd", "awd_dip multiply", "awd_dip drop_keys", "winft multiply", "winft neg_inf"}
+
+
+def gpu_check(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_check_runs_every_branch_on_cpu(tmp_path):
+    result = gpu_check("--out", str(tmp_path / "check.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gpu-check passed" in result.stdout
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert report["precision"] == "float32" and set(report["branches"]) == BRANCHES
+    assert set(report["stages"]) == {"attention capture", "streaming U"}
+    for name, figures in report["branches"].items():
+        assert figures["images_per_s"] > 0 and math.isfinite(figures["loss_last"]), name
+        assert figures["step_vs_vit"] > 0 and 0 <= figures["eval_top1"] <= 100, name
+    assert report["branches"]["vit"]["step_vs_vit"] == 1.0
+    assert 16 <= report["branches"]["winft neg_inf"]["eval_eo"] <= 256  # W over 4x4 patches, diagonal forced
+
+
+def test_gpu_check_fails_loudly_on_a_non_finite_loss():
+    result = gpu_check("--lr", "1e30")  # the first step blows the weights up
+    assert result.returncode != 0
+    assert "FloatingPointError: branch vit: training loss is" in result.stderr
