@@ -131,7 +131,7 @@ def fill_store(
 def write_attention_store(
     model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes
 ):
-    """Attention store of ``dataset`` (see DESIGN.md): ``attn`` float16 (image, layer, head, query, key)."""
+    """Attention store of ``dataset`` (see docs/design.md): ``attn`` float16 (image, layer, head, query, key)."""
     specs = attention_specs(model)
     chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
     store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)

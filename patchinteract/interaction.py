@@ -112,7 +112,7 @@ def interaction_map(attn: np.ndarray, n_prefix_tokens: int, first_image: int = 0
 
     ``attn`` is (image, layer, head, T, T) with T = prefix + N tokens, any float
     dtype. Rows are checked (finite, summing to 1); prefix tokens are excluded
-    afterwards and the patch rows are not renormalised (PAPER_NOTES).
+    afterwards and the patch rows are not renormalised (docs/method.md).
     """
     if attn.ndim != 5:
         raise ValueError(f"attention must be (image, layer, head, query, key); got shape {attn.shape}")

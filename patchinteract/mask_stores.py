@@ -1,7 +1,7 @@
 """Mask stores per α (windows), per β (kept tokens) and per (α, β) (responsive fields).
 
 Each is a small Zarr group computed chunk by chunk from an interaction store
-(``U``, ``dip_score``), in the same image order. Layouts (DESIGN.md):
+(``U``, ``dip_score``), in the same image order. Layouts (docs/design.md):
 
 - window store: ``window`` (image, patch, 4) int16 inclusive [x_l, y_t, x_r, y_b];
   ``eo`` (image) int64, O of eq. 5 over all patches; attribute ``alpha``.

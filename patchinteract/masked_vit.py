@@ -29,7 +29,7 @@ def window_attention_mask(
 
     A patch query may attend to the patch keys inside its window (eq. 4-5),
     always to itself, and to the prefix tokens unless ``cls_in_window`` is
-    False; prefix queries attend to everything (PAPER_NOTES). With
+    False; prefix queries attend to everything (docs/method.md). With
     ``drop_keys``, dropped patches (keep False) are removed as keys everywhere
     except from their own row.
     """

@@ -3,7 +3,7 @@
 Every function works on a batch of images at once, vectorised over images and
 patches. Patch p sits at column x_p = p mod w and row y_p = p div w of the
 (h, w) patch grid. Windows are inclusive boxes [x_l, y_t, x_r, y_b]. The
-decisions on the paper's ambiguities are those of PAPER_NOTES.md.
+decisions on the paper's ambiguities are those of docs/method.md.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def window_areas(windows: np.ndarray) -> np.ndarray:
 def window_interactions(windows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Eq. 5 with the inclusive count: O = sum over kept patches of their window areas. (image,) int64.
 
-    With DIP, only the windows of kept patches count (PAPER_NOTES); ``keep``
+    With DIP, only the windows of kept patches count (docs/method.md); ``keep``
     None counts every patch. E_O is the mean of O over images.
     """
     areas = window_areas(windows)
@@ -122,7 +122,7 @@ def responsive_field_tendency(field: np.ndarray, grid: tuple[int, int]) -> np.nd
 
 
 def responsive_field_offset(field: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """Signed offset of S_p's centroid from patch p (PAPER_NOTES): (image, N, 2) float32 as (dx, dy).
+    """Signed offset of S_p's centroid from patch p (docs/method.md): (image, N, 2) float32 as (dx, dy).
 
     This is the direction an arrow "towards" the field needs; eq. 7's R_p has no sign.
     """

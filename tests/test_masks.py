@@ -1,4 +1,4 @@
-"""Windows, DIP and responsive fields against a plain-Python reference written from PAPER_NOTES."""
+"""Windows, DIP and responsive fields against a plain-Python reference written from docs/method.md."""
 
 import math
 from fractions import Fraction
