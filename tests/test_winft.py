@@ -139,3 +139,19 @@ def test_training_step_under_bfloat16_autocast(mask_mode):
     q_grad, k_grad, _ = model.vit.blocks[0].attn.qkv.weight.grad.chunk(3)
     assert q_grad.abs().sum() > 0 and k_grad.abs().sum() > 0
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_evaluation_computes_windows_and_accuracy_without_the_training_loss(monkeypatch):
+    model = WindowFreeViT(small_vit(), target_kind="set")
+    target = torch.from_numpy(np.packbits(random_fields(images=6), axis=-1))
+    samples = list(zip(torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,)), range(6), target, strict=True))
+
+    def no_loss(*_):
+        raise AssertionError("evaluation computed the training loss")
+
+    monkeypatch.setattr(winft, "window_bce", no_loss)
+    metrics = winft.evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4), torch.device("cpu"),
+                                     keep_first=2)  # fmt: skip
+    assert metrics["n_images"] == 6 and 0 <= metrics["top1"] <= 100
+    assert 16 <= metrics["eo"] <= 256 and 0 < metrics["window_iou"] <= 1  # W has its diagonal at least
+    assert metrics["figure"]["predicted"].shape == (2, 2, 16, 16)

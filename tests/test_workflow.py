@@ -212,6 +212,18 @@ def test_streaming_mode_plans_no_attention_store(tmp_path, tiny_config):
     assert counts["interaction_streaming"] == 2 and "attention_store" not in counts
 
 
+def test_streaming_mode_draws_fig3_from_the_figure_images(tiny_run, tmp_path, tiny_config):
+    tiny_config["attention"] |= {"store": "none", "figure_images": 3}
+    run_snakemake(tmp_path, tiny_config, "results/figures/tiny/fig3_attention_rows.png")
+    kept = zarr.open_group(tmp_path / "results/tiny/attention/val_figures.zarr", mode="r")
+    full = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
+    assert kept["attn"].shape == (3, *full["attn"].shape[1:])
+    np.testing.assert_array_equal(kept["attn"][:], full["attn"][:3])  # the same baseline, deterministic on CPU
+    np.testing.assert_array_equal(kept["image_id"][:], full["image_id"][:3])
+    assert (tmp_path / "results/figures/tiny/fig3_attention_rows.png").stat().st_size > 10_000
+    assert not (tmp_path / "results/tiny/attention/val.zarr").exists()
+
+
 def test_snakemake_lint_is_clean(tmp_path):
     shutil.copytree(REPO, tmp_path / "repo", ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git"))
     result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=tmp_path / "repo", capture_output=True, text=True)
