@@ -183,15 +183,6 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_same_config_and_seed_give_the_same_metrics(tiny_run, tmp_path):
-    from conftest import TINY_CONFIG
-
-    run_snakemake(tmp_path, TINY_CONFIG, "results/tiny/model/metrics.json")
-    first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
-    second = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
-    assert first == second
-
-
 def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config):
     from safetensors.torch import load_file
 
@@ -206,22 +197,23 @@ def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config
     assert imported["top1"] == trained["top1"]
 
 
-def test_streaming_mode_plans_no_attention_store(tmp_path, tiny_config):
-    tiny_config["attention"]["store"] = "none"
-    counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run").stdout)
-    assert counts["interaction_streaming"] == 2 and "attention_store" not in counts
-
-
-def test_streaming_mode_draws_fig3_from_the_figure_images(tiny_run, tmp_path, tiny_config):
+def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tmp_path, tiny_config):
+    """A second run of the same experiment (U streamed this time, which leaves the baseline's settings
+    alone) trains the same baseline bit for bit, and draws Fig. 3 from the figure images' attention."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
-    run_snakemake(tmp_path, tiny_config, "results/figures/tiny/fig3_attention_rows.png")
+    targets = ["results/tiny/model/metrics.json", "results/figures/tiny/fig3_attention_rows.png"]
+    run_snakemake(tmp_path, tiny_config, *targets)
+    first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
+    second = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
+    assert first == second
     kept = zarr.open_group(tmp_path / "results/tiny/attention/val_figures.zarr", mode="r")
     full = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
     assert kept["attn"].shape == (3, *full["attn"].shape[1:])
-    np.testing.assert_array_equal(kept["attn"][:], full["attn"][:3])  # the same baseline, deterministic on CPU
+    np.testing.assert_array_equal(kept["attn"][:], full["attn"][:3])
     np.testing.assert_array_equal(kept["image_id"][:], full["image_id"][:3])
     assert (tmp_path / "results/figures/tiny/fig3_attention_rows.png").stat().st_size > 10_000
-    assert not (tmp_path / "results/tiny/attention/val.zarr").exists()
+    assert (tmp_path / "results/logs/interaction_streaming/tiny_val.log").is_file()
+    assert not (tmp_path / "results/tiny/attention/val.zarr").exists()  # no full attention store
 
 
 def test_snakemake_lint_is_clean(tmp_path):
