@@ -16,6 +16,7 @@ from patchinteract.retraining import MaskMismatchError, load_masks
 
 TRAIN = """
 import json, sys, time, torch
+from pathlib import Path
 import patchinteract
 from patchinteract.masked_vit import MaskedViT
 from patchinteract.models import create_vit, save_weights, train_transform
@@ -31,6 +32,7 @@ recipe = Recipe(epochs=3, lr=1e-3, batch_size=4, optimizer="adamw", warmup_steps
 augment = train_transform(vit, recipe.crop_scale)
 
 def slow_augment(image):  # slows the run so the test can stop it part-way
+    Path(checkpoint + ".started").touch()  # the loop (and its SIGTERM handler) is running
     time.sleep(delay)
     return augment(image)
 
@@ -56,7 +58,11 @@ def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits
     assert uninterrupted.returncode == 0 and once_summary["steps"] == 27  # 3 epochs x 9 batches of 4
 
     interrupted = train(digits_manifest, tmp_path, "resumed", delay=0.03)
-    time.sleep(4)
+    started = tmp_path / "resumed.pt.started"
+    deadline = time.monotonic() + 120  # imports take a while on a loaded machine
+    while not started.exists() and time.monotonic() < deadline and interrupted.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1)
     assert interrupted.poll() is None, "training ended before it could be interrupted"
     interrupted.send_signal(signal.SIGTERM)
     interrupted.communicate(timeout=120)
