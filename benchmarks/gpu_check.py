@@ -110,12 +110,11 @@ def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device
     model = wrap(vit).to(device)
     optimizer = make_optimizer(model, Recipe(epochs=1, lr=lr, batch_size=len(images), optimizer="sgd"))
     batch_masks = [masks[m].to(device) for m in mask_names]
-    loss_weights = (1.0, 1.0)
     reset_peak_memory(device)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = training_loss(model, images, labels, batch_masks, loss_weights)
+        loss = training_loss(model, images, labels, batch_masks)  # λ1 = λ2 = 1, bf16 autocast on CUDA
         if not torch.isfinite(loss):
             raise FloatingPointError(f"branch {name}: training loss is {loss.item()}")
         loss.backward()
