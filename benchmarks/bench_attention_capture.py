@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
 
-from patchinteract.extraction import attention_shape, write_attention_store
+from patchinteract.attention.extraction import write_attention_store
+from patchinteract.stores.layouts import attention_shape
 
 
 @torch.no_grad()

@@ -14,9 +14,10 @@ import torch
 import zarr
 from common import RandomImages, remove, scratch_dir, timed, vit_b16
 
-from patchinteract.extraction import write_attention_store
-from patchinteract.interaction_store import compute_interaction_store, dask_scheduler
-from patchinteract.stores import compressor
+from patchinteract.attention.extraction import write_attention_store
+from patchinteract.interaction.clusters import dask_scheduler
+from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.stores.chunked import compressor
 
 
 class DiscardingSink:

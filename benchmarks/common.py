@@ -9,7 +9,7 @@ import patchinteract.compat  # noqa: F401  (before anything imports timm or torc
 
 import torch
 
-from patchinteract.models import create_vit
+from patchinteract.models.vit import create_vit
 
 
 class RandomImages(torch.utils.data.Dataset):

@@ -4,7 +4,7 @@ On the device it finds (CUDA if present), runs the training jobs' own code:
 attention capture of a batch into a Zarr store, the streaming U of the same
 batch, masks from that U (windows, DIP keep flags, responsive fields), then for
 every branch (vit, awd, awd_dip in both DIP modes, winft in both mask modes) a
-few optimizer steps through ``patchinteract.training.training_loss`` (bf16
+few optimizer steps through ``patchinteract.training.loop.training_loss`` (bf16
 autocast on CUDA) and one evaluation pass. Prints images/s per branch, each
 branch's step time relative to the dense ViT, and peak GPU memory; any error or
 non-finite loss ends it with a non-zero exit status.
@@ -26,20 +26,16 @@ import torch
 import zarr
 from common import RandomImages, remove, scratch_dir, vit_b16
 
-from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.masked_vit import MaskedViT
-from patchinteract.masks import (
-    attention_windows,
-    bounding_boxes,
-    kept_patches,
-    responsive_field_members,
-    top_interactions,
-    window_members,
-)
-from patchinteract.models import create_vit, patch_grid, select_device
-from patchinteract.retraining import MaskedSamples
-from patchinteract.training import Recipe, evaluate_classifier, make_optimizer, training_loss
-from patchinteract.winft import WindowFreeViT, evaluate_windows
+from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
+from patchinteract.masks.fields import responsive_field_members
+from patchinteract.masks.tokens import kept_patches
+from patchinteract.masks.windows import attention_windows, bounding_boxes, top_interactions, window_members
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.vit import create_vit, patch_grid, select_device
+from patchinteract.models.winft import WindowFreeViT, evaluate_windows
+from patchinteract.training.branches import MaskedSamples
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.loop import Recipe, make_optimizer, training_loss
 
 ALPHA, BETA = 0.1, 0.1
 # (branch, model wrapper, mask arrays the branch trains with)

@@ -18,13 +18,13 @@ import torch
 import zarr
 from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
 
-from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.interaction_store import compute_interaction_store
-from patchinteract.mask_stores import write_field_store, write_keep_store, write_window_store
-from patchinteract.masked_vit import MaskedViT
-from patchinteract.masks import attention_windows
-from patchinteract.models import patch_grid
-from patchinteract.training import training_loss
+from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
+from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.masks.windows import attention_windows
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.vit import patch_grid
+from patchinteract.training.loop import training_loss
 
 # Images per split (ImageNet-1k; CUB-200-2011's official split) at the configs' input sizes.
 DATASETS = {

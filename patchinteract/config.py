@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from patchinteract.layout import retrain_methods, value_label
+
 WEIGHT_CHOICES = ("none", "timm", "baseline")
+
+
 TIMM_PREFIX = "timm:"
 
 
@@ -21,7 +24,7 @@ class ConfigError(ValueError):
 
 
 def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = False) -> list[str]:
-    from patchinteract.models import has_pretrained_weights
+    from patchinteract.models.vit import has_pretrained_weights
 
     source = weights_source(value)
     if source == "none" or (source == "baseline" and allow_baseline):
@@ -40,7 +43,7 @@ def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = F
 
 def config_problems(config: dict) -> list[str]:
     """Every semantic problem of a schema-valid config, as 'key: what is wrong'."""
-    from patchinteract.models import is_known_model
+    from patchinteract.models.vit import is_known_model
 
     problems = []
     for name, dataset in config["datasets"].items():
@@ -117,11 +120,6 @@ def retrain_init(config: dict, experiment: str) -> str:
     return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
 
 
-def value_label(value: float) -> str:
-    """How an α or β appears in file names: 0.1 -> '0.1', 1.0 -> '1'."""
-    return f"{value:g}"
-
-
 def label_problems(keys: str, values: list[float]) -> list[str]:
     """Values whose file-name label is not theirs alone: two values sharing one label would share
     one mask store, and a label that reads back as another value would compute the masks for that."""
@@ -138,26 +136,6 @@ def label_problems(keys: str, values: list[float]) -> list[str]:
             problems.append(f"{keys}: {next(iter(same))!r} is written '{label}' in file names, which reads back "
                             "as another value; use at most 6 significant digits")  # fmt: skip
     return problems
-
-
-def retrain_methods(config: dict, experiment: str) -> list[str]:
-    """Retraining methods of an experiment (retrain_methods overrides retrain.methods)."""
-    return config["experiments"][experiment].get("retrain_methods", config["retrain"]["methods"])
-
-
-def retrain_branches(config: dict, experiment: str) -> list[str]:
-    """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft."""
-    methods = retrain_methods(config, experiment)
-    branches = ["vit"] if "vit" in methods else []
-    if "awd" in methods:
-        branches += [f"awd_a{value_label(a)}" for a in config["alphas"]]
-    if "awd_dip" in methods:
-        branches += [
-            f"awd_dip_a{value_label(a)}_b{value_label(b)}" for a in config["dip_alphas"] for b in config["betas"]
-        ]
-    if "winft" in methods:
-        branches.append("winft")
-    return branches
 
 
 def fingerprint(*parts) -> str:
@@ -182,9 +160,3 @@ def retrain_fingerprint(config: dict, experiment: str, branch: str) -> str:
     winft = config["winft"] if branch == "winft" else None
     init = retrain_init(config, experiment)
     return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch)
-
-
-def share_library_with_jobs(repository: str) -> None:
-    """Put the repository (where ``patchinteract/`` lives) on the PYTHONPATH that jobs inherit."""
-    paths = [repository, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -7,19 +7,18 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.stores import store_folder
+from patchinteract.stores.chunked import store_folder
 from patchinteract.config import (
     check_config,
     experiment_fingerprint,
     retrain_fingerprint,
-    retrain_branches,
     retrain_init,
     retrain_methods,
-    share_library_with_jobs,
     timm_model_name,
-    value_label,
     weights_source,
 )
+from patchinteract.layout import retrain_branches, value_label
+from patchinteract.runtime import share_library_with_jobs
 
 share_library_with_jobs(workflow.basedir)
 

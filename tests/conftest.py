@@ -48,7 +48,8 @@ TINY_CONFIG = {
 @pytest.fixture(scope="session")
 def digits_manifest(tmp_path_factory):
     """A manifest of 60 digits (36 train, 24 val) at 16 px, built with the library."""
-    from patchinteract.data import check_images, finalize_manifest, write_digits_imagefolder, write_manifest
+    from patchinteract.data.manifest import check_images, finalize_manifest, write_manifest
+    from patchinteract.data.sources import write_digits_imagefolder
 
     root = tmp_path_factory.mktemp("digits")
     table = write_digits_imagefolder(root / "images", image_size=16, val_fraction=0.4, seed=0, per_class=6)

@@ -14,17 +14,16 @@ import pytest
 from conftest import run_snakemake
 from PIL import Image
 
-from patchinteract.data import (
+from patchinteract.data.manifest import (
     DatasetError,
     check_images,
-    download,
     finalize_manifest,
     read_cub_layout,
     read_manifest,
     scan_imagefolder,
-    write_digits_imagefolder,
     write_manifest,
 )
+from patchinteract.data.sources import download, write_digits_imagefolder
 
 
 def write_png(path: Path, value: int = 128, size: int = 8):

@@ -11,14 +11,15 @@ import numpy as np
 import zarr
 from test_interaction import reference_u
 
-from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.interaction_store import compute_interaction_store
+from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
+from patchinteract.interaction.store import compute_interaction_store
 
 SETUP = """
 import time, torch
 import patchinteract
-from patchinteract.models import create_vit, eval_transform
-from patchinteract.workflow import split_dataset
+from patchinteract.models.vit import create_vit
+from patchinteract.models.transforms import eval_transform
+from patchinteract.data.manifest import split_dataset
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
@@ -37,7 +38,7 @@ WRITE_STORE = (
     "import sys\nARGV = sys.argv\n"
     + SETUP
     + """
-from patchinteract.extraction import write_attention_store
+from patchinteract.attention.extraction import write_attention_store
 write_attention_store(model, dataset, ARGV[2], device=torch.device("cpu"), batch_size=4, workers=0,
                       chunk_setting=2, compression_level=3, attributes={"experiment": "test"})
 """

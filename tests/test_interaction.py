@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import zarr
 
-from patchinteract.interaction import AttentionValueError, check_attention_rows, dip_score, interaction_map
-from patchinteract.interaction_store import compute_interaction_store, interaction_arrays
+from patchinteract.interaction.maps import AttentionValueError, check_attention_rows, dip_score, interaction_map
+from patchinteract.interaction.store import compute_interaction_store, interaction_arrays
 
 
 def random_attention(rng, images=3, layers=4, heads=3, prefix=1, n=16, dtype=np.float16):

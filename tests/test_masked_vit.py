@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from patchinteract.masked_vit import MaskedViT, window_attention_mask
-from patchinteract.masks import attention_windows, kept_patches
-from patchinteract.models import create_vit, record_attention, set_fused_attention
+from patchinteract.attention.capture import record_attention, set_fused_attention
+from patchinteract.masks.tokens import kept_patches
+from patchinteract.masks.windows import attention_windows
+from patchinteract.models.masked import MaskedViT, window_attention_mask
+from patchinteract.models.vit import create_vit
 
 GRID = (4, 4)
 

@@ -6,17 +6,14 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from patchinteract.masks import (
-    attention_windows,
-    kept_patches,
+from patchinteract.masks.fields import (
     responsive_field_members,
     responsive_field_offset,
     responsive_field_size,
     responsive_field_tendency,
-    top_interactions,
-    window_interactions,
-    window_members,
 )
+from patchinteract.masks.tokens import kept_patches
+from patchinteract.masks.windows import attention_windows, top_interactions, window_interactions, window_members
 
 
 def reference_masks(u, alpha, scores, beta, grid):
@@ -119,14 +116,14 @@ FLIP_GRID = (3, 5)  # not square: x and y cannot be swapped unnoticed
 
 def mirrored_image_interactions(u, scores):
     """U and dip_score of the mirrored image when attention mirrors exactly (the symmetric case)."""
-    from patchinteract.masks import mirrored_patches
+    from patchinteract.masks.mirror import mirrored_patches
 
     order = mirrored_patches(FLIP_GRID)
     return u[:, order][:, :, order], scores[:, order]
 
 
 def test_mirrored_patches_moves_columns_and_keeps_rows():
-    from patchinteract.masks import mirrored_patches
+    from patchinteract.masks.mirror import mirrored_patches
 
     order = mirrored_patches(FLIP_GRID)
     assert order.tolist() == [4, 3, 2, 1, 0, 9, 8, 7, 6, 5, 14, 13, 12, 11, 10]
@@ -135,7 +132,8 @@ def test_mirrored_patches_moves_columns_and_keeps_rows():
 
 def test_masks_of_the_mirrored_image_are_the_mirrored_masks():
     """The symmetric case: masks computed from the mirrored U equal the mirror of the stored masks, exactly."""
-    from patchinteract.masks import bounding_boxes, mirror_boxes, mirror_packed_members, mirror_patch_values
+    from patchinteract.masks.mirror import mirror_boxes, mirror_packed_members, mirror_patch_values
+    from patchinteract.masks.windows import bounding_boxes
 
     rng = np.random.default_rng(3)
     u, scores = rng.random((4, 15, 15)), rng.random((4, 15))
@@ -160,8 +158,8 @@ def test_masks_of_the_mirrored_image_are_the_mirrored_masks():
 def test_a_flipped_training_sample_carries_its_mirrored_masks():
     import torch
 
-    from patchinteract.masks import MIRRORS
-    from patchinteract.retraining import MaskedSamples
+    from patchinteract.masks.mirror import MIRRORS
+    from patchinteract.training.branches import MaskedSamples
 
     rng = np.random.default_rng(0)
     u, scores = rng.random((6, 15, 15)), rng.random((6, 15))

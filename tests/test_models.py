@@ -5,16 +5,12 @@ import math
 import pytest
 import torch
 
-from patchinteract.models import (
-    attention_modules,
-    create_vit,
-    eval_transform,
-    load_weights,
-    read_state_dict,
-    record_attention,
-    save_weights,
-)
-from patchinteract.training import evaluate_classifier, warmup_cosine_factor
+from patchinteract.attention.capture import attention_modules, record_attention
+from patchinteract.models.transforms import eval_transform
+from patchinteract.models.vit import create_vit
+from patchinteract.models.weights import load_weights, read_state_dict, save_weights
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.loop import warmup_cosine_factor
 
 
 def small_vit(num_classes=10, **kwargs):

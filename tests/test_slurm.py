@@ -129,7 +129,7 @@ def test_training_jobs_asked_for_a_gpu_and_others_did_not(slurm_run):
 
 
 def test_dask_workers_ran_as_slurm_jobs_and_match_threads(slurm_run):
-    from patchinteract.interaction_store import compute_interaction_store
+    from patchinteract.interaction.store import compute_interaction_store
 
     directory, _, _, jobs = slurm_run
     worker_logs = sorted((directory / "results" / "logs" / "dask_workers").glob("*/patchinteract-dask-*.err"))
@@ -182,7 +182,7 @@ def training_steps_per_second(config: dict, batch_size: int, threads: int) -> fl
 
     import torch
 
-    from patchinteract.workflow import build_model
+    from patchinteract.models.vit import build_model
 
     model = build_model(config, "tiny", num_classes=10)
     optimizer = torch.optim.AdamW(model.parameters())

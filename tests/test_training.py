@@ -12,17 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from patchinteract.retraining import MaskMismatchError, load_masks
+from patchinteract.training.branches import MaskMismatchError, load_masks
 
 TRAIN = """
 import json, sys, time, torch
 from pathlib import Path
 import patchinteract
-from patchinteract.masked_vit import MaskedViT
-from patchinteract.models import create_vit, save_weights, train_transform
-from patchinteract.retraining import MaskedSamples
-from patchinteract.training import Recipe, seed_everything, train_classifier
-from patchinteract.workflow import split_dataset
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.vit import create_vit
+from patchinteract.models.weights import save_weights
+from patchinteract.models.transforms import train_transform
+from patchinteract.training.branches import MaskedSamples
+from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+from patchinteract.data.manifest import split_dataset
 
 manifest, checkpoint, weights, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 torch.set_num_threads(1)
@@ -80,9 +82,10 @@ def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits
 
 
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
-    from patchinteract.models import create_vit, eval_transform
-    from patchinteract.training import Recipe, save_checkpoint, train_classifier
-    from patchinteract.workflow import split_dataset
+    from patchinteract.data.manifest import split_dataset
+    from patchinteract.models.transforms import eval_transform
+    from patchinteract.models.vit import create_vit
+    from patchinteract.training.loop import Recipe, save_checkpoint, train_classifier
 
     save_checkpoint(tmp_path / "c.pt", {"fingerprint": "other settings"})
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 16, "depth": 1, "num_heads": 2})

@@ -4,16 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-import patchinteract.winft as winft
-from patchinteract.masks import (
-    bounding_boxes,
-    kept_patches,
-    responsive_field_members,
-    top_interactions,
-    window_members,
-)
-from patchinteract.models import create_vit
-from patchinteract.winft import (
+import patchinteract.models.winft as winft
+from patchinteract.masks.fields import responsive_field_members
+from patchinteract.masks.tokens import kept_patches
+from patchinteract.masks.windows import bounding_boxes, top_interactions, window_members
+from patchinteract.models.vit import create_vit
+from patchinteract.models.winft import (
     WindowFreeViT,
     window_free_attention,
     window_interaction_count,
@@ -121,7 +117,7 @@ def test_a_patch_always_attends_to_itself_so_no_row_is_empty():
 @pytest.mark.parametrize("mask_mode", ["multiply", "neg_inf"])
 def test_training_step_under_bfloat16_autocast(mask_mode):
     """What CUDA runs (bf16 autocast), on CPU: a finite loss that matches float32 and trains q and k."""
-    from patchinteract.training import training_loss
+    from patchinteract.training.loop import training_loss
 
     model = WindowFreeViT(small_vit(), mask_mode=mask_mode, target_kind="set").train()
     with torch.no_grad():

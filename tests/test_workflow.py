@@ -12,7 +12,7 @@ import torch
 import zarr
 from conftest import REPO, SNAKEMAKE, planned_jobs, run_snakemake
 
-from patchinteract.interaction import dip_score, interaction_map
+from patchinteract.interaction.maps import dip_score, interaction_map
 
 pytestmark = pytest.mark.slow
 

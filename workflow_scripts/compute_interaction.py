@@ -1,8 +1,8 @@
 """Rule interaction_store: U (eq. 2-3) and dip_score from the attention store, with Dask."""
 
-from patchinteract.interaction_store import compute_interaction_store
-from patchinteract.stores import store_folder
-from patchinteract.workflow import logged_to
+from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.runtime import logged_to
+from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:
     settings = snakemake.config["interaction"]

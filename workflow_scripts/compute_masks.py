@@ -1,8 +1,8 @@
 """Rules window_masks, token_masks and responsive_fields: mask stores from an interaction store."""
 
-from patchinteract.mask_stores import write_field_store, write_keep_store, write_window_store
-from patchinteract.stores import store_folder
-from patchinteract.workflow import logged_to
+from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.runtime import logged_to
+from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:
     level = snakemake.config["attention"]["compression_level"]

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from patchinteract.data import download, extract_archive
-from patchinteract.workflow import logged_to
+from patchinteract.data.sources import download, extract_archive
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     settings = snakemake.params.dataset

@@ -2,9 +2,11 @@
 
 import torch
 
-from patchinteract.models import select_device
-from patchinteract.training import evaluate_classifier
-from patchinteract.workflow import eval_dataset, load_baseline, logged_to, model_record, torch_threads, write_json
+from patchinteract.models.transforms import eval_dataset
+from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.records import model_record, write_json
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.training.evaluation import evaluate_classifier
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment = snakemake.config, snakemake.wildcards.experiment

@@ -4,10 +4,12 @@ the attention of the first attention.figure_images images (for Fig. 3)."""
 
 import torch
 
-from patchinteract.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.models import select_device
-from patchinteract.stores import store_folder
-from patchinteract.workflow import eval_dataset, load_baseline, logged_to, provenance, torch_threads
+from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
+from patchinteract.models.transforms import eval_dataset
+from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.records import provenance
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment, split = snakemake.config, snakemake.wildcards.experiment, snakemake.wildcards.split

@@ -1,7 +1,8 @@
 """Rules fetch_timm_weights and fetch_init_weights (local): a timm model's hub weights as safetensors."""
 
-from patchinteract.models import create_vit, save_weights
-from patchinteract.workflow import logged_to
+from patchinteract.models.vit import create_vit
+from patchinteract.models.weights import save_weights
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     settings = snakemake.config["experiments"][snakemake.wildcards.experiment]

@@ -1,8 +1,9 @@
 """Rule import_weights: a local checkpoint checked against the configured model and saved as safetensors."""
 
-from patchinteract.data import number_of_classes, read_manifest
-from patchinteract.models import load_weights, save_weights
-from patchinteract.workflow import build_model, logged_to
+from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.vit import build_model
+from patchinteract.models.weights import load_weights, save_weights
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     experiment = snakemake.wildcards.experiment

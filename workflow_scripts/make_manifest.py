@@ -2,8 +2,14 @@
 
 from pathlib import Path
 
-from patchinteract.data import check_images, finalize_manifest, read_cub_layout, scan_imagefolder, write_manifest
-from patchinteract.workflow import logged_to
+from patchinteract.data.manifest import (
+    check_images,
+    finalize_manifest,
+    read_cub_layout,
+    scan_imagefolder,
+    write_manifest,
+)
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     settings = snakemake.params.dataset

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from patchinteract.tables import write_tables
-from patchinteract.workflow import logged_to
+from patchinteract.report.tables import write_tables
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     out_dir = Path(snakemake.output.parquet[0]).parent

@@ -6,28 +6,18 @@ import torch
 import zarr
 
 from patchinteract.config import weights_source
-from patchinteract.data import number_of_classes, read_manifest
-from patchinteract.masked_vit import MaskedViT
-from patchinteract.models import (
-    eval_transform,
-    load_weights,
-    patch_grid,
-    save_weights,
-    select_device,
-    train_transform,
-)
-from patchinteract.retraining import MaskedSamples, branch_interactions, load_mask_array, load_masks
-from patchinteract.stores import store_folder
-from patchinteract.training import Recipe, evaluate_classifier, seed_everything, train_classifier
-from patchinteract.winft import WindowFreeViT, evaluate_windows
-from patchinteract.workflow import (
-    build_model,
-    logged_to,
-    model_record,
-    split_dataset,
-    torch_threads,
-    write_json,
-)
+from patchinteract.data.manifest import number_of_classes, read_manifest, split_dataset
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.transforms import eval_transform, train_transform
+from patchinteract.models.vit import build_model, patch_grid, select_device
+from patchinteract.models.weights import load_weights, save_weights
+from patchinteract.models.winft import WindowFreeViT, evaluate_windows
+from patchinteract.records import model_record, write_json
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.stores.chunked import store_folder
+from patchinteract.training.branches import MaskedSamples, branch_interactions, load_mask_array, load_masks
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.loop import Recipe, seed_everything, train_classifier
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment, params = snakemake.config, snakemake.wildcards.experiment, snakemake.params

@@ -5,7 +5,7 @@ from pathlib import PurePath
 
 import papermill
 
-from patchinteract.workflow import logged_to
+from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     # Notebook parameters are stored as JSON: paths (store folders) as strings.

@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
-from patchinteract.data import number_of_classes, read_manifest
-from patchinteract.models import load_weights, patch_grid, save_weights, select_device, train_transform
-from patchinteract.retraining import MaskedSamples
-from patchinteract.training import Recipe, seed_everything, train_classifier
-from patchinteract.workflow import build_model, logged_to, split_dataset, torch_threads, write_json
+from patchinteract.data.manifest import number_of_classes, read_manifest, split_dataset
+from patchinteract.models.transforms import train_transform
+from patchinteract.models.vit import build_model, patch_grid, select_device
+from patchinteract.models.weights import load_weights, save_weights
+from patchinteract.records import write_json
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.training.branches import MaskedSamples
+from patchinteract.training.loop import Recipe, seed_everything, train_classifier
 
 with logged_to(snakemake.log[0]) as log:
     config, experiment = snakemake.config, snakemake.wildcards.experiment

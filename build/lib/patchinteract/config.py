@@ -1,0 +1,162 @@
+"""Checks of a config that JSON Schema cannot express, and config fingerprints.
+
+The Snakefile validates the config against ``config/schema.yaml`` first
+(types, ranges, unknown keys, defaults), then calls :func:`check_config`, so
+every problem is reported, by key, before any job starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from patchinteract.layout import retrain_methods, value_label
+
+WEIGHT_CHOICES = ("none", "timm", "baseline")
+
+
+TIMM_PREFIX = "timm:"
+
+
+class ConfigError(ValueError):
+    """The config names something impossible; the message lists each problem by key."""
+
+
+def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = False) -> list[str]:
+    from patchinteract.models.vit import has_pretrained_weights
+
+    source = weights_source(value)
+    if source == "none" or (source == "baseline" and allow_baseline):
+        return []
+    if source == "baseline":
+        return [f"{key}: 'baseline' is only for retrain.recipe.init"]
+    if source == "timm":
+        name = timm_model_name(value, model)
+        if not has_pretrained_weights(name):
+            return [f"{key}: timm has no pretrained weights for model '{name}'"]
+        return []
+    if not Path(value).is_file():
+        return [f"{key}: weights file '{value}' does not exist (use none, timm, or a .pth/.safetensors path)"]
+    return []
+
+
+def config_problems(config: dict) -> list[str]:
+    """Every semantic problem of a schema-valid config, as 'key: what is wrong'."""
+    from patchinteract.models.vit import is_known_model
+
+    problems = []
+    for name, dataset in config["datasets"].items():
+        key = f"datasets.{name}"
+        if dataset["source"] == "imagefolder":
+            if "path" not in dataset:
+                problems.append(f"{key}.path: required for source imagefolder")
+            elif not Path(dataset["path"]).is_dir():
+                problems.append(f"{key}.path: dataset folder '{dataset['path']}' does not exist")
+        if dataset["source"] == "url":
+            problems += [f"{key}.{k}: required for source url" for k in ("url", "sha256") if k not in dataset]
+    for name, experiment in config["experiments"].items():
+        key = f"experiments.{name}"
+        if experiment["dataset"] not in config["datasets"]:
+            problems.append(
+                f"{key}.dataset: '{experiment['dataset']}' is not one of datasets {sorted(config['datasets'])}"
+            )
+        if experiment["img_size"] % experiment["patch_size"]:
+            problems.append(
+                f"{key}.img_size: {experiment['img_size']} is not divisible by patch_size {experiment['patch_size']}"
+            )
+        if not is_known_model(experiment["model"]):
+            problems.append(f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer")
+            continue
+        problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
+        if experiment["pretrained"] == "none":
+            if "train_baseline" not in experiment:
+                problems.append(f"{key}.train_baseline: required when pretrained is none")
+            else:
+                init = experiment["train_baseline"]["init"]
+                problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"])
+        if retrain_methods(config, name) and "recipe" in config["retrain"]:
+            init_key = f"{key}.retrain_init" if "retrain_init" in experiment else "retrain.recipe.init"
+            init = retrain_init(config, name)
+            problems += _weights_problems(init_key, init, experiment["model"], allow_baseline=True)
+    all_methods = {m for name in config["experiments"] for m in retrain_methods(config, name)}
+    if all_methods and "recipe" not in config["retrain"]:
+        problems.append("retrain.recipe: required when there are retraining methods")
+    masked = {"awd", "awd_dip", "winft"} & all_methods
+    if masked and not {"train", "val"} <= set(config["attention"]["splits"]):
+        problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
+    if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
+        problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
+    problems += label_problems("alphas, dip_alphas, winft.alpha", [*config["alphas"], *config["dip_alphas"],
+                                                                    config["winft"]["alpha"]])  # fmt: skip
+    problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
+    for kind, settings in config["resources"].items():
+        if settings.get("gpus", 0) > 1:
+            problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
+    return problems
+
+
+def check_config(config: dict) -> None:
+    """Raise ConfigError listing every problem of ``config`` (after schema validation)."""
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def weights_source(value: str) -> str:
+    """'none', 'timm', 'baseline' or 'path' for a pretrained/init setting ('timm:<name>' is 'timm')."""
+    if value.startswith(TIMM_PREFIX):
+        return "timm"
+    return value if value in WEIGHT_CHOICES else "path"
+
+
+def timm_model_name(value: str, experiment_model: str) -> str:
+    """The timm model whose hub weights 'timm' (the experiment's model) or 'timm:<name>' means."""
+    return value[len(TIMM_PREFIX) :] if value.startswith(TIMM_PREFIX) else experiment_model
+
+
+def retrain_init(config: dict, experiment: str) -> str:
+    """Initial weights of an experiment's retraining jobs (retrain_init overrides the recipe's)."""
+    return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
+
+
+def label_problems(keys: str, values: list[float]) -> list[str]:
+    """Values whose file-name label is not theirs alone: two values sharing one label would share
+    one mask store, and a label that reads back as another value would compute the masks for that."""
+    by_label: dict[str, set[float]] = {}
+    for value in values:
+        by_label.setdefault(value_label(value), set()).add(value)
+    problems = []
+    for label, same in by_label.items():
+        if len(same) > 1:
+            listed = " and ".join(map(repr, sorted(same)))
+            problems.append(f"{keys}: {listed} share the label '{label}' in file names; use values that differ "
+                            "within 6 significant digits")  # fmt: skip
+        elif float(label) not in same:
+            problems.append(f"{keys}: {next(iter(same))!r} is written '{label}' in file names, which reads back "
+                            "as another value; use at most 6 significant digits")  # fmt: skip
+    return problems
+
+
+def fingerprint(*parts) -> str:
+    """Short stable hash of JSON-serialisable settings (the config hash in metrics and stores)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+RETRAIN_ONLY_KEYS = ("retrain_methods", "retrain_init")
+
+
+def experiment_fingerprint(config: dict, experiment: str) -> str:
+    """Hash of everything that determines an experiment's baseline and stores (not its retraining)."""
+    settings = {k: v for k, v in config["experiments"][experiment].items() if k not in RETRAIN_ONLY_KEYS}
+    return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
+
+
+def retrain_fingerprint(config: dict, experiment: str, branch: str) -> str:
+    """Hash of everything that determines one retrained branch: adding another method or changing
+    WinFT's settings leaves the other branches' hashes alone."""
+    recipe = {k: v for k, v in config["retrain"].items() if k != "methods"}
+    winft = config["winft"] if branch == "winft" else None
+    init = retrain_init(config, experiment)
+    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch)

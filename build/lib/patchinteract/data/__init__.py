@@ -1,0 +1,1 @@
+"""Datasets: sources of images and the manifest that lists them."""

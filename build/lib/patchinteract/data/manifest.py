@@ -1,0 +1,182 @@
+"""The manifest: every image of a dataset, checked and ordered, and the dataset of one split."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+MANIFEST_COLUMNS = ["image_id", "path", "label", "class_name", "split", "error"]
+
+
+ROOT_METADATA_KEY = b"patchinteract.root"
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, malformed, or could not be fetched."""
+
+
+def scan_imagefolder(root: Path, split_dirs: dict[str, str], expected_counts: dict | None = None) -> pd.DataFrame:
+    """Rows for an ImageFolder tree: ``root/<split_dir>/<class>/<image>``.
+
+    Class labels are the sorted class folder names of the first split; every
+    split must use the same classes. ``expected_counts`` (split -> number of
+    images) is checked when given.
+    """
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a directory")
+    class_names: list[str] | None = None
+    rows = []
+    for split, subdir in split_dirs.items():
+        split_root = root / subdir
+        if not split_root.is_dir():
+            raise DatasetError(f"split '{split}': folder {split_root} does not exist")
+        classes = sorted(p.name for p in split_root.iterdir() if p.is_dir())
+        if not classes:
+            raise DatasetError(f"split '{split}': {split_root} has no class folders (expected <class>/<image>)")
+        if class_names is None:
+            class_names = classes
+        elif classes != class_names:
+            extra, missing = set(classes) - set(class_names), set(class_names) - set(classes)
+            raise DatasetError(
+                f"split '{split}' in {split_root} has other classes than the first split: "
+                f"extra {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
+            )
+        for label, name in enumerate(class_names):
+            for file in sorted((split_root / name).rglob("*")):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    rows.append((str(file.relative_to(root)), label, name, split))
+    table = pd.DataFrame(rows, columns=["path", "label", "class_name", "split"])
+    for split, expected in (expected_counts or {}).items():
+        found = int((table["split"] == split).sum())
+        if found != expected:
+            raise DatasetError(f"split '{split}' under {root}: expected {expected} images, found {found}")
+    for split in split_dirs:
+        if not (table["split"] == split).any():
+            raise DatasetError(f"split '{split}' under {root} has no images ({sorted(IMAGE_SUFFIXES)})")
+    return table
+
+
+def read_cub_layout(root: Path) -> pd.DataFrame:
+    """Rows for CUB-200-2011 with its official split (``train_test_split.txt``; test -> val)."""
+    needed = ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt"]
+    missing = [name for name in needed if not (root / name).is_file()]
+    if missing:
+        raise DatasetError(f"CUB root {root} lacks {missing}")
+
+    def read_pairs(name: str) -> dict[int, str]:
+        lines = (root / name).read_text().split("\n")
+        return {int(k): v for k, v in (line.split(" ", 1) for line in lines if line.strip())}
+
+    paths, labels, is_train = (read_pairs(n) for n in needed[:3])
+    classes = read_pairs("classes.txt")
+    rows = []
+    for image_number, relative in sorted(paths.items()):
+        class_number = int(labels[image_number])
+        split = "train" if is_train[image_number].strip() == "1" else "val"
+        rows.append((str(Path("images") / relative.strip()), class_number - 1, classes[class_number].strip(), split))
+    return pd.DataFrame(rows, columns=["path", "label", "class_name", "split"])
+
+
+def image_problem(path: Path) -> str | None:
+    """None if ``path`` decodes as an image, else a short description of what is wrong."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as exc:  # PIL raises many types for bad files
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def check_images(table: pd.DataFrame, root: Path, on_corrupt: str, threads: int = 4) -> pd.DataFrame:
+    """Decode every image once; fill the ``error`` column. ``on_corrupt``: error | skip."""
+    paths = [root / p for p in table["path"]]
+    with ThreadPoolExecutor(threads) as pool:
+        problems = list(tqdm(pool.map(image_problem, paths), total=len(paths), desc="checking images", mininterval=5))
+    table = table.assign(error=pd.Series(problems, index=table.index, dtype="string"))
+    bad = table[table["error"].notna()]
+    if len(bad) and on_corrupt == "error":
+        first = bad.iloc[0]
+        raise DatasetError(
+            f"{len(bad)} unreadable image(s) under {root}; first: {root / first['path']} ({first['error']}). "
+            "Fix or remove them, or set data.on_corrupt: skip"
+        )
+    for _, row in bad.iterrows():
+        log.warning("skipping unreadable image %s: %s", root / row["path"], row["error"])
+    return table
+
+
+def finalize_manifest(table: pd.DataFrame) -> pd.DataFrame:
+    """Fixed order (split, label, path) and ``image_id`` 0..n-1 in that order."""
+    split_rank = table["split"].map({"train": 0, "val": 1}).fillna(2)
+    ordered = table.assign(_rank=split_rank).sort_values(["_rank", "label", "path"], kind="stable")
+    ordered = ordered.drop(columns="_rank").reset_index(drop=True)
+    ordered.insert(0, "image_id", np.arange(len(ordered), dtype=np.int64))
+    if "error" not in ordered:
+        ordered["error"] = pd.Series([None] * len(ordered), dtype="string")
+    return ordered[MANIFEST_COLUMNS].astype({"label": np.int64})
+
+
+def write_manifest(table: pd.DataFrame, path: Path, root: Path) -> None:
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {}) | {ROOT_METADATA_KEY: str(root).encode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(arrow.replace_schema_metadata(metadata), path)
+
+
+def read_manifest(path: Path | str, split: str | None = None) -> tuple[pd.DataFrame, Path]:
+    """The usable rows of a manifest (optionally of one split) and the dataset root."""
+    arrow = pq.read_table(path)
+    root = Path(arrow.schema.metadata[ROOT_METADATA_KEY].decode())
+    table = arrow.to_pandas()
+    table = table[table["error"].isna()]
+    if split is not None:
+        table = table[table["split"] == split]
+        if table.empty:
+            raise DatasetError(f"manifest {path} has no usable images in split '{split}'")
+    return table.reset_index(drop=True), root
+
+
+def number_of_classes(manifest: pd.DataFrame) -> int:
+    return int(manifest["label"].max()) + 1
+
+
+class ManifestDataset(torch.utils.data.Dataset):
+    """Images of one manifest split, in manifest order: (image tensor, label, image_id)."""
+
+    def __init__(self, manifest: pd.DataFrame, root: Path, transform: Callable):
+        self.paths = [root / p for p in manifest["path"]]
+        self.labels = manifest["label"].to_numpy(np.int64)
+        self.image_ids = manifest["image_id"].to_numpy(np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            with Image.open(self.paths[index]) as image:
+                image = image.convert("RGB")
+        except Exception as exc:
+            raise DatasetError(f"cannot read image {self.paths[index]}: {exc}") from exc
+        return self.transform(image), self.labels[index], self.image_ids[index]
+
+
+def split_dataset(manifest: str | Path, split: str, transform) -> ManifestDataset:
+    table, root = read_manifest(manifest, split=split)
+    return ManifestDataset(table, root, transform)

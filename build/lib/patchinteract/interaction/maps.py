@@ -1,0 +1,146 @@
+"""Patch interaction map U (eq. 2-3) and the DIP column score, for batches of images.
+
+All functions take batched NumPy arrays with the image axis first. Attention is
+stored as float16; :func:`interaction_map` converts the patch-to-patch block to
+float32 exactly once, into a buffer reused by each thread, takes the row sums
+for validation from that same copy, and works in place from then on, so
+reading the store, not the arithmetic, sets the speed (benchmarks/bench_interaction.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import torch
+
+# Layout of a batch of attention maps: (image, layer, head, query, key).
+LAYER_AXIS = 1
+
+
+# After eq. 2 removes the layer axis: (image, head, query, key).
+HEAD_AXIS_AFTER_LAYERS = 1
+
+
+# float16 storage of 200+ softmax terms rounds each row sum by up to ~1e-3.
+ROW_SUM_TOLERANCE = 1e-2
+
+
+class AttentionValueError(ValueError):
+    """Attention that is not a valid softmax output (NaN, inf, rows not summing to 1)."""
+
+
+def check_row_sums(row_sums: np.ndarray, first_image: int = 0, tolerance: float = ROW_SUM_TOLERANCE) -> None:
+    """Raise AttentionValueError unless every row sum (image, layer, head, query) is finite and 1.
+
+    ``first_image`` is the store index of the first image, used in the message.
+    """
+    bad = ~(np.abs(row_sums - 1.0) <= tolerance)  # NaN compares False, so it is caught
+    if bad.any():
+        image, layer, head, query = np.argwhere(bad)[0]
+        value = row_sums[image, layer, head, query]
+        raise AttentionValueError(
+            f"attention of image {first_image + image}, layer {layer}, head {head}, query {query} "
+            f"sums to {value} (expected 1 +/- {tolerance}); {int(bad.sum())} rows are invalid in "
+            f"images {first_image}..{first_image + row_sums.shape[0] - 1}"
+        )
+
+
+def check_attention_rows(attn: np.ndarray, first_image: int = 0, tolerance: float = ROW_SUM_TOLERANCE) -> None:
+    """Raise AttentionValueError unless every attention row is finite and sums to 1.
+
+    ``attn`` is (image, layer, head, query, key) over all tokens, prefix included.
+    """
+    check_row_sums(attn.sum(axis=-1, dtype=np.float32), first_image, tolerance)
+
+
+_work = threading.local()
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    with warnings.catch_warnings():  # read-only Dask blocks: the tensor is only read
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+def patch_block_float32(attn: np.ndarray, n_prefix_tokens: int) -> np.ndarray:
+    """The patch-to-patch block A[..., prefix:, prefix:] as float32, in this thread's work buffer.
+
+    The buffer is reused by the next call in the same thread: a fresh 100 MB
+    array per chunk costs more in page faults than the conversion itself, and
+    torch's vectorised half-to-float copy is several times faster than NumPy's cast.
+    """
+    p = n_prefix_tokens
+    shape = (*attn.shape[:-2], attn.shape[-2] - p, attn.shape[-1] - p)
+    buffer = getattr(_work, "buffer", None)
+    if buffer is None or buffer.shape != shape:
+        buffer = _work.buffer = np.empty(shape, np.float32)
+    torch.from_numpy(buffer).copy_(_as_tensor(attn)[..., p:, p:])
+    return buffer
+
+
+def attention_row_sums(attn: np.ndarray, patch_block: np.ndarray, n_prefix_tokens: int) -> np.ndarray:
+    """Row sums of the full attention, reusing the float32 patch block for the patch rows."""
+    p = n_prefix_tokens
+    prefix_rows = attn[..., :p, :].sum(axis=-1, dtype=np.float32)
+    patch_rows = patch_block.sum(axis=-1) + attn[..., p:, :p].sum(axis=-1, dtype=np.float32)
+    return np.concatenate([prefix_rows, patch_rows], axis=-1)
+
+
+def uncertainty_across_layers(attn_patches: np.ndarray) -> np.ndarray:
+    """Eq. 2: 𝒰 = (1/l) Σ_i (A_i - E_A)², the population variance over the layer axis.
+
+    ``attn_patches`` is float32 (image, layer, head, N, N) and is overwritten
+    (centred and squared in place) to avoid a second full-size temporary.
+    Returns (image, head, N, N).
+    """
+    if attn_patches.dtype != np.float32:
+        raise TypeError(f"expected a float32 working copy, got {attn_patches.dtype}")
+    work = torch.from_numpy(attn_patches)  # torch's in-place kernels are vectorised and share memory
+    mean_over_layers = work.mean(dim=LAYER_AXIS, keepdim=True)
+    work.sub_(mean_over_layers).square_()
+    return work.mean(dim=LAYER_AXIS).numpy()
+
+
+def uncertainty_across_heads(layer_uncertainty: np.ndarray) -> np.ndarray:
+    """Eq. 3: U = (1/k) Σ_j (𝒰_j - E_𝒰)², the population variance over heads.
+
+    ``layer_uncertainty`` is (image, head, N, N); returns U as (image, N, N).
+    """
+    return layer_uncertainty.var(axis=HEAD_AXIS_AFTER_LAYERS, dtype=np.float32)
+
+
+def interaction_map(attn: np.ndarray, n_prefix_tokens: int, first_image: int = 0) -> np.ndarray:
+    """U for a batch: eq. 2 then eq. 3 on the patch-to-patch block, float32.
+
+    ``attn`` is (image, layer, head, T, T) with T = prefix + N tokens, any float
+    dtype. Rows are checked (finite, summing to 1); prefix tokens are excluded
+    afterwards and the patch rows are not renormalised (docs/method.md).
+    """
+    if attn.ndim != 5:
+        raise ValueError(f"attention must be (image, layer, head, query, key); got shape {attn.shape}")
+    images, layers, heads, tokens, _ = attn.shape
+    n = tokens - n_prefix_tokens
+    layer_uncertainty = np.empty((images, heads, n, n), np.float32)
+    row_sums = np.empty((images, layers, heads, tokens), np.float32)
+    # One (image, head) at a time: its float32 copy (layers x N x N) stays in cache
+    # through the passes of eq. 2, instead of streaming the whole chunk through memory.
+    for image in range(images):
+        for head in range(heads):
+            one = attn[image : image + 1, :, head : head + 1]
+            block = patch_block_float32(one, n_prefix_tokens)
+            row_sums[image, :, head] = attention_row_sums(one, block, n_prefix_tokens)[0, :, 0]
+            layer_uncertainty[image, head] = uncertainty_across_layers(block)[0, 0]
+    check_row_sums(row_sums, first_image=first_image)
+    return uncertainty_across_heads(layer_uncertainty)
+
+
+def dip_score(interaction: np.ndarray) -> np.ndarray:
+    """DIP score: population variance of each column of U over its N rows.
+
+    Column p of U says how informative patch p is to all others; a low variance
+    marks an indiscriminative patch. ``interaction`` is (image, N, N); returns
+    (image, N), float32.
+    """
+    return interaction.var(axis=-2, dtype=np.float32)

@@ -1,0 +1,61 @@
+"""Image transforms from the model's timm data config: evaluation and training views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import resolve_model_data_config
+from torchvision import transforms
+
+from patchinteract.data.manifest import ManifestDataset, split_dataset
+
+
+def data_config(model: timm.models.VisionTransformer) -> dict:
+    """timm's mean/std/crop_pct for the model, with the input size the model was built for.
+
+    Models built from explicit sizes have no pretrained config: they get no
+    centre crop (crop_pct 1), since nothing was trained with one.
+    """
+    config = dict(resolve_model_data_config(model))
+    config["input_size"] = (3, *model.patch_embed.img_size)
+    if "crop_pct" not in (getattr(model, "pretrained_cfg", None) or {}):
+        config["crop_pct"] = 1.0
+    return config
+
+
+def eval_transform(model: torch.nn.Module):
+    """Resize, centre crop and normalise as the model's timm data config says."""
+    config = data_config(model)
+    size = config["input_size"][-1]
+    return transforms.Compose(
+        [
+            transforms.Resize(int(size / config["crop_pct"]), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(config["mean"], config["std"]),
+        ]
+    )
+
+
+def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float]):
+    """Random-resized-crop augmentation (the paper's "random crop").
+
+    The horizontal flip (``hflip``) is applied per sample with its masks, by
+    :class:`patchinteract.training.branches.MaskedSamples`.
+    """
+    config = data_config(model)
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(
+                config["input_size"][-1], scale=tuple(crop_scale), interpolation=transforms.InterpolationMode.BICUBIC
+            ),
+            transforms.ToTensor(),
+            transforms.Normalize(config["mean"], config["std"]),
+        ]
+    )
+
+
+def eval_dataset(model, manifest: str | Path, split: str) -> ManifestDataset:
+    return split_dataset(manifest, split, eval_transform(model))

@@ -1,0 +1,45 @@
+"""How a job runs: its log file, its threads, and the library on the PYTHONPATH of every job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+
+@contextlib.contextmanager
+def logged_to(log_path: str | Path | None):
+    """Send logging, warnings and progress bars (stderr) to the rule's log file."""
+    handle = None
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log_path, "a", buffering=1)
+        previous, sys.stderr = sys.stderr, handle
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    logging.captureWarnings(True)
+    try:
+        yield logging.getLogger("patchinteract")
+    except BaseException:
+        logging.getLogger("patchinteract").exception("failed")
+        raise
+    finally:
+        if handle is not None:
+            sys.stderr = previous
+            handle.close()
+
+
+def torch_threads(threads: int) -> None:
+    """Use the cores the scheduler gave the job, not every core of the node."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def share_library_with_jobs(repository: str) -> None:
+    """Put the repository (where ``patchinteract/`` lives) on the PYTHONPATH that jobs inherit."""
+    paths = [repository, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -1,0 +1,1 @@
+"""Zarr stores: chunked, resumable, atomically published; the layouts of every store."""

@@ -1,0 +1,1 @@
+"""Training and evaluation, and the retraining branches (ViT, AWD, AWD+DIP, WinFT)."""

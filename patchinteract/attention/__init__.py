@@ -1,0 +1,1 @@
+"""Attention of the baseline: capture during forward passes and the attention store."""

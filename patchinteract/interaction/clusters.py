@@ -1,0 +1,95 @@
+"""Where the Dask stage runs: threads, a LocalCluster, Dask workers as Slurm jobs (dask-jobqueue), or a
+running cluster (``interaction.dask``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+
+import dask
+import torch
+from distributed import WorkerPlugin
+
+log = logging.getLogger(__name__)
+
+
+DASK_MODES = ("threads", "local", "slurm")
+
+
+class SingleThreadedTorch(WorkerPlugin):
+    """Dask runs one task per core; torch's own thread pool on top would oversubscribe them.
+    A worker plugin, so it also reaches workers that join later."""
+
+    def setup(self, worker) -> None:
+        torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def limited_torch_threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def slurm_cluster(workers: int, slurm: dict):
+    """``workers`` Slurm jobs of ``slurm['cores']`` single-threaded Dask worker processes each."""
+    from dask_jobqueue import SLURMCluster
+
+    cluster = SLURMCluster(
+        cores=slurm["cores"],
+        processes=slurm["cores"],
+        memory=f"{slurm['memory_mb']}MB",
+        walltime=f"{slurm['walltime']}:00",
+        queue=slurm.get("partition"),
+        account=slurm.get("account"),
+        interface=slurm.get("interface"),
+        job_name="patchinteract-dask",
+        log_directory=slurm.get("log_directory"),
+        scheduler_options={"dashboard_address": ":0"},
+        python=sys.executable,
+    )
+    cluster.scale(jobs=workers)
+    return cluster
+
+
+@contextlib.contextmanager
+def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: dict | None = None):
+    """Threads in this process; a LocalCluster of ``workers`` processes; ``workers`` Slurm jobs of
+    Dask workers (``slurm``: the interaction.slurm settings); or the cluster at ``address``."""
+    if address:
+        from distributed import Client, progress
+
+        with Client(address) as client:
+            log.info("Dask: connected to %s (%s)", address, client.dashboard_link)
+            client.register_plugin(SingleThreadedTorch())  # also on workers that join later
+            yield progress
+    elif mode == "threads":
+        from dask.diagnostics import ProgressBar
+
+        # dt bounds the wait when the bar stops; minimum hides it for short computations.
+        with (
+            dask.config.set(scheduler="threads", num_workers=workers),
+            limited_torch_threads(1),
+            ProgressBar(minimum=5, dt=0.1),
+        ):
+            yield None
+    elif mode in ("local", "slurm"):
+        from distributed import Client, LocalCluster, progress
+
+        if mode == "local":
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        elif not slurm:
+            raise ValueError("interaction.dask slurm needs interaction.slurm (cores, memory_mb, walltime)")
+        else:
+            cluster = slurm_cluster(workers, slurm)
+        with cluster, Client(cluster) as client:
+            log.info("Dask: %s (%s); waiting for the first worker", cluster, cluster.dashboard_link)
+            client.wait_for_workers(1)
+            client.register_plugin(SingleThreadedTorch())  # also on workers that join later
+            yield progress
+    else:
+        raise ValueError(f"interaction.dask must be one of {DASK_MODES}, got '{mode}'")

@@ -1,0 +1,94 @@
+"""Vision Transformers from timm: creation by name or explicit sizes, their patch grid, the device.
+
+Importing this module runs ``patchinteract/__init__.py`` first, which installs the
+torchvision compatibility shim before ``timm`` is imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+
+from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.weights import load_weights
+
+# Build timm's VisionTransformer class directly with explicit sizes (the demo).
+EXPLICIT_VIT = "VisionTransformer"
+
+
+def is_known_model(name: str) -> bool:
+    return name == EXPLICIT_VIT or timm.is_model(name)
+
+
+def has_pretrained_weights(name: str) -> bool:
+    """Whether timm knows hub weights for ``name`` (with or without a ``.tag``)."""
+    return name != EXPLICIT_VIT and bool(timm.list_pretrained(name) or timm.list_pretrained(name + ".*"))
+
+
+def create_vit(
+    name: str,
+    img_size: int,
+    patch_size: int,
+    num_classes: int | None,
+    model_args: dict | None = None,
+    pretrained: bool = False,
+) -> timm.models.VisionTransformer:
+    """A timm ViT by registry name, or ``VisionTransformer`` with explicit ``model_args``.
+
+    ``num_classes=None`` keeps the model's own head (for fetching pretrained weights).
+    """
+    model_args = dict(model_args or {})
+    if num_classes is not None:
+        model_args["num_classes"] = num_classes
+    if name == EXPLICIT_VIT:
+        model = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, **model_args)
+    else:
+        model = timm.create_model(
+            name,
+            pretrained=pretrained,
+            img_size=img_size,
+            patch_size=patch_size,
+            **model_args,
+        )
+    if not isinstance(model, timm.models.VisionTransformer):
+        raise ValueError(f"model '{name}' is a {type(model).__name__}, not a timm VisionTransformer")
+    return model
+
+
+def patch_grid(model: timm.models.VisionTransformer) -> tuple[int, int]:
+    """(rows, cols) of the patch grid."""
+    rows, cols = model.patch_embed.grid_size
+    return int(rows), int(cols)
+
+
+def n_prefix_tokens(model: timm.models.VisionTransformer) -> int:
+    """Tokens before the patches (CLS, registers, distillation token)."""
+    return int(model.num_prefix_tokens)
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def build_model(config: dict, experiment: str, num_classes: int, pretrained: bool = False):
+    settings = config["experiments"][experiment]
+    return create_vit(
+        settings["model"],
+        img_size=settings["img_size"],
+        patch_size=settings["patch_size"],
+        num_classes=num_classes,
+        model_args=settings.get("model_args"),
+        pretrained=pretrained,
+    )
+
+
+def load_baseline(config: dict, experiment: str, weights: str | Path, manifest: str | Path):
+    """The experiment's baseline model with its weights, sized for the manifest's classes."""
+    table, _root = read_manifest(manifest)
+    model = build_model(config, experiment, number_of_classes(table))
+    load_weights(model, weights)
+    return model.eval()

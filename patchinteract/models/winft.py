@@ -1,0 +1,187 @@
+"""WinFT: the window-free transformer (eq. 8-13), trained to predict its own attention windows.
+
+Every block's attention predicts a patch-to-patch mask from its own queries
+and keys (eq. 8-9) and attends under it (eq. 10). The prediction is supervised
+by the responsive fields of the masks stage (eq. 11-12), so no mask is needed
+at inference. The blocks reuse the parameters of timm's modules, so the
+weights of any timm ViT load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from patchinteract.models.masked import window_attention_mask
+from patchinteract.models.vit import n_prefix_tokens, patch_grid
+from patchinteract.training.evaluation import TopKAccuracy
+from patchinteract.training.loop import autocast
+
+MASK_MODES = ("multiply", "neg_inf")
+
+
+TARGETS = ("box", "set")
+
+
+def window_logits(q: torch.Tensor, k: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """Eq. 8's argument (1/k) Σ_h Q_h K_hᵀ over the patch tokens, as one full-width product.
+
+    ``q``, ``k`` are (image, head, T, d); returns (image, N, N) float32. Computed
+    outside autocast: in bfloat16 the sigmoid of eq. 8 is exactly 1 above a logit
+    of about 6.5, so thresholds and the loss of eq. 12 would lose their gradient.
+    """
+    images, heads, tokens, dim = q.shape
+    with torch.autocast(q.device.type, enabled=False):
+        q_full = q[:, :, n_prefix:].float().transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
+        k_full = k[:, :, n_prefix:].float().transpose(1, 2).reshape(images, tokens - n_prefix, heads * dim)
+        return q_full @ k_full.transpose(1, 2) / heads
+
+
+def threshold_windows(scores: torch.Tensor) -> torch.Tensor:
+    """Eq. 9: W_ij = 1 where w'_ij exceeds the mean of its row, and always W_ii = 1.
+
+    The forced diagonal lets every patch attend to itself, so no row is empty
+    (a row of equal w' would otherwise mask every key). A hard threshold: no gradient.
+    """
+    diagonal = torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    return ((scores > scores.mean(dim=-1, keepdim=True)) | diagonal).detach()
+
+
+def full_window(windows: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """W over all tokens: the patch block from ``windows``, prefix rows and columns 1. (image, T, T) bool."""
+    images, n, _ = windows.shape
+    full = torch.ones(images, n_prefix + n, n_prefix + n, dtype=torch.bool, device=windows.device)
+    full[:, n_prefix:, n_prefix:] = windows
+    return full
+
+
+def window_free_attention(attention: nn.Module, x: torch.Tensor, n_prefix: int, mask_mode: str):
+    """Eq. 10 with timm Attention ``attention``'s parameters: (output, logits of w', W), both (image, N, N).
+
+    ``multiply`` is the printed A' = Softmax(QKᵀ/√d ∗ W): masked logits become 0
+    and stay in the softmax. ``neg_inf`` excludes them (through SDPA).
+    """
+    images, tokens, channels = x.shape
+    heads = attention.num_heads
+    qkv = attention.qkv(x).reshape(images, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attention.q_norm(q), attention.k_norm(k)
+    logits = window_logits(q, k, n_prefix)
+    windows = threshold_windows(torch.sigmoid(logits))
+    allowed = full_window(windows, n_prefix)[:, None]  # (image, 1, T, T)
+    if mask_mode == "neg_inf":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    elif mask_mode == "multiply":
+        attention_logits = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        out = (attention_logits * allowed).softmax(dim=-1) @ v
+    else:
+        raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
+    out = attention.proj_drop(attention.proj(attention.norm(out.transpose(1, 2).reshape(images, tokens, -1))))
+    return out, logits, windows
+
+
+def window_target(target: torch.Tensor, grid: tuple[int, int], kind: str) -> torch.Tensor:
+    """Eq. 11's w_gt (image, N, N) from compact fields: boxes (image, N, 4) or packed members (image, N, ⌈N/8⌉)."""
+    n = grid[0] * grid[1]
+    if kind == "box":
+        return window_attention_mask(target, grid, 0)[:, 0]
+    if kind == "set":
+        bits = (target[..., None].to(torch.int32) >> torch.arange(7, -1, -1, device=target.device)) & 1
+        return bits.flatten(-2)[..., :n].bool()  # np.packbits order: most significant bit first
+    raise ValueError(f"winft target must be one of {TARGETS}, got '{kind}'")
+
+
+def window_bce(logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Eq. 12: −(1/N²) Σ [w_gt log w' + (1 − w_gt) log(1 − w')] per layer, averaged over layers.
+
+    From the logits of eq. 8 in float32 and outside autocast: CUDA autocast refuses
+    ``binary_cross_entropy`` on probabilities, and the logits form never saturates.
+    """
+    with torch.autocast(target.device.type, enabled=False):
+        target = target.float()
+        return torch.stack([F.binary_cross_entropy_with_logits(x.float(), target) for x in logits]).mean()
+
+
+def window_interaction_count(windows: list[torch.Tensor]) -> torch.Tensor:
+    """WinFT's O: the number of ones of W over the N×N block, averaged over layers. (image,)"""
+    return torch.stack([w.flatten(1).sum(dim=1) for w in windows]).float().mean(dim=0)
+
+
+def window_iou(windows: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """IoU of W and w_gt per image, averaged over layers. (image,)"""
+    target = target.bool()
+    ious = [(w & target).flatten(1).sum(1) / (w | target).flatten(1).sum(1).clamp(min=1) for w in windows]
+    return torch.stack(ious).float().mean(dim=0)
+
+
+class WindowFreeViT(nn.Module):
+    """A timm ViT whose every attention is window-free (eq. 8-10).
+
+    ``forward(images)`` returns logits (no mask is needed at inference);
+    ``forward(images, target)`` (compact ground-truth fields, training) returns
+    (logits, BCE of eq. 12). After each forward, ``last_windows`` holds W of
+    every layer (image, N, N) bool.
+    """
+
+    def __init__(self, vit: nn.Module, mask_mode: str = "multiply", target_kind: str = "box"):
+        super().__init__()
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
+        self.vit, self.mask_mode, self.target_kind = vit, mask_mode, target_kind
+        self.grid, self.n_prefix = patch_grid(vit), n_prefix_tokens(vit)
+        self.last_windows: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor | None = None):
+        vit = self.vit
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+        logits_per_layer, windows = [], []
+        for block in vit.blocks:
+            out, layer_logits, layer_windows = window_free_attention(block.attn, block.norm1(x), self.n_prefix,
+                                                                     self.mask_mode)  # fmt: skip
+            x = x + block.drop_path1(block.ls1(out))
+            x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+            logits_per_layer.append(layer_logits)
+            windows.append(layer_windows)
+        self.last_windows = windows
+        logits = vit.forward_head(vit.norm(x))
+        if target is None:
+            return logits
+        return logits, window_bce(logits_per_layer, window_target(target, self.grid, self.target_kind))
+
+
+@torch.no_grad()
+def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0) -> dict:
+    """One pass over ``loader``: top-1/top-5 and WinFT's E_O and IoU, without the training loss.
+
+    ``loader`` yields (images, labels, image_ids, target); the model sees only
+    the images. Returns :func:`evaluate_classifier`'s metrics plus ``eo`` (mean
+    over images of window_interaction_count), ``window_iou`` (mean IoU of W and
+    w_gt) and ``figure``: the per-layer predicted windows and ground truth of the
+    first ``keep_first`` images (Fig. 10): 'predicted' (image, layer, N, N),
+    'target' (image, N, N), 'image_id'.
+    """
+    model.to(device).eval()
+    accuracy = TopKAccuracy()
+    counts, ious, kept = [], [], {"predicted": [], "target": [], "image_id": []}
+    for images, labels, image_ids, target in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
+        with autocast(device):
+            logits = model(images.to(device))
+        accuracy.update(logits, labels.to(device))
+        truth = window_target(target.to(device), model.grid, model.target_kind)
+        counts.append(window_interaction_count(model.last_windows).cpu())
+        ious.append(window_iou(model.last_windows, truth).cpu())
+        room = keep_first - sum(len(i) for i in kept["image_id"])
+        if room > 0:
+            kept["predicted"].append(torch.stack(model.last_windows, dim=1)[:room].cpu())
+            kept["target"].append(truth[:room].cpu())
+            kept["image_id"].append(image_ids[:room])
+    figure = {k: torch.cat(v).numpy() if v else None for k, v in kept.items()}
+    return accuracy.result() | {
+        "eo": float(torch.cat(counts).mean()),
+        "window_iou": float(torch.cat(ious).mean()),
+        "figure": figure,
+    }

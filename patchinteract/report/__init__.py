@@ -1,0 +1,1 @@
+"""Report: the result tables and the figures' plotting functions."""
