@@ -26,9 +26,9 @@ class RandomImages(torch.utils.data.Dataset):
         return self.images[index], 0, index
 
 
-def vit_b16(img_size: int = 224):
+def vit_b16(img_size: int = 224, **model_args):
     torch.manual_seed(0)
-    return create_vit("vit_base_patch16_224", img_size=img_size, patch_size=16, num_classes=1000).eval()
+    return create_vit("vit_base_patch16_224", img_size, 16, 1000, model_args).eval()
 
 
 def timed(function, *args, **kwargs):

@@ -32,29 +32,32 @@ from patchinteract.masks.tokens import kept_patches
 from patchinteract.masks.windows import attention_windows, bounding_boxes, top_interactions, window_members
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit, patch_grid, select_device
-from patchinteract.models.winft import WindowFreeViT, evaluate_windows
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT, evaluate_windows
 from patchinteract.training.branches import MaskedSamples
 from patchinteract.training.evaluation import evaluate_classifier
 from patchinteract.training.loop import Recipe, make_optimizer, training_loss
 
 ALPHA, BETA = 0.1, 0.1
-# (branch, model wrapper, mask arrays the branch trains with)
+# (branch, model wrapper, mask arrays the branch trains with, attention layer its ViT is built with)
 BRANCHES = [
-    ("vit", lambda vit: MaskedViT(vit), ()),
-    ("awd", lambda vit: MaskedViT(vit), ("window",)),
-    ("awd_dip multiply", lambda vit: MaskedViT(vit, dip_mode="multiply"), ("window", "keep")),
-    ("awd_dip drop_keys", lambda vit: MaskedViT(vit, dip_mode="drop_keys"), ("window", "keep")),
-    ("winft multiply", lambda vit: WindowFreeViT(vit, mask_mode="multiply", target_kind="box"), ("field_box",)),
-    ("winft neg_inf", lambda vit: WindowFreeViT(vit, mask_mode="neg_inf", target_kind="box"), ("field_box",)),
-]
+    ("vit", lambda vit: MaskedViT(vit), (), None),
+    ("awd", lambda vit: MaskedViT(vit), ("window",), None),
+    ("awd_dip multiply", lambda vit: MaskedViT(vit, dip_mode="multiply"), ("window", "keep"), None),
+    ("awd_dip drop_keys", lambda vit: MaskedViT(vit, dip_mode="drop_keys"), ("window", "keep"), None),
+    ("winft multiply", lambda vit: WindowFreeViT(vit, mask_mode="multiply", target_kind="box"), ("field_box",),
+     WindowFreeAttention),
+    ("winft neg_inf", lambda vit: WindowFreeViT(vit, mask_mode="neg_inf", target_kind="box"), ("field_box",),
+     WindowFreeAttention),
+]  # fmt: skip
 
 
-def make_model(device: torch.device) -> torch.nn.Module:
-    """ViT-B/16 at 224 on CUDA; a tiny ViT on CPU, so the check runs in seconds there."""
+def make_model(device: torch.device, attn_layer: type | None = None) -> torch.nn.Module:
+    """ViT-B/16 at 224 on CUDA; a tiny ViT on CPU, so the check runs in seconds there (WinFT: its attention layer)."""
+    layer = {"attn_layer": attn_layer} if attn_layer else {}
     if device.type == "cuda":
-        return vit_b16(224)
+        return vit_b16(224, **layer)
     torch.manual_seed(0)
-    return create_vit("VisionTransformer", 32, 8, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2}).eval()
+    return create_vit("VisionTransformer", 32, 8, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2, **layer}).eval()
 
 
 def synchronize(device: torch.device) -> None:
@@ -178,9 +181,13 @@ def main() -> int:
     inputs = images.images.to(device)
     labels = torch.arange(batch, device=device) % vit.num_classes
     report["branches"] = {}
-    for name, wrap, mask_names in BRANCHES:
+    for name, wrap, mask_names, attn_layer in BRANCHES:
+        base = vit
+        if attn_layer:  # the same weights in a ViT built with the branch's attention layer
+            base = make_model(device, attn_layer).to(device)
+            base.load_state_dict(vit.state_dict())
         report["branches"][name] = check_branch(
-            name, wrap, mask_names, vit, inputs, labels, masks, device, steps, args.lr
+            name, wrap, mask_names, base, inputs, labels, masks, device, steps, args.lr
         )
     dense = report["branches"]["vit"]["step_ms"]
     for figures in report["branches"].values():

@@ -90,6 +90,7 @@ def config_problems(config: dict) -> list[str]:
     problems += label_problems("alphas, dip_alphas, winft.alpha", [*config["alphas"], *config["dip_alphas"],
                                                                     config["winft"]["alpha"]])  # fmt: skip
     problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
+    problems += label_problems("figures.dip_betas", config["figures"]["dip_betas"])
     for kind, settings in config["resources"].items():
         if settings.get("gpus", 0) > 1:
             problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
@@ -120,6 +121,16 @@ def retrain_init(config: dict, experiment: str) -> str:
     return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
 
 
+def mask_alphas(config: dict) -> list[float]:
+    """Every α that has window stores: alphas, dip_alphas and WinFT's."""
+    return sorted({*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]})
+
+
+def figure_and_mask_betas(config: dict) -> list[float]:
+    """Every β that has keep stores: betas, WinFT's, and those the figures show."""
+    return sorted({*config["betas"], config["winft"]["beta"], *config["figures"]["dip_betas"]})
+
+
 def label_problems(keys: str, values: list[float]) -> list[str]:
     """Values whose file-name label is not theirs alone: two values sharing one label would share
     one mask store, and a label that reads back as another value would compute the masks for that."""
@@ -145,6 +156,26 @@ def fingerprint(*parts) -> str:
 
 
 RETRAIN_ONLY_KEYS = ("retrain_methods", "retrain_init")
+
+
+def model_settings(config: dict, experiment: str) -> dict:
+    """What builds an experiment's ViT: the timm name, input and patch size, extra arguments."""
+    settings = config["experiments"][experiment]
+    return {key: settings.get(key) for key in ("model", "img_size", "patch_size", "model_args")}
+
+
+def experiment_record(config: dict, experiment: str) -> dict:
+    """The fields every metrics.json and store carries about the experiment, and its settings' hash."""
+    settings = config["experiments"][experiment]
+    return {
+        "experiment": experiment,
+        "dataset": settings["dataset"],
+        "model": settings["model"],
+        "img_size": settings["img_size"],
+        "patch_size": settings["patch_size"],
+        "seed": config["seed"],
+        "config_hash": experiment_fingerprint(config, experiment),
+    }
 
 
 def experiment_fingerprint(config: dict, experiment: str) -> str:

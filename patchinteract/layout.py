@@ -1,11 +1,51 @@
-"""The results layout and the branch grid: every path under results/ and every branch name, in one place."""
+"""The results layout and the branch grid: every path under results/ and every branch name, in one place.
+
+Rules, input functions, scripts and tables build paths only through these
+functions. Each takes values or Snakemake wildcard patterns: ``window_store(
+"{experiment}", "{split}", "{alpha}")`` is a rule's output pattern,
+``window_store("digits_p4", "val", 0.1)`` a concrete path (numbers are written
+with :func:`value_label`).
+"""
 
 from __future__ import annotations
+
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+TABLE_NAMES = ("runs", "table1_awd", "table2_awd_dip", "table3_winft", "table4_transfer")
+SPLITS = ("train", "val")
 
 
 def value_label(value: float) -> str:
     """How an α or β appears in file names: 0.1 -> '0.1', 1.0 -> '1'."""
     return f"{value:g}"
+
+
+def _label(value: float | str) -> str:
+    """A number's label; a string (a label or a wildcard pattern) as it is."""
+    return value if isinstance(value, str) else value_label(value)
+
+
+def zarr_target(store: str) -> str:
+    """A Zarr store as a rule's input or output: its root metadata file ``<store>/zarr.json``.
+
+    As a directory() output the store would get Snakemake's .snakemake_timestamp file,
+    which zarr warns about whenever the store is listed. Scripts open
+    :func:`patchinteract.stores.chunked.store_folder` of it.
+    """
+    return f"{store}/zarr.json"
+
+
+# --------------------------------------------------------------------------- branches
+
+VIT_BRANCH, WINFT_BRANCH = "vit", "winft"
+
+
+def awd_branch(alpha: float | str) -> str:
+    return f"awd_a{_label(alpha)}"
+
+
+def awd_dip_branch(alpha: float | str, beta: float | str) -> str:
+    return f"awd_dip_a{_label(alpha)}_b{_label(beta)}"
 
 
 def retrain_methods(config: dict, experiment: str) -> list[str]:
@@ -16,13 +56,91 @@ def retrain_methods(config: dict, experiment: str) -> list[str]:
 def retrain_branches(config: dict, experiment: str) -> list[str]:
     """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft."""
     methods = retrain_methods(config, experiment)
-    branches = ["vit"] if "vit" in methods else []
+    branches = [VIT_BRANCH] if "vit" in methods else []
     if "awd" in methods:
-        branches += [f"awd_a{value_label(a)}" for a in config["alphas"]]
+        branches += [awd_branch(a) for a in config["alphas"]]
     if "awd_dip" in methods:
-        branches += [
-            f"awd_dip_a{value_label(a)}_b{value_label(b)}" for a in config["dip_alphas"] for b in config["betas"]
-        ]
+        branches += [awd_dip_branch(a, b) for a in config["dip_alphas"] for b in config["betas"]]
     if "winft" in methods:
-        branches.append("winft")
+        branches.append(WINFT_BRANCH)
     return branches
+
+
+# --------------------------------------------------------------------------- datasets and models
+
+
+def dataset_images(dataset: str) -> str:
+    return f"{RESULTS}/datasets/{dataset}/images"
+
+
+def manifest(dataset: str) -> str:
+    return f"{RESULTS}/datasets/{dataset}/manifest.parquet"
+
+
+def model_file(experiment: str, name: str) -> str:
+    """Files of the baseline: baseline.safetensors, metrics.json, train_summary.json, checkpoint.pt."""
+    return f"{RESULTS}/{experiment}/model/{name}"
+
+
+def baseline_weights(experiment: str) -> str:
+    return model_file(experiment, "baseline.safetensors")
+
+
+def init_weights(experiment: str, purpose: str) -> str:
+    """Hub weights fetched as the start of baseline training or retraining (purpose baseline | retrain)."""
+    return f"{RESULTS}/{experiment}/weights/{purpose}_init.safetensors"
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def attention_store(experiment: str, split: str) -> str:
+    return f"{RESULTS}/{experiment}/attention/{split}.zarr"
+
+
+def figure_attention_store(experiment: str, split: str) -> str:
+    """The attention of Fig. 3's images only (attention.store: none)."""
+    return f"{RESULTS}/{experiment}/attention/{split}_figures.zarr"
+
+
+def interaction_store(experiment: str, split: str) -> str:
+    return f"{RESULTS}/{experiment}/interaction/{split}.zarr"
+
+
+def window_store(experiment: str, split: str, alpha: float | str) -> str:
+    return f"{RESULTS}/{experiment}/masks/{split}/window_a{_label(alpha)}.zarr"
+
+
+def keep_store(experiment: str, split: str, beta: float | str) -> str:
+    return f"{RESULTS}/{experiment}/masks/{split}/keep_b{_label(beta)}.zarr"
+
+
+def field_store(experiment: str, split: str, alpha: float | str, beta: float | str) -> str:
+    return f"{RESULTS}/{experiment}/masks/{split}/fields_a{_label(alpha)}_b{_label(beta)}.zarr"
+
+
+# --------------------------------------------------------------------------- retraining, tables, figures
+
+
+def branch_file(experiment: str, branch: str, name: str) -> str:
+    """Files of a retrained branch: metrics.json, model.safetensors, checkpoint.pt, figure_windows.zarr (WinFT)."""
+    return f"{RESULTS}/{experiment}/retrain/{branch}/{name}"
+
+
+def table_file(name: str, suffix: str) -> str:
+    return f"{RESULTS}/tables/{name}{suffix}"
+
+
+def figure_file(name: str, suffix: str, experiment: str | None = None) -> str:
+    """A figure of one experiment, or with no experiment one over all of them."""
+    folder = f"{RESULTS}/figures" if experiment is None else f"{RESULTS}/figures/{experiment}"
+    return f"{folder}/{name}{suffix}"
+
+
+def executed_notebook(name: str, experiment: str | None = None) -> str:
+    prefix = "" if experiment is None else f"{experiment}_"
+    return f"{RESULTS}/figures/notebooks/{prefix}{name}.ipynb"
+
+
+def log_file(rule: str, name: str) -> str:
+    return f"{LOGS}/{rule}/{name}.log"

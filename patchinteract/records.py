@@ -6,8 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-from patchinteract.config import experiment_fingerprint
-
 
 def code_revision() -> str:
     """The git commit of the code (with '-dirty' for local changes), or 'unknown'."""
@@ -28,26 +26,12 @@ def code_revision() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def provenance(config: dict, experiment: str) -> dict:
-    return {"config_hash": experiment_fingerprint(config, experiment), "code_revision": code_revision()}
-
-
-def model_record(config: dict, experiment: str, vit) -> dict:
-    """The fields every metrics.json carries about the experiment, its model and the code."""
+def model_record(record: dict, vit) -> dict:
+    """``record`` (config.experiment_record) with the model's patch count and the code revision."""
     from patchinteract.models.vit import patch_grid
 
-    settings = config["experiments"][experiment]
     rows, cols = patch_grid(vit)
-    return {
-        "experiment": experiment,
-        "dataset": settings["dataset"],
-        "model": settings["model"],
-        "img_size": settings["img_size"],
-        "patch_size": settings["patch_size"],
-        "n_patches": rows * cols,
-        "seed": config["seed"],
-        **provenance(config, experiment),
-    }
+    return record | {"n_patches": rows * cols, "code_revision": code_revision()}
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,3 +44,20 @@ def share_library_with_jobs(repository: str) -> None:
     """Put the repository (where ``patchinteract/`` lives) on the PYTHONPATH that jobs inherit."""
     paths = [repository, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a job runs, not what it computes: the device, DataLoader workers, the batch size of
+    inference, and for the Dask stage its scheduler (interaction.dask, workers, scheduler_address,
+    slurm).
+
+    Rules pass it as one params value. Snakemake's params rerun trigger compares only params of
+    builtin types, so changing one of these settings reruns nothing (tests/test_config.py checks it);
+    every setting that can change a result is a plain params value instead.
+    """
+
+    device: str = "auto"
+    loader_workers: int = 0
+    batch_size: int = 1
+    dask: dict = field(default_factory=dict)

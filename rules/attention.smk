@@ -5,19 +5,24 @@ if config["attention"]["store"] == "zarr":
 
     rule attention_store:
         input:
-            weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+            weights=layout.baseline_weights("{experiment}"),
             manifest=manifest_of,
         output:
-            store=zarr_store(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
+            store=zarr_target(layout.attention_store("{experiment}", "{split}")),
         log:
-            f"{LOGS}/attention_store/{{experiment}}_{{split}}.log",
+            log_file("attention_store", "{experiment}_{split}"),
         conda:
             CONDA_ENV
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),
         params:
+            model=model_of,
+            record=record_of,
             keep_attention=True,
             first_images=None,
+            images_per_chunk=config["attention"]["images_per_chunk"],
+            compression_level=config["attention"]["compression_level"],
+            execution=execution(config["attention"]["batch_size"]),
         script:
             "../workflow_scripts/extract_attention.py"

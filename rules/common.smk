@@ -1,4 +1,6 @@
-# Config checks, wildcard constraints and input functions shared by the rules.
+# Config checks, wildcard constraints, and the params and input functions shared by the rules.
+# Paths and branch names come from patchinteract/layout.py; settings reach jobs only through
+# params (every value that can change a result) and one Execution value (how the job runs).
 import sys
 from pathlib import Path
 
@@ -7,36 +9,36 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.stores.chunked import store_folder
+from patchinteract import layout
 from patchinteract.config import (
     check_config,
     experiment_fingerprint,
+    experiment_record,
+    figure_and_mask_betas,
+    mask_alphas,
+    model_settings,
     retrain_fingerprint,
     retrain_init,
-    retrain_methods,
     timm_model_name,
     weights_source,
 )
-from patchinteract.layout import retrain_branches, value_label
-from patchinteract.runtime import share_library_with_jobs
+from patchinteract.layout import (
+    LOGS,
+    log_file,
+    retrain_branches,
+    retrain_methods,
+    value_label,
+    zarr_target,
+)
+from patchinteract.runtime import Execution, share_library_with_jobs
+from patchinteract.stores.chunked import store_folder
 
 share_library_with_jobs(workflow.basedir)
 
 check_config(config)
 
-RESULTS = "results"
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"
-LOGS = f"{RESULTS}/logs"
-
-
-def zarr_store(path):
-    """A Zarr store as a rule's input or output: its root metadata file ``<path>/zarr.json``.
-
-    As a directory() output the store would get Snakemake's .snakemake_timestamp file,
-    which zarr warns about whenever the store is listed. Scripts open store_folder(...).
-    """
-    return f"{path}/zarr.json"
 
 
 def one_of(names):
@@ -56,16 +58,12 @@ def experiments_by_weights(kind):
     ]
 
 
-ALPHAS = sorted({*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]})
-BETAS = sorted({*config["betas"], config["winft"]["beta"]})
-
-
 wildcard_constraints:
     experiment=one_of(config["experiments"]),
     dataset=one_of(config["datasets"]),
     split="train|val",
-    alpha=one_of([value_label(a) for a in ALPHAS]),
-    beta=one_of([value_label(b) for b in BETAS]),
+    alpha=one_of([value_label(a) for a in mask_alphas(config)]),
+    beta=one_of([value_label(b) for b in figure_and_mask_betas(config)]),
 
 
 def resources_of(kind):
@@ -91,33 +89,44 @@ def threads_of(kind):
     return config["resources"][kind]["cpus"]
 
 
+def execution(batch_size=1, dask=None):
+    """How a job runs (device, loader workers, batch size, Dask): not a rerun trigger."""
+    return Execution(
+        config["device"], config["data"]["loader_workers"], batch_size, dask or {}
+    )
+
+
+# ----------------------------------------------------------------------- params functions
+
+
+def model_of(wildcards):
+    return model_settings(config, wildcards.experiment)
+
+
+def record_of(wildcards):
+    return experiment_record(config, wildcards.experiment)
+
+
+def dataset_settings(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+# ----------------------------------------------------------------------- input functions
+
+
 def dataset_of(experiment):
     return config["experiments"][experiment]["dataset"]
 
 
 def manifest_of(wildcards):
-    return f"{RESULTS}/datasets/{dataset_of(wildcards.experiment)}/manifest.parquet"
-
-
-def baseline_metrics():
-    return expand(
-        f"{RESULTS}/{{experiment}}/model/metrics.json", experiment=config["experiments"]
-    )
-
-
-def interaction_stores():
-    return expand(
-        zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
-        experiment=config["experiments"],
-        split=config["attention"]["splits"],
-    )
+    return layout.manifest(dataset_of(wildcards.experiment))
 
 
 def dataset_images(wildcards):
     """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
     if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
         return {}
-    return {"images": f"{RESULTS}/datasets/{wildcards.dataset}/images"}
+    return {"images": layout.dataset_images(wildcards.dataset)}
 
 
 def init_setting(experiment, purpose):
@@ -140,9 +149,9 @@ def init_input(experiment, purpose):
     if source == "none":
         return {}
     if source == "timm":
-        return {"init": f"{RESULTS}/{experiment}/weights/{purpose}_init.safetensors"}
+        return {"init": layout.init_weights(experiment, purpose)}
     if source == "baseline":
-        return {"init": f"{RESULTS}/{experiment}/model/baseline.safetensors"}
+        return {"init": layout.baseline_weights(experiment)}
     return {"init": init}
 
 
@@ -150,17 +159,12 @@ def baseline_init_weights(wildcards):
     return init_input(wildcards.experiment, "baseline")
 
 
-def mask_store(experiment, split, kind, value):
-    prefix = "window_a" if kind == "window" else "keep_b"
-    return zarr_store(f"{RESULTS}/{experiment}/masks/{split}/{prefix}{value}.zarr")
-
-
 def awd_branch(wildcards):
-    return f"awd_a{wildcards.alpha}"
+    return layout.awd_branch(wildcards.alpha)
 
 
 def awd_dip_branch(wildcards):
-    return f"awd_dip_a{wildcards.alpha}_b{wildcards.beta}"
+    return layout.awd_dip_branch(wildcards.alpha, wildcards.beta)
 
 
 def branch_hash(branch):
@@ -174,44 +178,37 @@ def branch_hash(branch):
 
 
 def retrain_inputs(wildcards):
-    """Manifest, initial weights and the branch's masks for train and val."""
-    inputs = {"manifest": manifest_of(wildcards)} | init_input(
-        wildcards.experiment, "retrain"
-    )
-    for split in ("train", "val"):
+    """Manifest, initial weights and the branch's mask stores of train and val: windows (AWD),
+    kept tokens (DIP), and for AWD+DIP the val field store, whose O counts kept patches only.
+    """
+    experiment = wildcards.experiment
+    inputs = {"manifest": manifest_of(wildcards)} | init_input(experiment, "retrain")
+    for split in layout.SPLITS:
         if "alpha" in wildcards.keys():
-            inputs[f"window_{split}"] = mask_store(
-                wildcards.experiment, split, "window", wildcards.alpha
+            inputs[f"window_{split}"] = zarr_target(
+                layout.window_store(experiment, split, wildcards.alpha)
             )
         if "beta" in wildcards.keys():
-            inputs[f"keep_{split}"] = mask_store(
-                wildcards.experiment, split, "keep", wildcards.beta
+            inputs[f"keep_{split}"] = zarr_target(
+                layout.keep_store(experiment, split, wildcards.beta)
             )
+    if "beta" in wildcards.keys():
+        inputs["fields_val"] = zarr_target(
+            layout.field_store(experiment, "val", wildcards.alpha, wildcards.beta)
+        )
     return inputs
-
-
-def retrain_metrics():
-    return [
-        f"{RESULTS}/{experiment}/retrain/{branch}/metrics.json"
-        for experiment in config["experiments"]
-        for branch in retrain_branches(config, experiment)
-    ]
-
-
-def field_store(experiment, split, alpha, beta):
-    return zarr_store(
-        f"{RESULTS}/{experiment}/masks/{split}/fields_a{value_label(alpha)}_b{value_label(beta)}.zarr"
-    )
 
 
 def winft_inputs(wildcards):
     """Manifest, initial weights and the responsive fields (WinFT's ground truth) for train and val."""
     settings = config["winft"]
     fields = {
-        f"fields_{split}": field_store(
-            wildcards.experiment, split, settings["alpha"], settings["beta"]
+        f"fields_{split}": zarr_target(
+            layout.field_store(
+                wildcards.experiment, split, settings["alpha"], settings["beta"]
+            )
         )
-        for split in ("train", "val")
+        for split in layout.SPLITS
     }
     return (
         {"manifest": manifest_of(wildcards)}
@@ -220,10 +217,71 @@ def winft_inputs(wildcards):
     )
 
 
+def figure_attention_store(wildcards):
+    """The val attention that Fig. 3 draws: the whole store, or with store none the figure images'."""
+    if config["attention"]["store"] == "zarr":
+        return zarr_target(layout.attention_store(wildcards.experiment, "val"))
+    return zarr_target(layout.figure_attention_store(wildcards.experiment, "val"))
+
+
+def branch_settings(method):
+    """The retrain options a kind of branch reads (WinFT: the winft section)."""
+    if method == "winft":
+        return config["winft"]
+    return {key: config["retrain"][key] for key in ("cls_in_window", "dip_mode")}
+
+
+# The β whose kept tokens Fig. 6 shows: those of the figures, and every β of the grid.
+FIG6_BETAS = sorted({*config["figures"]["dip_betas"], *config["betas"]})
+
+
+def figure_field_store(wildcards):
+    """Fig. 5, 7 and 9 show the responsive fields of the first (dip_alpha, beta)."""
+    return zarr_target(
+        layout.field_store(
+            wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
+        )
+    )
+
+
+def figure_keep_stores(betas):
+    """Input function: the val keep stores of ``betas``."""
+    return lambda wildcards: [
+        zarr_target(layout.keep_store(wildcards.experiment, "val", beta))
+        for beta in betas
+    ]
+
+
+# ----------------------------------------------------------------------- targets
+
+
+def baseline_metrics():
+    return [
+        layout.model_file(experiment, "metrics.json")
+        for experiment in config["experiments"]
+    ]
+
+
+def interaction_stores():
+    return [
+        zarr_target(layout.interaction_store(experiment, split))
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+    ]
+
+
+def retrain_metrics():
+    return [
+        layout.branch_file(experiment, branch, "metrics.json")
+        for experiment in config["experiments"]
+        for branch in retrain_branches(config, experiment)
+    ]
+
+
 def field_stores():
     """Responsive fields of every (dip_alpha, beta) pair, for the figures."""
     return [
-        field_store(experiment, split, alpha, beta)
+        zarr_target(layout.field_store(experiment, split, alpha, beta))
         for experiment in config["experiments"]
         for split in config["attention"]["splits"]
         for alpha in config["dip_alphas"]
@@ -231,31 +289,25 @@ def field_stores():
     ]
 
 
-def figure_attention_store(wildcards):
-    """The val attention that Fig. 3 draws: the whole store, or with store none the figure images'."""
-    name = "val" if config["attention"]["store"] == "zarr" else "val_figures"
-    return zarr_store(f"{RESULTS}/{wildcards.experiment}/attention/{name}.zarr")
-
-
 def figures():
     """Every figure file of the configured grid."""
     experiments = config["experiments"]
-    targets = [f"{RESULTS}/figures/accuracy_vs_interactions.png"]
+    targets = [layout.figure_file("accuracy_vs_interactions", ".png")]
     with_val = "val" in config["attention"]["splits"]
     if config["betas"] and config["dip_alphas"] and with_val:
         targets += [
-            f"{RESULTS}/figures/{experiment}/{name}.png"
+            layout.figure_file(name, ".png", experiment)
             for experiment in experiments
             for name in ("fig5_interaction_map", "fig9_image_panels")
         ]
     if with_val:
         targets += [
-            f"{RESULTS}/figures/{experiment}/fig3_attention_rows.png"
+            layout.figure_file("fig3_attention_rows", ".png", experiment)
             for experiment in experiments
         ]
     if config["winft"]["figure_images"] > 0:
         targets += [
-            f"{RESULTS}/figures/{experiment}/winft_windows.png"
+            layout.figure_file("winft_windows", ".png", experiment)
             for experiment in experiments
             if "winft" in retrain_methods(config, experiment)
         ]

@@ -8,9 +8,9 @@ localrules:
 
 rule write_digits:
     output:
-        images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
+        images=directory(layout.dataset_images("{dataset}")),
     log:
-        f"{LOGS}/write_digits/{{dataset}}.log",
+        log_file("write_digits", "{dataset}"),
     wildcard_constraints:
         dataset=one_of(datasets_from("digits")),
     conda:
@@ -19,7 +19,7 @@ rule write_digits:
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=dataset_settings,
         seed=config["seed"],
     script:
         "../workflow_scripts/write_digits.py"
@@ -27,9 +27,9 @@ rule write_digits:
 
 rule download_dataset:
     output:
-        images=directory(f"{RESULTS}/datasets/{{dataset}}/images"),
+        images=directory(layout.dataset_images("{dataset}")),
     log:
-        f"{LOGS}/download_dataset/{{dataset}}.log",
+        log_file("download_dataset", "{dataset}"),
     wildcard_constraints:
         dataset=one_of(datasets_from("url")),
     conda:
@@ -38,7 +38,7 @@ rule download_dataset:
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=dataset_settings,
         keep_archives=config["data"]["keep_archives"],
     script:
         "../workflow_scripts/download_dataset.py"
@@ -48,16 +48,16 @@ rule dataset_manifest:
     input:
         unpack(dataset_images),
     output:
-        manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.parquet",
+        manifest=layout.manifest("{dataset}"),
     log:
-        f"{LOGS}/dataset_manifest/{{dataset}}.log",
+        log_file("dataset_manifest", "{dataset}"),
     conda:
         CONDA_ENV
     threads: config["data"]["check_threads"]
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=dataset_settings,
         on_corrupt=config["data"]["on_corrupt"],
     script:
         "../workflow_scripts/make_manifest.py"

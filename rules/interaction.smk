@@ -5,17 +5,19 @@ if config["attention"]["store"] == "zarr":
 
     rule interaction_store:
         input:
-            attention=zarr_store(f"{RESULTS}/{{experiment}}/attention/{{split}}.zarr"),
+            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
         output:
-            store=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+            store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
         log:
-            f"{LOGS}/interaction_store/{{experiment}}_{{split}}.log",
+            log_file("interaction_store", "{experiment}_{split}"),
         conda:
             CONDA_ENV
         threads: threads_of("interaction")
         resources:
             **resources_of("interaction"),
         params:
+            compression_level=config["attention"]["compression_level"],
+            execution=execution(dask=config["interaction"]),
             # Slurm output of the Dask worker jobs (interaction.dask: slurm).
             dask_logs=f"{LOGS}/dask_workers/{{experiment}}_{{split}}",
         script:
@@ -25,31 +27,39 @@ else:
 
     rule interaction_streaming:
         input:
-            weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+            weights=layout.baseline_weights("{experiment}"),
             manifest=manifest_of,
         output:
-            store=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+            store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
         log:
-            f"{LOGS}/interaction_streaming/{{experiment}}_{{split}}.log",
+            log_file("interaction_streaming", "{experiment}_{split}"),
         conda:
             CONDA_ENV
         threads: threads_of("inference")
         resources:
             **resources_of("inference"),
         params:
+            model=model_of,
+            record=record_of,
             keep_attention=False,
             first_images=None,
+            images_per_chunk=None,
+            compression_level=config["attention"]["compression_level"],
+            execution=execution(config["attention"]["batch_size"]),
         script:
             "../workflow_scripts/extract_attention.py"
 
     # The attention of the first attention.figure_images images, for Fig. 3.
     use rule interaction_streaming as attention_figure_store with:
         output:
-            store=zarr_store(
-                f"{RESULTS}/{{experiment}}/attention/{{split}}_figures.zarr"
-            ),
+            store=zarr_target(layout.figure_attention_store("{experiment}", "{split}")),
         log:
-            f"{LOGS}/attention_figure_store/{{experiment}}_{{split}}.log",
+            log_file("attention_figure_store", "{experiment}_{split}"),
         params:
+            model=model_of,
+            record=record_of,
             keep_attention=True,
             first_images=config["attention"]["figure_images"],
+            images_per_chunk=config["attention"]["images_per_chunk"],
+            compression_level=config["attention"]["compression_level"],
+            execution=execution(config["attention"]["batch_size"]),

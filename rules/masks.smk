@@ -4,13 +4,11 @@
 
 rule window_masks:
     input:
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
     output:
-        store=zarr_store(
-            f"{RESULTS}/{{experiment}}/masks/{{split}}/window_a{{alpha}}.zarr"
-        ),
+        store=zarr_target(layout.window_store("{experiment}", "{split}", "{alpha}")),
     log:
-        f"{LOGS}/window_masks/{{experiment}}_{{split}}_a{{alpha}}.log",
+        log_file("window_masks", "{experiment}_{split}_a{alpha}"),
     conda:
         CONDA_ENV
     threads: 1
@@ -19,19 +17,18 @@ rule window_masks:
     params:
         kind="window",
         alpha=lambda wildcards: float(wildcards.alpha),
+        compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"
 
 
 rule token_masks:
     input:
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
     output:
-        store=zarr_store(
-            f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr"
-        ),
+        store=zarr_target(layout.keep_store("{experiment}", "{split}", "{beta}")),
     log:
-        f"{LOGS}/token_masks/{{experiment}}_{{split}}_b{{beta}}.log",
+        log_file("token_masks", "{experiment}_{split}_b{beta}"),
     conda:
         CONDA_ENV
     threads: 1
@@ -40,20 +37,21 @@ rule token_masks:
     params:
         kind="keep",
         beta=lambda wildcards: float(wildcards.beta),
+        compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"
 
 
 rule responsive_fields:
     input:
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/{{split}}.zarr"),
-        keep=zarr_store(f"{RESULTS}/{{experiment}}/masks/{{split}}/keep_b{{beta}}.zarr"),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
+        keep=zarr_target(layout.keep_store("{experiment}", "{split}", "{beta}")),
     output:
-        store=zarr_store(
-            f"{RESULTS}/{{experiment}}/masks/{{split}}/fields_a{{alpha}}_b{{beta}}.zarr"
+        store=zarr_target(
+            layout.field_store("{experiment}", "{split}", "{alpha}", "{beta}")
         ),
     log:
-        f"{LOGS}/responsive_fields/{{experiment}}_{{split}}_a{{alpha}}_b{{beta}}.log",
+        log_file("responsive_fields", "{experiment}_{split}_a{alpha}_b{beta}"),
     conda:
         CONDA_ENV
     threads: 1
@@ -63,5 +61,6 @@ rule responsive_fields:
         kind="fields",
         alpha=lambda wildcards: float(wildcards.alpha),
         beta=lambda wildcards: float(wildcards.beta),
+        compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"

@@ -8,9 +8,9 @@ localrules:
 
 rule fetch_timm_weights:
     output:
-        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+        weights=layout.baseline_weights("{experiment}"),
     log:
-        f"{LOGS}/fetch_timm_weights/{{experiment}}.log",
+        log_file("fetch_timm_weights", "{experiment}"),
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("timm")),
     conda:
@@ -19,6 +19,7 @@ rule fetch_timm_weights:
     resources:
         **resources_of("default"),
     params:
+        model=model_of,
         model_name=lambda wildcards: config["experiments"][wildcards.experiment][
             "model"
         ],
@@ -28,9 +29,9 @@ rule fetch_timm_weights:
 
 rule fetch_init_weights:
     output:
-        weights=f"{RESULTS}/{{experiment}}/weights/{{purpose}}_init.safetensors",
+        weights=layout.init_weights("{experiment}", "{purpose}"),
     log:
-        f"{LOGS}/fetch_init_weights/{{experiment}}_{{purpose}}.log",
+        log_file("fetch_init_weights", "{experiment}_{purpose}"),
     wildcard_constraints:
         purpose="baseline|retrain",
     conda:
@@ -39,6 +40,7 @@ rule fetch_init_weights:
     resources:
         **resources_of("default"),
     params:
+        model=model_of,
         model_name=lambda wildcards: init_model_name(
             wildcards.experiment, wildcards.purpose
         ),
@@ -53,9 +55,9 @@ rule import_weights:
             "pretrained"
         ],
     output:
-        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+        weights=layout.baseline_weights("{experiment}"),
     log:
-        f"{LOGS}/import_weights/{{experiment}}.log",
+        log_file("import_weights", "{experiment}"),
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("path")),
     conda:
@@ -63,6 +65,8 @@ rule import_weights:
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        model=model_of,
     script:
         "../workflow_scripts/import_weights.py"
 
@@ -72,10 +76,10 @@ rule train_baseline:
         unpack(baseline_init_weights),
         manifest=manifest_of,
     output:
-        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
-        summary=f"{RESULTS}/{{experiment}}/model/train_summary.json",
+        weights=layout.baseline_weights("{experiment}"),
+        summary=layout.model_file("{experiment}", "train_summary.json"),
     log:
-        f"{LOGS}/train_baseline/{{experiment}}.log",
+        log_file("train_baseline", "{experiment}"),
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("none")),
     conda:
@@ -84,9 +88,15 @@ rule train_baseline:
     resources:
         **resources_of("train"),
     params:
+        model=model_of,
+        recipe=lambda wildcards: config["experiments"][wildcards.experiment][
+            "train_baseline"
+        ],
+        seed=config["seed"],
+        execution=execution(),
         # Not an output: Snakemake must not delete it when the job is killed.
-        checkpoint=f"{RESULTS}/{{experiment}}/model/checkpoint.pt",
-        # Changing a setting that the baseline depends on reruns it (params rerun trigger).
+        checkpoint=layout.model_file("{experiment}", "checkpoint.pt"),
+        # A checkpoint written under other settings is not resumed.
         config_hash=lambda wildcards: experiment_fingerprint(
             config, wildcards.experiment
         ),
@@ -96,16 +106,20 @@ rule train_baseline:
 
 rule evaluate_baseline:
     input:
-        weights=f"{RESULTS}/{{experiment}}/model/baseline.safetensors",
+        weights=layout.baseline_weights("{experiment}"),
         manifest=manifest_of,
     output:
-        metrics=f"{RESULTS}/{{experiment}}/model/metrics.json",
+        metrics=layout.model_file("{experiment}", "metrics.json"),
     log:
-        f"{LOGS}/evaluate_baseline/{{experiment}}.log",
+        log_file("evaluate_baseline", "{experiment}"),
     conda:
         CONDA_ENV
     threads: threads_of("inference")
     resources:
         **resources_of("inference"),
+    params:
+        model=model_of,
+        record=record_of,
+        execution=execution(config["eval"]["batch_size"]),
     script:
         "../workflow_scripts/evaluate_baseline.py"

@@ -1,13 +1,5 @@
 # Tables of every trained or evaluated model (results/tables/).
 
-TABLE_NAMES = [
-    "runs",
-    "table1_awd",
-    "table2_awd_dip",
-    "table3_winft",
-    "table4_transfer",
-]
-
 
 localrules:
     tables,
@@ -17,39 +9,41 @@ rule tables:
     input:
         metrics=baseline_metrics() + retrain_metrics(),
     output:
-        parquet=expand(f"{RESULTS}/tables/{{name}}.parquet", name=TABLE_NAMES),
+        parquet=[layout.table_file(name, ".parquet") for name in layout.TABLE_NAMES],
         runs=report(
-            f"{RESULTS}/tables/runs.md",
+            layout.table_file("runs", ".md"),
             caption="../report/runs.rst",
             category="Tables",
         ),
         table1=report(
-            f"{RESULTS}/tables/table1_awd.md",
+            layout.table_file("table1_awd", ".md"),
             caption="../report/table1_awd.rst",
             category="Tables",
         ),
         table2=report(
-            f"{RESULTS}/tables/table2_awd_dip.md",
+            layout.table_file("table2_awd_dip", ".md"),
             caption="../report/table2_awd_dip.rst",
             category="Tables",
         ),
         table3=report(
-            f"{RESULTS}/tables/table3_winft.md",
+            layout.table_file("table3_winft", ".md"),
             caption="../report/table3_winft.rst",
             category="Tables",
         ),
         table4=report(
-            f"{RESULTS}/tables/table4_transfer.md",
+            layout.table_file("table4_transfer", ".md"),
             caption="../report/table4_transfer.rst",
             category="Tables",
         ),
     log:
-        f"{LOGS}/tables/tables.log",
+        log_file("tables", "tables"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        transfer_datasets=config["tables"]["transfer_datasets"],
     script:
         "../workflow_scripts/make_tables.py"
 
@@ -60,26 +54,27 @@ rule tables:
 
 rule figure_accuracy_vs_interactions:
     input:
-        table=f"{RESULTS}/tables/table1_awd.parquet",
+        table=layout.table_file("table1_awd", ".parquet"),
         notebook=f"{workflow.basedir}/notebooks/accuracy_vs_interactions.ipynb",
     output:
         png=report(
-            f"{RESULTS}/figures/accuracy_vs_interactions.png",
+            layout.figure_file("accuracy_vs_interactions", ".png"),
             caption="../report/accuracy_vs_interactions.rst",
             category="Figures",
             subcategory="all experiments",
         ),
-        pdf=f"{RESULTS}/figures/accuracy_vs_interactions.pdf",
-        notebook=f"{RESULTS}/figures/notebooks/accuracy_vs_interactions.ipynb",
+        pdf=layout.figure_file("accuracy_vs_interactions", ".pdf"),
+        notebook=layout.executed_notebook("accuracy_vs_interactions"),
     log:
-        f"{LOGS}/figures/accuracy_vs_interactions.log",
+        log_file("figures", "accuracy_vs_interactions"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     params:
-        parameters=lambda wildcards, input, output: {
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
             "table1": input.table,
             "out_stem": output.png.removesuffix(".png"),
         },
@@ -89,27 +84,32 @@ rule figure_accuracy_vs_interactions:
 
 rule figure_winft_windows:
     input:
-        store=zarr_store(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
+        store=zarr_target(
+            layout.branch_file(
+                "{experiment}", layout.WINFT_BRANCH, "figure_windows.zarr"
+            )
+        ),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/winft_windows.ipynb",
     output:
         png=report(
-            f"{RESULTS}/figures/{{experiment}}/winft_windows.png",
+            layout.figure_file("winft_windows", ".png", "{experiment}"),
             caption="../report/winft_windows.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=f"{RESULTS}/figures/{{experiment}}/winft_windows.pdf",
-        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_winft_windows.ipynb",
+        pdf=layout.figure_file("winft_windows", ".pdf", "{experiment}"),
+        notebook=layout.executed_notebook("winft_windows", "{experiment}"),
     log:
-        f"{LOGS}/figures/{{experiment}}_winft_windows.log",
+        log_file("figures", "{experiment}_winft_windows"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     params:
-        parameters=lambda wildcards, input, output: {
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
             "figure_store": store_folder(input.store),
             "manifest": input.manifest,
             "out_stem": output.png.removesuffix(".png"),
@@ -120,51 +120,52 @@ rule figure_winft_windows:
 
 rule figure_patch_interactions:
     input:
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
-        fields=lambda wildcards: field_store(
-            wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
-        ),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
+        fields=figure_field_store,
+        keep=figure_keep_stores(FIG6_BETAS),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
     output:
         fig5=report(
-            f"{RESULTS}/figures/{{experiment}}/fig5_interaction_map.png",
+            layout.figure_file("fig5_interaction_map", ".png", "{experiment}"),
             caption="../report/fig5_interaction_map.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
         fig6=report(
-            f"{RESULTS}/figures/{{experiment}}/fig6_dip.png",
+            layout.figure_file("fig6_dip", ".png", "{experiment}"),
             caption="../report/fig6_dip.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
         fig7=report(
-            f"{RESULTS}/figures/{{experiment}}/fig7_fields.png",
+            layout.figure_file("fig7_fields", ".png", "{experiment}"),
             caption="../report/fig7_fields.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdfs=expand(
-            f"{RESULTS}/figures/{{{{experiment}}}}/{{name}}.pdf",
-            name=["fig5_interaction_map", "fig6_dip", "fig7_fields"],
-        ),
-        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_patch_interactions.ipynb",
+        pdfs=[
+            layout.figure_file(name, ".pdf", "{experiment}")
+            for name in ("fig5_interaction_map", "fig6_dip", "fig7_fields")
+        ],
+        notebook=layout.executed_notebook("patch_interactions", "{experiment}"),
     log:
-        f"{LOGS}/figures/{{experiment}}_patch_interactions.log",
+        log_file("figures", "{experiment}_patch_interactions"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     params:
-        parameters=lambda wildcards, input, output: {
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
             "interaction_store": store_folder(input.interaction),
             "field_store": store_folder(input.fields),
             "manifest": input.manifest,
+            "keep_stores": [str(store_folder(keep)) for keep in input.keep],
             "out_dir": str(Path(output.fig5).parent),
-            "betas": sorted({0.07, 0.5, *config["betas"]}),
         },
+        settings={"image_index": config["figures"]["image_index"]},
     script:
         "../workflow_scripts/run_notebook.py"
 
@@ -172,27 +173,28 @@ rule figure_patch_interactions:
 rule figure_attention_rows:
     input:
         attention=figure_attention_store,
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
     output:
         png=report(
-            f"{RESULTS}/figures/{{experiment}}/fig3_attention_rows.png",
+            layout.figure_file("fig3_attention_rows", ".png", "{experiment}"),
             caption="../report/fig3_attention_rows.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=f"{RESULTS}/figures/{{experiment}}/fig3_attention_rows.pdf",
-        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_attention_rows.ipynb",
+        pdf=layout.figure_file("fig3_attention_rows", ".pdf", "{experiment}"),
+        notebook=layout.executed_notebook("attention_rows", "{experiment}"),
     log:
-        f"{LOGS}/figures/{{experiment}}_attention_rows.log",
+        log_file("figures", "{experiment}_attention_rows"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     params:
-        parameters=lambda wildcards, input, output: {
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
             "attention_store": store_folder(input.attention),
             "interaction_store": store_folder(input.interaction),
             "manifest": input.manifest,
@@ -204,34 +206,36 @@ rule figure_attention_rows:
 
 rule figure_image_panels:
     input:
-        interaction=zarr_store(f"{RESULTS}/{{experiment}}/interaction/val.zarr"),
-        fields=lambda wildcards: field_store(
-            wildcards.experiment, "val", config["dip_alphas"][0], config["betas"][0]
-        ),
+        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
+        fields=figure_field_store,
+        keep=figure_keep_stores(config["figures"]["dip_betas"]),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/image_panels.ipynb",
     output:
         png=report(
-            f"{RESULTS}/figures/{{experiment}}/fig9_image_panels.png",
+            layout.figure_file("fig9_image_panels", ".png", "{experiment}"),
             caption="../report/fig9_image_panels.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=f"{RESULTS}/figures/{{experiment}}/fig9_image_panels.pdf",
-        notebook=f"{RESULTS}/figures/notebooks/{{experiment}}_image_panels.ipynb",
+        pdf=layout.figure_file("fig9_image_panels", ".pdf", "{experiment}"),
+        notebook=layout.executed_notebook("image_panels", "{experiment}"),
     log:
-        f"{LOGS}/figures/{{experiment}}_image_panels.log",
+        log_file("figures", "{experiment}_image_panels"),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         **resources_of("default"),
     params:
-        parameters=lambda wildcards, input, output: {
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
             "interaction_store": store_folder(input.interaction),
             "field_store": store_folder(input.fields),
+            "keep_stores": [str(store_folder(keep)) for keep in input.keep],
             "manifest": input.manifest,
             "out_stem": output.png.removesuffix(".png"),
         },
+        settings={"images": config["figures"]["panel_images"]},
     script:
         "../workflow_scripts/run_notebook.py"

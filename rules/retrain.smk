@@ -1,18 +1,20 @@
 # Retraining jobs, one per branch: vit (no mask), awd_a<alpha> (windows),
 # awd_dip_a<alpha>_b<beta> (windows and kept tokens), winft (window-free, eq. 8-13). Each writes
 # results/<experiment>/retrain/<branch>/{metrics.json,model.safetensors} and keeps a
-# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes. config_hash covers every
-# setting the branch reads: changing one reruns that branch (Snakemake's params rerun trigger).
+# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes. Every setting a branch
+# reads is a param; config_hash (their hash) also keys the checkpoint and goes into metrics.json.
 
 
 rule retrain_vit:
     input:
         unpack(retrain_inputs),
     output:
-        metrics=f"{RESULTS}/{{experiment}}/retrain/vit/metrics.json",
-        weights=f"{RESULTS}/{{experiment}}/retrain/vit/model.safetensors",
+        metrics=layout.branch_file("{experiment}", layout.VIT_BRANCH, "metrics.json"),
+        weights=layout.branch_file(
+            "{experiment}", layout.VIT_BRANCH, "model.safetensors"
+        ),
     log:
-        f"{LOGS}/retrain/{{experiment}}_vit.log",
+        log_file("retrain", "{experiment}_vit"),
     conda:
         CONDA_ENV
     threads: threads_of("train")
@@ -20,62 +22,118 @@ rule retrain_vit:
         **resources_of("train"),
     params:
         method="vit",
-        branch="vit",
-        config_hash=branch_hash("vit"),
+        branch=layout.VIT_BRANCH,
+        config_hash=branch_hash(layout.VIT_BRANCH),
         alpha=None,
         beta=None,
-        init=lambda wildcards: retrain_init(config, wildcards.experiment),
-        checkpoint=f"{RESULTS}/{{experiment}}/retrain/vit/checkpoint.pt",
+        settings=branch_settings("vit"),
+        model=model_of,
+        record=record_of,
+        recipe=config["retrain"].get("recipe"),
+        seed=config["seed"],
+        init=lambda wildcards: weights_source(
+            retrain_init(config, wildcards.experiment)
+        ),
+        execution=execution(config["eval"]["batch_size"]),
+        checkpoint=layout.branch_file(
+            "{experiment}", layout.VIT_BRANCH, "checkpoint.pt"
+        ),
     script:
         "../workflow_scripts/retrain.py"
 
 
 use rule retrain_vit as retrain_awd with:
     output:
-        metrics=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/metrics.json",
-        weights=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/model.safetensors",
+        metrics=layout.branch_file(
+            "{experiment}", layout.awd_branch("{alpha}"), "metrics.json"
+        ),
+        weights=layout.branch_file(
+            "{experiment}", layout.awd_branch("{alpha}"), "model.safetensors"
+        ),
     log:
-        f"{LOGS}/retrain/{{experiment}}_awd_a{{alpha}}.log",
+        log_file("retrain", "{experiment}_awd_a{alpha}"),
     params:
         method="awd",
         branch=awd_branch,
         config_hash=branch_hash(awd_branch),
         alpha=lambda wildcards: float(wildcards.alpha),
         beta=0.0,
-        init=lambda wildcards: retrain_init(config, wildcards.experiment),
-        checkpoint=f"{RESULTS}/{{experiment}}/retrain/awd_a{{alpha}}/checkpoint.pt",
+        settings=branch_settings("awd"),
+        model=model_of,
+        record=record_of,
+        recipe=config["retrain"].get("recipe"),
+        seed=config["seed"],
+        init=lambda wildcards: weights_source(
+            retrain_init(config, wildcards.experiment)
+        ),
+        execution=execution(config["eval"]["batch_size"]),
+        checkpoint=layout.branch_file(
+            "{experiment}", layout.awd_branch("{alpha}"), "checkpoint.pt"
+        ),
 
 
 use rule retrain_vit as retrain_awd_dip with:
     output:
-        metrics=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/metrics.json",
-        weights=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/model.safetensors",
+        metrics=layout.branch_file(
+            "{experiment}", layout.awd_dip_branch("{alpha}", "{beta}"), "metrics.json"
+        ),
+        weights=layout.branch_file(
+            "{experiment}",
+            layout.awd_dip_branch("{alpha}", "{beta}"),
+            "model.safetensors",
+        ),
     log:
-        f"{LOGS}/retrain/{{experiment}}_awd_dip_a{{alpha}}_b{{beta}}.log",
+        log_file("retrain", "{experiment}_awd_dip_a{alpha}_b{beta}"),
     params:
         method="awd_dip",
         branch=awd_dip_branch,
         config_hash=branch_hash(awd_dip_branch),
         alpha=lambda wildcards: float(wildcards.alpha),
         beta=lambda wildcards: float(wildcards.beta),
-        init=lambda wildcards: retrain_init(config, wildcards.experiment),
-        checkpoint=f"{RESULTS}/{{experiment}}/retrain/awd_dip_a{{alpha}}_b{{beta}}/checkpoint.pt",
+        settings=branch_settings("awd_dip"),
+        model=model_of,
+        record=record_of,
+        recipe=config["retrain"].get("recipe"),
+        seed=config["seed"],
+        init=lambda wildcards: weights_source(
+            retrain_init(config, wildcards.experiment)
+        ),
+        execution=execution(config["eval"]["batch_size"]),
+        checkpoint=layout.branch_file(
+            "{experiment}", layout.awd_dip_branch("{alpha}", "{beta}"), "checkpoint.pt"
+        ),
 
 
 use rule retrain_vit as retrain_winft with:
     input:
         unpack(winft_inputs),
     output:
-        metrics=f"{RESULTS}/{{experiment}}/retrain/winft/metrics.json",
-        weights=f"{RESULTS}/{{experiment}}/retrain/winft/model.safetensors",
-        figure=zarr_store(f"{RESULTS}/{{experiment}}/retrain/winft/figure_windows.zarr"),
+        metrics=layout.branch_file("{experiment}", layout.WINFT_BRANCH, "metrics.json"),
+        weights=layout.branch_file(
+            "{experiment}", layout.WINFT_BRANCH, "model.safetensors"
+        ),
+        figure=zarr_target(
+            layout.branch_file(
+                "{experiment}", layout.WINFT_BRANCH, "figure_windows.zarr"
+            )
+        ),
     log:
-        f"{LOGS}/retrain/{{experiment}}_winft.log",
+        log_file("retrain", "{experiment}_winft"),
     params:
         method="winft",
-        branch="winft",
-        config_hash=branch_hash("winft"),
+        branch=layout.WINFT_BRANCH,
+        config_hash=branch_hash(layout.WINFT_BRANCH),
         alpha=config["winft"]["alpha"],
         beta=config["winft"]["beta"],
-        init=lambda wildcards: retrain_init(config, wildcards.experiment),
-        checkpoint=f"{RESULTS}/{{experiment}}/retrain/winft/checkpoint.pt",
+        settings=branch_settings("winft"),
+        model=model_of,
+        record=record_of,
+        recipe=config["retrain"].get("recipe"),
+        seed=config["seed"],
+        init=lambda wildcards: weights_source(
+            retrain_init(config, wildcards.experiment)
+        ),
+        execution=execution(config["eval"]["batch_size"]),
+        checkpoint=layout.branch_file(
+            "{experiment}", layout.WINFT_BRANCH, "checkpoint.pt"
+        ),

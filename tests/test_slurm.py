@@ -182,9 +182,10 @@ def training_steps_per_second(config: dict, batch_size: int, threads: int) -> fl
 
     import torch
 
+    from patchinteract.config import model_settings
     from patchinteract.models.vit import build_model
 
-    model = build_model(config, "tiny", num_classes=10)
+    model = build_model(model_settings(config, "tiny"), num_classes=10)
     optimizer = torch.optim.AdamW(model.parameters())
     size = config["experiments"]["tiny"]["img_size"]
     images, labels = torch.randn(batch_size, 3, size, size), torch.zeros(batch_size, dtype=torch.long)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from patchinteract.training.branches import MaskMismatchError, load_masks
+from patchinteract.training.branches import MaskMismatchError, load_mask_array
 
 TRAIN = """
 import json, sys, time, torch
@@ -103,7 +103,8 @@ def test_masks_for_other_images_are_refused(tmp_path):
     group = zarr.open_group(tmp_path / "w.zarr", mode="w")
     group.create_array("window", data=np.zeros((3, 4, 4), np.int16))
     group.create_array("image_id", data=np.array([0, 1, 2]))
-    windows, keep = load_masks(tmp_path / "w.zarr", None, np.array([0, 1, 2]))
+    windows = load_mask_array(tmp_path / "w.zarr", "window", np.array([0, 1, 2]))
+    keep = load_mask_array(None, "keep", np.array([0, 1, 2]))
     assert windows.shape == (3, 4, 4) and keep is None
     with pytest.raises(MaskMismatchError, match="rebuild the masks"):
-        load_masks(tmp_path / "w.zarr", None, np.array([0, 1, 5]))
+        load_mask_array(tmp_path / "w.zarr", "window", np.array([0, 1, 5]))

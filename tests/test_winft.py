@@ -20,9 +20,15 @@ from patchinteract.models.winft import (
 GRID = (4, 4)
 
 
-def small_vit(seed=0):
+def small_vit(seed=0, attn_layer=None):
+    """A tiny ViT; WinFT's are built with attn_layer=WindowFreeAttention."""
     torch.manual_seed(seed)
-    return create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 4}).eval()
+    model_args = {"embed_dim": 32, "depth": 2, "num_heads": 4} | ({"attn_layer": attn_layer} if attn_layer else {})
+    return create_vit("VisionTransformer", 16, 4, 10, model_args).eval()
+
+
+def winft_vit():
+    return small_vit(attn_layer=winft.WindowFreeAttention)
 
 
 def random_fields(images=3, seed=0):
@@ -83,7 +89,9 @@ def test_ground_truth_from_boxes_and_packed_sets():
 
 @pytest.mark.parametrize("mask_mode", ["multiply", "neg_inf"])
 def test_short_training_lowers_the_bce(mask_mode):
-    model = WindowFreeViT(small_vit(), mask_mode=mask_mode, target_kind="set").train()
+    model = WindowFreeViT(
+        small_vit(attn_layer=winft.WindowFreeAttention), mask_mode=mask_mode, target_kind="set"
+    ).train()
     images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     target = torch.from_numpy(np.packbits(random_fields(images=8), axis=-1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -119,7 +127,9 @@ def test_training_step_under_bfloat16_autocast(mask_mode):
     """What CUDA runs (bf16 autocast), on CPU: a finite loss that matches float32 and trains q and k."""
     from patchinteract.training.loop import training_loss
 
-    model = WindowFreeViT(small_vit(), mask_mode=mask_mode, target_kind="set").train()
+    model = WindowFreeViT(
+        small_vit(attn_layer=winft.WindowFreeAttention), mask_mode=mask_mode, target_kind="set"
+    ).train()
     with torch.no_grad():
         model.vit.blocks[0].attn.qkv.weight[:64] *= 30  # 2/3 of the w' logits of layer 1 > 6.5: bf16 sigmoid = 1
     images, labels = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
@@ -138,7 +148,7 @@ def test_training_step_under_bfloat16_autocast(mask_mode):
 
 
 def test_evaluation_computes_windows_and_accuracy_without_the_training_loss(monkeypatch):
-    model = WindowFreeViT(small_vit(), target_kind="set")
+    model = WindowFreeViT(winft_vit(), target_kind="set")
     target = torch.from_numpy(np.packbits(random_fields(images=6), axis=-1))
     samples = list(zip(torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,)), range(6), target, strict=True))
 

@@ -5,7 +5,7 @@ from patchinteract.runtime import logged_to
 from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:
-    level = snakemake.config["attention"]["compression_level"]
+    level = snakemake.params.compression_level
     kind = snakemake.params.kind
     interaction, out = store_folder(snakemake.input.interaction), store_folder(snakemake.output.store)
     if kind == "window":

@@ -9,14 +9,12 @@ from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.training.evaluation import evaluate_classifier
 
 with logged_to(snakemake.log[0]) as log:
-    config, experiment = snakemake.config, snakemake.wildcards.experiment
+    params, execution = snakemake.params, snakemake.params.execution
     torch_threads(snakemake.threads)
-    model = load_baseline(config, experiment, snakemake.input.weights, snakemake.input.manifest)
+    model = load_baseline(params.model, snakemake.input.weights, snakemake.input.manifest)
     dataset = eval_dataset(model, snakemake.input.manifest, "val")
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config["eval"]["batch_size"], num_workers=config["data"]["loader_workers"]
-    )
-    metrics = evaluate_classifier(model, loader, select_device(config["device"]))
-    metrics |= model_record(config, experiment, model) | {"method": "baseline"}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=execution.batch_size, num_workers=execution.loader_workers)
+    metrics = evaluate_classifier(model, loader, select_device(execution.device))
+    metrics |= model_record(params.record, model) | {"method": "baseline"}
     write_json(snakemake.output.metrics, metrics)
     log.info("val top-1 %.2f%% on %d images", metrics["top1"], metrics["n_images"])

@@ -7,37 +7,33 @@ import torch
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
-from patchinteract.records import provenance
+from patchinteract.records import code_revision
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:
-    config, experiment, split = snakemake.config, snakemake.wildcards.experiment, snakemake.wildcards.split
+    params, execution, split = snakemake.params, snakemake.params.execution, snakemake.wildcards.split
     torch_threads(snakemake.threads)
-    model = load_baseline(config, experiment, snakemake.input.weights, snakemake.input.manifest)
-    settings = config["attention"]
+    model = load_baseline(params.model, snakemake.input.weights, snakemake.input.manifest)
     dataset = eval_dataset(model, snakemake.input.manifest, split)
-    if snakemake.params.first_images:  # the figure images only (attention.store: none)
-        dataset = torch.utils.data.Subset(dataset, range(min(snakemake.params.first_images, len(dataset))))
+    if params.first_images:  # the figure images only (attention.store: none)
+        dataset = torch.utils.data.Subset(dataset, range(min(params.first_images, len(dataset))))
     options = {}
-    if snakemake.params.keep_attention:
-        write, options["chunk_setting"] = write_attention_store, settings["images_per_chunk"]
+    if params.keep_attention:
+        write, options["chunk_setting"] = write_attention_store, params.images_per_chunk
     else:
         write = write_interaction_store_streaming
+    record = params.record
     path = write(
         model,
         dataset,
         store_folder(snakemake.output.store),
-        device=select_device(config["device"]),
-        batch_size=settings["batch_size"],
-        workers=config["data"]["loader_workers"],
-        compression_level=settings["compression_level"],
+        device=select_device(execution.device),
+        batch_size=execution.batch_size,
+        workers=execution.loader_workers,
+        compression_level=params.compression_level,
         **options,
-        attributes={
-            "experiment": experiment,
-            "split": split,
-            "model": config["experiments"][experiment]["model"],
-            **provenance(config, experiment),
-        },
-    )
+        attributes={"experiment": record["experiment"], "split": split, "model": record["model"],
+                    "config_hash": record["config_hash"], "code_revision": code_revision()},
+    )  # fmt: skip
     log.info("wrote %s", path)

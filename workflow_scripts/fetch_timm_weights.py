@@ -5,8 +5,7 @@ from patchinteract.models.weights import save_weights
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    settings = snakemake.config["experiments"][snakemake.wildcards.experiment]
-    name = snakemake.params.model_name
+    settings, name = snakemake.params.model, snakemake.params.model_name
     # Built at the experiment's sizes: timm resamples the position embedding (and patch
     # embedding) of the hub weights to them. The hub's own head is kept; consumers
     # re-initialise it or check it against the dataset's classes.

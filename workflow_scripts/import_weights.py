@@ -8,7 +8,7 @@ from patchinteract.runtime import logged_to
 with logged_to(snakemake.log[0]) as log:
     experiment = snakemake.wildcards.experiment
     table, _root = read_manifest(snakemake.input.manifest)
-    model = build_model(snakemake.config, experiment, number_of_classes(table))
+    model = build_model(snakemake.params.model, number_of_classes(table))
     load_weights(model, snakemake.input.checkpoint)
     save_weights(model, snakemake.output.weights)
     log.info("imported %s for %s", snakemake.input.checkpoint, experiment)

@@ -9,7 +9,8 @@ from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     # Notebook parameters are stored as JSON: paths (store folders) as strings.
-    parameters = {k: str(v) if isinstance(v, PurePath) else v for k, v in snakemake.params.parameters.items()}
+    given = snakemake.params.paths | snakemake.params.get("settings", {})
+    parameters = {k: str(v) if isinstance(v, PurePath) else v for k, v in given.items()}
     log.info("executing %s with %s", snakemake.input.notebook, parameters)
     papermill.execute_notebook(
         snakemake.input.notebook,

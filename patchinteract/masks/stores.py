@@ -4,10 +4,10 @@ Each is a small Zarr group computed chunk by chunk from an interaction store
 (``U``, ``dip_score``), in the same image order. Layouts (docs/design.md):
 
 - window store: ``window`` (image, patch, 4) int16 inclusive [x_l, y_t, x_r, y_b];
-  ``eo`` (image) int64, O of eq. 5 over all patches; attribute ``alpha``.
+  ``o`` (image) int64, O of eq. 5 over all patches; attribute ``alpha``.
 - keep store: ``keep`` (image, patch) bool, True for kept patches; attribute ``beta``.
 - field store: ``field_size`` (image, patch) int16, ``tendency`` and
-  ``centroid_offset`` (image, patch, 2) float32 as (dx, dy), ``eo`` (image) int64
+  ``centroid_offset`` (image, patch, 2) float32 as (dx, dy), ``o`` (image) int64
   counting kept patches only; ``field_box`` (image, patch, 4) int16, the inclusive
   box of S_p, and ``field_members`` (image, patch, ⌈N/8⌉) uint8, S_p as bits
   (np.packbits along the key axis): WinFT's ground truth (eq. 11, box or set);
@@ -39,7 +39,7 @@ from patchinteract.masks.windows import (
     window_members,
 )
 from patchinteract.stores.chunked import ArraySpec, ChunkedStore
-from patchinteract.stores.layouts import IMAGE_ID
+from patchinteract.stores.layouts import IMAGE_ID, field_specs, keep_specs, window_specs
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,11 @@ def write_window_store(interaction_path, out_path, alpha: float, compression_lev
     """Windows of every patch (eq. 4) and O (eq. 5) of every image for one α."""
     grid = grid_of(interaction_path)
     n = grid[0] * grid[1]
-    specs = {
-        "window": ArraySpec((n, 4), "int16", ("image", "patch", "box")),
-        "eo": ArraySpec((), "int64", ("image",)),
-    }
+    specs = window_specs(n)
 
     def compute(u, _scores, _images):
         windows = attention_windows(u, alpha, grid)
-        return {"window": windows, "eo": window_interactions(windows)}
+        return {"window": windows, "o": window_interactions(windows)}
 
     return _map_interaction(interaction_path, out_path, specs, {"alpha": alpha}, compute, compression_level)
 
@@ -94,7 +91,7 @@ def write_window_store(interaction_path, out_path, alpha: float, compression_lev
 def write_keep_store(interaction_path, out_path, beta: float, compression_level: int = 1) -> Path:
     """Kept-token masks (DIP) of every image for one β."""
     n = int(np.prod(grid_of(interaction_path)))
-    specs = {"keep": ArraySpec((n,), "bool", ("image", "patch"))}
+    specs = keep_specs(n)
     return _map_interaction(
         interaction_path, out_path, specs, {"beta": beta},
         lambda _u, scores, _images: {"keep": kept_patches(scores, beta)}, compression_level,
@@ -106,14 +103,7 @@ def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta:
     grid = grid_of(interaction_path)
     n = grid[0] * grid[1]
     keep_all = zarr.open_group(keep_path, mode="r")["keep"]
-    specs = {
-        "field_size": ArraySpec((n,), "int16", ("image", "patch")),
-        "tendency": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
-        "centroid_offset": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
-        "eo": ArraySpec((), "int64", ("image",)),
-        "field_box": ArraySpec((n, 4), "int16", ("image", "patch", "box")),
-        "field_members": ArraySpec((n, -(-n // 8)), "uint8", ("image", "patch", "packed_key")),
-    }
+    specs = field_specs(n)
 
     def compute(u, _scores, images):
         keep = keep_all[images]
@@ -124,7 +114,7 @@ def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta:
             "field_size": responsive_field_size(field),
             "tendency": responsive_field_tendency(field, grid),
             "centroid_offset": responsive_field_offset(field, grid),
-            "eo": window_interactions(windows, keep),
+            "o": window_interactions(windows, keep),
             "field_box": bounding_boxes(field, grid),
             "field_members": np.packbits(field, axis=-1),
         }

@@ -9,6 +9,8 @@ before the softmax), so the fused GPU kernels stay in use.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -82,8 +84,6 @@ class MaskedViT(nn.Module):
         return torch.cat([prefix, keep.to(dtype)], dim=1)[..., None]
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
-        vit = self.vit
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
         mask = None
         if windows is not None or (keep is not None and self.dip_mode == "drop_keys"):
             if windows is None:
@@ -93,13 +93,24 @@ class MaskedViT(nn.Module):
                 keep=None if keep is None else keep.to(images.device),
                 cls_in_window=self.cls_in_window, drop_keys=self.dip_mode == "drop_keys",
             )  # fmt: skip
-        scale = None
-        if keep is not None and self.dip_mode == "multiply":
-            scale = self.token_scale(keep.to(images.device), x.dtype)
-        for block in vit.blocks:
-            if scale is not None:
-                x = x * scale
-            x = block(x, attn_mask=mask)
-        if scale is not None:
-            x = x * scale
-        return vit.forward_head(vit.norm(x))
+        with contextlib.ExitStack() as scaling:
+            if keep is not None and self.dip_mode == "multiply":
+                # timm has no extension point for scaling tokens between blocks: forward pre-hooks
+                # multiply the input of every block and of the final norm, for this call only.
+                scale = self.token_scale(keep.to(images.device), images.dtype)
+                for module in (*self.vit.blocks, self.vit.norm):
+                    scaling.enter_context(scaled_input(module, scale))
+            return self.vit.forward_head(self.vit.forward_features(images, attn_mask=mask))
+
+
+@contextlib.contextmanager
+def scaled_input(module: nn.Module, scale: torch.Tensor):
+    """Multiply the first input of ``module`` by ``scale`` while the context is open."""
+    handle = module.register_forward_pre_hook(
+        lambda _module, args: (args[0] * scale.to(args[0].dtype), *args[1:]),
+        prepend=True,  # before other hooks
+    )
+    try:
+        yield
+    finally:
+        handle.remove()

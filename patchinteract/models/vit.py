@@ -74,21 +74,16 @@ def select_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def build_model(config: dict, experiment: str, num_classes: int, pretrained: bool = False):
-    settings = config["experiments"][experiment]
-    return create_vit(
-        settings["model"],
-        img_size=settings["img_size"],
-        patch_size=settings["patch_size"],
-        num_classes=num_classes,
-        model_args=settings.get("model_args"),
-        pretrained=pretrained,
-    )
+def build_model(settings: dict, num_classes: int, attn_layer: type | None = None):
+    """The ViT of ``settings`` (config.model_settings: model, img_size, patch_size, model_args);
+    ``attn_layer`` replaces timm's Attention in every block (WinFT)."""
+    model_args = dict(settings.get("model_args") or {}) | ({"attn_layer": attn_layer} if attn_layer else {})
+    return create_vit(settings["model"], settings["img_size"], settings["patch_size"], num_classes, model_args)
 
 
-def load_baseline(config: dict, experiment: str, weights: str | Path, manifest: str | Path):
-    """The experiment's baseline model with its weights, sized for the manifest's classes."""
+def load_baseline(settings: dict, weights: str | Path, manifest: str | Path):
+    """The baseline ViT of ``settings`` with its weights, sized for the manifest's classes."""
     table, _root = read_manifest(manifest)
-    model = build_model(config, experiment, number_of_classes(table))
+    model = build_model(settings, number_of_classes(table))
     load_weights(model, weights)
     return model.eval()

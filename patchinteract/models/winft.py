@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.layers import Attention
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -118,8 +120,27 @@ def window_iou(windows: list[torch.Tensor], target: torch.Tensor) -> torch.Tenso
     return torch.stack(ious).float().mean(dim=0)
 
 
+class WindowFreeAttention(Attention):
+    """timm's Attention made window-free (eq. 8-10): the attention layer of a WinFT ViT.
+
+    Passed to timm as ``attn_layer`` when the ViT is built (``models.vit.build_model``), so the
+    blocks, stem and head stay timm's own. Its parameters are Attention's, so the weights of any
+    timm ViT load unchanged. After each forward, ``logits`` holds eq. 8's argument and ``windows``
+    W, both (image, N, N). :class:`WindowFreeViT` sets ``n_prefix`` and ``mask_mode``.
+    """
+
+    n_prefix = 1
+    mask_mode = "multiply"
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False):
+        if attn_mask is not None or is_causal:
+            raise ValueError("WinFT predicts its own attention mask; it takes none")
+        out, self.logits, self.windows = window_free_attention(self, x, self.n_prefix, self.mask_mode)
+        return out
+
+
 class WindowFreeViT(nn.Module):
-    """A timm ViT whose every attention is window-free (eq. 8-10).
+    """A timm ViT built with ``attn_layer=WindowFreeAttention``: every attention is window-free (eq. 8-10).
 
     ``forward(images)`` returns logits (no mask is needed at inference);
     ``forward(images, target)`` (compact ground-truth fields, training) returns
@@ -131,26 +152,24 @@ class WindowFreeViT(nn.Module):
         super().__init__()
         if mask_mode not in MASK_MODES:
             raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
+        self.layers = [block.attn for block in vit.blocks]
+        if not all(isinstance(layer, WindowFreeAttention) for layer in self.layers):
+            raise TypeError("WinFT needs a ViT built with attn_layer=WindowFreeAttention (models.vit.build_model)")
+        for layer in self.layers:
+            layer.n_prefix, layer.mask_mode = n_prefix_tokens(vit), mask_mode
         self.vit, self.mask_mode, self.target_kind = vit, mask_mode, target_kind
         self.grid, self.n_prefix = patch_grid(vit), n_prefix_tokens(vit)
-        self.last_windows: list[torch.Tensor] = []
+
+    @property
+    def last_windows(self) -> list[torch.Tensor]:
+        return [layer.windows for layer in self.layers]
 
     def forward(self, images: torch.Tensor, target: torch.Tensor | None = None):
-        vit = self.vit
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        logits_per_layer, windows = [], []
-        for block in vit.blocks:
-            out, layer_logits, layer_windows = window_free_attention(block.attn, block.norm1(x), self.n_prefix,
-                                                                     self.mask_mode)  # fmt: skip
-            x = x + block.drop_path1(block.ls1(out))
-            x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-            logits_per_layer.append(layer_logits)
-            windows.append(layer_windows)
-        self.last_windows = windows
-        logits = vit.forward_head(vit.norm(x))
+        logits = self.vit(images)
         if target is None:
             return logits
-        return logits, window_bce(logits_per_layer, window_target(target, self.grid, self.target_kind))
+        truth = window_target(target, self.grid, self.target_kind)
+        return logits, window_bce([layer.logits for layer in self.layers], truth)
 
 
 @torch.no_grad()
@@ -179,7 +198,10 @@ def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_fi
             kept["predicted"].append(torch.stack(model.last_windows, dim=1)[:room].cpu())
             kept["target"].append(truth[:room].cpu())
             kept["image_id"].append(image_ids[:room])
-    figure = {k: torch.cat(v).numpy() if v else None for k, v in kept.items()}
+    n = model.grid[0] * model.grid[1]
+    empty = {"predicted": (0, len(model.layers), n, n), "target": (0, n, n), "image_id": (0,)}  # keep_first 0
+    figure = {k: torch.cat(v).numpy() if v else np.zeros(empty[k], int if k == "image_id" else bool)
+              for k, v in kept.items()}  # fmt: skip
     return accuracy.result() | {
         "eo": float(torch.cat(counts).mean()),
         "window_iou": float(torch.cat(ious).mean()),

@@ -155,11 +155,11 @@ def plot_winft_windows(
 
 
 def plot_interaction_map(
-    image: np.ndarray, interaction: np.ndarray, scores: np.ndarray, beta: float, grid: tuple[int, int], image_id: int
-) -> plt.Figure:
-    """Fig. 5: U as an N×N score map, the sorted column variances (dip_score), the patches DIP drops at β."""
-    from patchinteract.masks.tokens import kept_patches
-
+    image: np.ndarray, interaction: np.ndarray, scores: np.ndarray, keep: np.ndarray, beta: float,
+    grid: tuple[int, int], image_id: int,
+) -> plt.Figure:  # fmt: skip
+    """Fig. 5: U as an N×N score map, the sorted column variances (dip_score), the patches DIP drops at β
+    (``keep``, from the keep store of β)."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
     shown = axes[0].imshow(interaction, cmap="viridis", norm=matplotlib.colors.LogNorm())
     figure.colorbar(shown, ax=axes[0], fraction=0.046, label="U (log scale)")
@@ -167,7 +167,7 @@ def plot_interaction_map(
     axes[0].set_xlabel("key patch i")
     axes[0].set_ylabel("query patch p")
     ordered = np.sort(scores)
-    dropped = int((~kept_patches(scores[None], beta)[0]).sum())
+    dropped = int((~keep).sum())
     axes[1].plot(np.arange(len(ordered)), ordered, ".-")
     axes[1].axvspan(-0.5, dropped - 0.5, color="red", alpha=0.15, label=f"dropped at β={beta:g} ({dropped})")
     axes[1].set_yscale("log")
@@ -175,20 +175,16 @@ def plot_interaction_map(
     axes[1].set_ylabel("dip_score (variance of U's column)")
     axes[1].set_title("sorted column variances", fontsize=10)
     axes[1].legend(fontsize=8)
-    keep = kept_patches(scores[None], beta)[0]
     show_dropped_patches(axes[2], image, keep, grid, f"indiscriminative patches at β={beta:g} (red)")
     figure.suptitle("Patch interaction map and indiscriminative patches (Fig. 5)")
     figure.tight_layout()
     return figure
 
 
-def plot_dip_betas(image: np.ndarray, scores: np.ndarray, betas: list[float], grid: tuple[int, int]) -> plt.Figure:
-    """Fig. 6: the patches DIP drops (red) at several β."""
-    from patchinteract.masks.tokens import kept_patches
-
-    figure, axes = plt.subplots(1, len(betas), figsize=(3.2 * len(betas), 3.4), squeeze=False)
-    for axis, beta in zip(axes[0], betas, strict=True):
-        keep = kept_patches(scores[None], beta)[0]
+def plot_dip_betas(image: np.ndarray, keeps: dict[float, np.ndarray], grid: tuple[int, int]) -> plt.Figure:
+    """Fig. 6: the patches DIP drops (red) at several β (``keeps``: β -> kept patches, from the keep stores)."""
+    figure, axes = plt.subplots(1, len(keeps), figsize=(3.2 * len(keeps), 3.4), squeeze=False)
+    for axis, (beta, keep) in zip(axes[0], sorted(keeps.items()), strict=True):
         show_dropped_patches(axis, image, keep, grid, f"β={beta:g}: {int((~keep).sum())} dropped")
     figure.suptitle("Indiscriminative patches dropped by DIP at several β (Fig. 6)")
     figure.tight_layout()
@@ -245,24 +241,24 @@ def plot_attention_rows(
 
 
 def plot_image_panels(
-    images: list[np.ndarray], scores: np.ndarray, field_size: np.ndarray, offset: np.ndarray, grid: tuple[int, int],
-    betas: tuple[float, float], image_ids: list[int],
+    images: list[np.ndarray], keeps: dict[float, np.ndarray], field_size: np.ndarray, offset: np.ndarray,
+    grid: tuple[int, int], image_ids: list[int],
 ) -> plt.Figure:  # fmt: skip
-    """Fig. 9: per image, the input, DIP at two β, the directions to the responsive fields, and their sizes."""
-    from patchinteract.masks.tokens import kept_patches
-
-    figure, axes = plt.subplots(len(images), 5, figsize=(16, 3.3 * len(images)), squeeze=False)
+    """Fig. 9: per image, the input, DIP at each β (``keeps``: β -> kept patches per image, from the keep
+    stores), the directions to the responsive fields, and their sizes."""
+    betas = sorted(keeps)
+    columns = len(betas) + 3
+    figure, axes = plt.subplots(len(images), columns, figsize=(3.2 * columns, 3.3 * len(images)), squeeze=False)
     for row, image in enumerate(images):
         axes[row, 0].imshow(image)
         axes[row, 0].set_title(f"val image {image_ids[row]}", fontsize=9)
         axes[row, 0].set_axis_off()
-        for column, beta in zip((1, 2), betas, strict=True):
-            keep = kept_patches(scores[row][None], beta)[0]
-            show_dropped_patches(axes[row, column], image, keep, grid, f"DIP β={beta:g} (red: dropped)")
-        draw_directions(axes[row, 3], image, offset[row], grid, "towards the responsive field")
-        shown = show_patch_map(axes[row, 4], image, field_size[row].astype(float), grid, "field size |S_p|",
+        for column, beta in enumerate(betas, start=1):
+            show_dropped_patches(axes[row, column], image, keeps[beta][row], grid, f"DIP β={beta:g} (red: dropped)")
+        draw_directions(axes[row, -2], image, offset[row], grid, "towards the responsive field")
+        shown = show_patch_map(axes[row, -1], image, field_size[row].astype(float), grid, "field size |S_p|",
                                cmap="inferno", alpha=0.6)  # fmt: skip
-        figure.colorbar(shown, ax=axes[row, 4], fraction=0.046)
+        figure.colorbar(shown, ax=axes[row, -1], fraction=0.046)
     figure.suptitle("Per image: indiscriminative patches and responsive fields (Fig. 9)")
     figure.tight_layout()
     return figure

@@ -81,7 +81,7 @@ def final_image_chunks(arrays: dict[str, ArraySpec], chunk: int, n_images: int) 
             chunks[name] = chunk
         else:
             whole_chunks = max(1, images_per_chunk("auto", spec.bytes_per_image) // chunk)
-            chunks[name] = min(chunk * whole_chunks, n_images)
+            chunks[name] = min(chunk * whole_chunks, max(1, n_images))
     return chunks
 
 
@@ -210,3 +210,18 @@ class ChunkedStore:
             shutil.rmtree(self.path)
         os.replace(self.partial, self.path)
         return self.path
+
+
+def write_arrays(
+    path: Path | str,
+    arrays: dict[str, np.ndarray],
+    specs: dict[str, ArraySpec],
+    attributes: dict,
+    compression_level: int = 1,
+) -> Path:
+    """A small store written in one go from whole arrays (all with the same image count), published atomically."""
+    n_images = len(next(iter(arrays.values())))
+    store = ChunkedStore(path, n_images, max(1, n_images), specs, attributes, compression_level, resumable=False)
+    for name, values in arrays.items():
+        store.array(name)[:] = values
+    return store.finalize()

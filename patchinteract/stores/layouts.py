@@ -45,3 +45,37 @@ def interaction_chunk(n_patches: int) -> int:
 
 
 IMAGE_ID = {"image_id": PER_IMAGE_SPECS["image_id"]}
+
+
+def window_specs(n_patches: int) -> dict[str, ArraySpec]:
+    """A window store: boxes [x_l, y_t, x_r, y_b] of every patch, and O of eq. 5 per image."""
+    n = n_patches
+    return {"window": ArraySpec((n, 4), "int16", ("image", "patch", "box")), "o": ArraySpec((), "int64", ("image",))}
+
+
+def keep_specs(n_patches: int) -> dict[str, ArraySpec]:
+    """A keep store: True for the patches DIP keeps."""
+    return {"keep": ArraySpec((n_patches,), "bool", ("image", "patch"))}
+
+
+def field_specs(n_patches: int) -> dict[str, ArraySpec]:
+    """A field store: responsive fields (eq. 6-7), O over kept patches, WinFT's ground truth (box and set)."""
+    n = n_patches
+    return {
+        "field_size": ArraySpec((n,), "int16", ("image", "patch")),
+        "tendency": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
+        "centroid_offset": ArraySpec((n, 2), "float32", ("image", "patch", "xy")),
+        "o": ArraySpec((), "int64", ("image",)),
+        "field_box": ArraySpec((n, 4), "int16", ("image", "patch", "box")),
+        "field_members": ArraySpec((n, -(-n // 8)), "uint8", ("image", "patch", "packed_key")),
+    }
+
+
+def winft_figure_specs(n_layers: int, n_patches: int) -> dict[str, ArraySpec]:
+    """WinFT's figure store: predicted W per layer and the ground truth w_gt of the first val images."""
+    n = n_patches
+    return {
+        "predicted": ArraySpec((n_layers, n, n), "bool", ("image", "layer", "query", "key")),
+        "target": ArraySpec((n, n), "bool", ("image", "query", "key")),
+        "image_id": PER_IMAGE_SPECS["image_id"],
+    }

@@ -1,4 +1,11 @@
-"""Retraining branches: which masks a branch uses, loading them beside a split, and its E_O."""
+"""Retraining branches, one class per kind: vit, awd (windows), awd_dip (windows and kept tokens), winft.
+
+A branch says which model wraps the ViT, which mask arrays travel beside each
+split's samples (read from the mask stores the DAG made), the loss weights, and
+how the val split is evaluated, E_O included (read from the stores' O, never
+recomputed). ``workflow_scripts/retrain.py`` only reads inputs, calls
+:func:`retrain_branch` and writes outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from torch import nn
 
+from patchinteract.data.manifest import split_dataset
 from patchinteract.masks.mirror import MIRRORS
-from patchinteract.masks.windows import window_interactions
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.transforms import eval_transform, train_transform
+from patchinteract.models.vit import patch_grid, select_device
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT, evaluate_windows
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
 class MaskMismatchError(ValueError):
@@ -60,13 +74,120 @@ def load_mask_array(path: Path | str | None, name: str, image_ids: np.ndarray) -
     return torch.from_numpy(group[name][:])
 
 
-def load_masks(window_store: Path | str | None, keep_store: Path | str | None, image_ids: np.ndarray):
-    """(windows, keep) as tensors in dataset order (either may be None)."""
-    return load_mask_array(window_store, "window", image_ids), load_mask_array(keep_store, "keep", image_ids)
+def mean_interactions(store: Path | str, image_ids: np.ndarray) -> float:
+    """E_O: the mean over images of a mask store's O (window store: eq. 5; field store: over kept patches)."""
+    return float(load_mask_array(store, "o", image_ids).double().mean())
 
 
-def branch_interactions(windows: torch.Tensor | None, keep: torch.Tensor | None, n_patches: int) -> float:
-    """E_O of a branch on a split: N^2 without windows (plain attention), else the mean O of eq. 5."""
-    if windows is None:
+class Branch:
+    """A kind of retraining branch. ``settings`` are the retrain options the kind reads
+    (cls_in_window, dip_mode; WinFT: config winft); ``stores`` of one split map a kind of
+    mask store (window, keep, fields) to its folder."""
+
+    method = "vit"
+    attn_layer: type | None = None  # timm attention layer the ViT is built with (None: timm's)
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def model(self, vit: nn.Module) -> nn.Module:
+        return MaskedViT(vit, cls_in_window=self.settings["cls_in_window"], dip_mode=self.settings["dip_mode"])
+
+    def mask_arrays(self, stores: dict[str, Path]) -> dict[str, str]:
+        """Mask array name -> the store holding it, for one split."""
+        return {}
+
+    @property
+    def loss_weights(self) -> tuple[float, float]:
+        return (1.0, 1.0)
+
+    def interactions(self, val_stores: dict[str, Path], image_ids: np.ndarray, n_patches: int) -> float:
+        """E_O on val: N² for plain attention."""
         return float(n_patches * n_patches)
-    return float(window_interactions(windows.numpy(), None if keep is None else keep.numpy()).mean())
+
+    def evaluate(self, model: nn.Module, loader, device: torch.device, val_stores: dict[str, Path], n_patches: int):
+        """(metrics, figure arrays or None) of the val split."""
+        metrics = evaluate_classifier(model, loader, device)
+        image_ids = loader.dataset.dataset.image_ids
+        return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, None
+
+
+class WindowBranch(Branch):
+    """AWD: each patch attends within its window of eq. 4."""
+
+    method = "awd"
+
+    def mask_arrays(self, stores):
+        return {"window": stores["window"]}
+
+    def interactions(self, val_stores, image_ids, n_patches):
+        return mean_interactions(val_stores["window"], image_ids)
+
+
+class WindowTokenBranch(WindowBranch):
+    """AWD + DIP: windows, and only the kept tokens (O counted over kept patches, from the field store)."""
+
+    method = "awd_dip"
+
+    def mask_arrays(self, stores):
+        return {"window": stores["window"], "keep": stores["keep"]}
+
+    def interactions(self, val_stores, image_ids, n_patches):
+        return mean_interactions(val_stores["fields"], image_ids)
+
+
+class WindowFreeBranch(Branch):
+    """WinFT (eq. 8-13): predicts its own windows, supervised by the responsive fields."""
+
+    method = "winft"
+    attn_layer = WindowFreeAttention
+
+    def model(self, vit):
+        return WindowFreeViT(vit, mask_mode=self.settings["mask_mode"], target_kind=self.settings["target"])
+
+    def mask_arrays(self, stores):
+        return {"field_box" if self.settings["target"] == "box" else "field_members": stores["fields"]}
+
+    @property
+    def loss_weights(self):
+        return (self.settings["ce_weight"], self.settings["bce_weight"])
+
+    def evaluate(self, model, loader, device, val_stores, n_patches):
+        metrics = evaluate_windows(model, loader, device, keep_first=self.settings["figure_images"])
+        return metrics, metrics.pop("figure")
+
+
+BRANCH_KINDS = {kind.method: kind for kind in (Branch, WindowBranch, WindowTokenBranch, WindowFreeBranch)}
+
+
+def branch_of(method: str, settings: dict) -> Branch:
+    if method not in BRANCH_KINDS:
+        raise ValueError(f"unknown retraining method '{method}' (one of {sorted(BRANCH_KINDS)})")
+    return BRANCH_KINDS[method](settings)
+
+
+def split_with_masks(branch: Branch, manifest, split: str, transform, stores: dict[str, Path], grid, hflip=False):
+    """The split's samples followed by the branch's compact masks (MaskedSamples)."""
+    dataset = split_dataset(manifest, split, transform)
+    masks = {
+        name: load_mask_array(store, name, dataset.image_ids) for name, store in branch.mask_arrays(stores).items()
+    }
+    return MaskedSamples(dataset, masks, grid, hflip)
+
+
+def retrain_branch(branch: Branch, run: TrainingRun, init: TrainingInit, stores: dict[str, dict[str, Path]]):
+    """Train one branch (stores: split -> kind of mask store -> folder) and evaluate it on val.
+
+    Returns (vit, metrics, figure arrays or None); the weights are saved by the run.
+    """
+    vit, model, summary = run.train(
+        init, lambda vit: split_with_masks(branch, run.manifest, "train", train_transform(vit, run.recipe.crop_scale),
+                                           stores["train"], patch_grid(vit), run.recipe.hflip),
+        wrap=branch.model, attn_layer=branch.attn_layer, loss_weights=branch.loss_weights,
+    )  # fmt: skip
+    val = split_with_masks(branch, run.manifest, "val", eval_transform(vit), stores["val"], patch_grid(vit))
+    loader = torch.utils.data.DataLoader(val, batch_size=run.execution.batch_size,
+                                         num_workers=run.execution.loader_workers)  # fmt: skip
+    rows, cols = patch_grid(vit)
+    metrics, figure = branch.evaluate(model, loader, select_device(run.execution.device), stores["val"], rows * cols)
+    return vit, metrics | {key: summary[key] for key in ("train_seconds", "steps", "resumed_from_step")}, figure

@@ -1,1 +1,0 @@
-"""Attention of the baseline: capture during forward passes and the attention store."""

@@ -1,1 +1,0 @@
-"""Datasets: sources of images and the manifest that lists them."""

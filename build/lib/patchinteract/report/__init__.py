@@ -1,1 +1,0 @@
-"""Report: the result tables and the figures' plotting functions."""

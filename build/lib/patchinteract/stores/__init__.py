@@ -1,1 +1,0 @@
-"""Zarr stores: chunked, resumable, atomically published; the layouts of every store."""

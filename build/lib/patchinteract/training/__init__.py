@@ -1,1 +1,0 @@
-"""Training and evaluation, and the retraining branches (ViT, AWD, AWD+DIP, WinFT)."""

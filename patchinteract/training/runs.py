@@ -1,0 +1,77 @@
+"""One training run, the same for the baseline and every retrained branch: manifest → model →
+initial weights → training (resumable) → saved weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.vit import build_model, select_device
+from patchinteract.models.weights import load_weights, save_weights
+from patchinteract.runtime import Execution
+from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingInit:
+    """Starting weights (None: timm's random init). Only the baseline's own weights keep their head;
+    any other start (hub weights, a file) gets a fresh head for the dataset's classes."""
+
+    weights: str | None = None
+    keep_head: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Everything one run reads: the model settings (config.model_settings), the manifest, the
+    recipe, the seed, how it runs, where it checkpoints (resumed only under the same fingerprint)
+    and where the trained ViT's weights go."""
+
+    model: dict
+    manifest: str
+    recipe: Recipe
+    seed: int
+    execution: Execution
+    checkpoint: str
+    fingerprint: str
+    weights: str
+
+    def train(
+        self,
+        init: TrainingInit,
+        samples: Callable[[nn.Module], torch.utils.data.Dataset],
+        wrap: Callable[[nn.Module], nn.Module] = lambda vit: vit,
+        attn_layer: type | None = None,
+        loss_weights: tuple[float, float] = (1.0, 1.0),
+    ):
+        """Build, initialise, wrap (``wrap(vit)``: masks or WinFT) and train on ``samples(vit)``.
+
+        Returns (vit, trained model, training summary with the number of train images); the ViT's weights
+        are saved.
+        """
+        seed_everything(self.seed)
+        table, _root = read_manifest(self.manifest)
+        vit = build_model(self.model, number_of_classes(table), attn_layer)
+        if init.weights:
+            load_weights(vit, init.weights, skip_head=not init.keep_head)
+            log.info("initialised from %s%s", init.weights, "" if init.keep_head else " (fresh head)")
+        model, dataset = wrap(vit), samples(vit)
+        summary = train_classifier(
+            model, dataset, self.recipe, select_device(self.execution.device), seed=self.seed,
+            workers=self.execution.loader_workers, checkpoint=self.checkpoint, fingerprint=self.fingerprint,
+            loss_weights=loss_weights,
+        )  # fmt: skip
+        save_weights(vit, self.weights)
+        return vit, model, summary | {"train_images": len(dataset)}
+
+    def discard_checkpoint(self) -> None:
+        """Once the outputs are written: the checkpoint only served to resume."""
+        Path(self.checkpoint).unlink(missing_ok=True)
