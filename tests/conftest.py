@@ -3,6 +3,7 @@
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,28 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
     # cwd too: the Slurm profile's log folder is relative to where snakemake starts.
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=directory)
     if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def repository_copy(destination: Path) -> Path:
+    """The repository's tracked files under ``destination``: a checkout to run from its root, as users do."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def run_from_root(root: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake --configfile <config> --cores 2 ...`` typed at the root of a checkout (the README's command)."""
+    command = [*SNAKEMAKE, "--configfile", str(write_config(root, config)), "--cores", "2", *args]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=root)
+    if result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )

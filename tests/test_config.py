@@ -141,3 +141,33 @@ def test_config_values_on_the_command_line_change_the_default():
     counts = planned_jobs(result.stdout)
     assert counts["retrain_vit"] == 2 and counts["train_baseline"] == 2
     assert "retrain_awd" not in counts and "retrain_awd_dip" not in counts  # the demo's methods were replaced
+
+
+def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
+    from patchinteract.layout import retrain_branches
+
+    tiny_config["alphas"], tiny_config["dip_alphas"], tiny_config["betas"] = [0.5, 0.1], [0.1], [0.2, 1.0]
+    experiment = next(iter(tiny_config["experiments"]))
+    tiny_config["retrain"]["methods"] = ["vit", "awd", "awd_dip", "winft"]
+    assert retrain_branches(tiny_config, experiment) == [
+        "vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2", "awd_dip_a0.1_b1", "winft",
+    ]  # fmt: skip
+    tiny_config["experiments"][experiment]["retrain_methods"] = ["awd"]
+    assert retrain_branches(tiny_config, experiment) == ["awd_a0.5", "awd_a0.1"]
+
+
+def test_a_branch_hash_changes_with_what_the_branch_reads_only(tiny_config):
+    from patchinteract.config import retrain_fingerprint
+
+    experiment = next(iter(tiny_config["experiments"]))
+    tiny_config["retrain"]["recipe"].setdefault("init", "none")  # a schema default
+    before = {branch: retrain_fingerprint(tiny_config, experiment, branch) for branch in ("vit", "winft")}
+    assert before["vit"] != before["winft"]
+    tiny_config["winft"]["ce_weight"] = 0.5  # WinFT's own setting
+    tiny_config["retrain"]["methods"] = ["vit"]  # which branches exist
+    assert retrain_fingerprint(tiny_config, experiment, "vit") == before["vit"]
+    assert retrain_fingerprint(tiny_config, experiment, "winft") != before["winft"]
+    tiny_config["retrain"]["recipe"]["lr"] = 0.5  # the recipe every branch reads
+    assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]
+    tiny_config["seed"] += 1  # the baseline's settings
+    assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]

@@ -9,8 +9,6 @@ from patchinteract.attention.capture import attention_modules, record_attention
 from patchinteract.models.transforms import eval_transform
 from patchinteract.models.vit import create_vit
 from patchinteract.models.weights import load_weights, read_state_dict, save_weights
-from patchinteract.training.evaluation import evaluate_classifier
-from patchinteract.training.loop import warmup_cosine_factor
 
 
 def small_vit(num_classes=10, **kwargs):
@@ -80,28 +78,3 @@ def test_eval_transform_gives_the_model_input_size():
 
     tensor = eval_transform(small_vit())(Image.new("RGB", (40, 30)))
     assert tensor.shape == (3, 16, 16)
-
-
-def test_warmup_then_cosine():
-    assert warmup_cosine_factor(0, 100, 10) == pytest.approx(0.1)
-    assert warmup_cosine_factor(9, 100, 10) == pytest.approx(1.0)
-    assert warmup_cosine_factor(55, 100, 10) == pytest.approx(0.5)
-    assert warmup_cosine_factor(100, 100, 10) == pytest.approx(0.0)
-
-
-class FixedLogits(torch.nn.Module):
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = logits
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, images):
-        return self.logits[images[:, 0].long()]
-
-
-def test_top1_and_top5_in_percent():
-    logits = torch.arange(8.0).repeat(4, 1)  # class 7 first, then 6, 5, 4, 3
-    labels = torch.tensor([7, 3, 2, 6])
-    batches = [(torch.arange(4.0)[:, None], labels, torch.arange(4))]
-    metrics = evaluate_classifier(FixedLogits(logits), batches, torch.device("cpu"))
-    assert metrics["top1"] == 25.0 and metrics["top5"] == 75.0 and metrics["n_images"] == 4

@@ -1,4 +1,4 @@
-"""Training: SIGTERM saves a checkpoint and exits non-zero; the resumed run ends identical."""
+"""Training: the schedule, SIGTERM saves a checkpoint and the resumed run ends identical, evaluation, masks."""
 
 import json
 import signal
@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from patchinteract.training.branches import MaskMismatchError, load_mask_array
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.loop import warmup_cosine_factor
 
 TRAIN = """
 import json, sys, time, torch
@@ -108,3 +110,28 @@ def test_masks_for_other_images_are_refused(tmp_path):
     assert windows.shape == (3, 4, 4) and keep is None
     with pytest.raises(MaskMismatchError, match="rebuild the masks"):
         load_mask_array(tmp_path / "w.zarr", "window", np.array([0, 1, 5]))
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine_factor(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine_factor(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine_factor(55, 100, 10) == pytest.approx(0.5)
+    assert warmup_cosine_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+class FixedLogits(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        return self.logits[images[:, 0].long()]
+
+
+def test_top1_and_top5_in_percent():
+    logits = torch.arange(8.0).repeat(4, 1)  # class 7 first, then 6, 5, 4, 3
+    labels = torch.tensor([7, 3, 2, 6])
+    batches = [(torch.arange(4.0)[:, None], labels, torch.arange(4))]
+    metrics = evaluate_classifier(FixedLogits(logits), batches, torch.device("cpu"))
+    assert metrics["top1"] == 25.0 and metrics["top5"] == 75.0 and metrics["n_images"] == 4

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import REPO, SNAKEMAKE, planned_jobs, run_snakemake
+from conftest import REPO, SNAKEMAKE, planned_jobs, repository_copy, run_from_root, run_snakemake
 
 from patchinteract.interaction.maps import dip_score, interaction_map
 
@@ -19,11 +19,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """A finished run of the tiny config, from the root of a copy of the repository."""
     from conftest import TINY_CONFIG
 
-    directory = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake(directory, TINY_CONFIG)
-    return directory
+    root = repository_copy(tmp_path_factory.mktemp("tiny_run"))
+    run_from_root(root, TINY_CONFIG)
+    return root
 
 
 def test_dag_builds_stores_with_the_contracted_layout(tiny_run):
@@ -174,6 +175,40 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     assert counts == {
         "window_masks": 2, "retrain_awd": 1, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
     }  # fmt: skip
+
+
+def changed_plan(root, **changes) -> dict[str, int]:
+    """Jobs a dry run from the root plans after changing config keys ('a.b': value)."""
+    from conftest import TINY_CONFIG
+
+    changed = json.loads(json.dumps(TINY_CONFIG))
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        section = changed
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[last] = value
+    result = run_from_root(root, changed, "--dry-run")
+    return planned_jobs(result.stdout) if "Nothing to be done" not in result.stdout + result.stderr else {}
+
+
+def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
+    from conftest import TINY_CONFIG
+
+    experiments = len(TINY_CONFIG["experiments"])
+    # Table IV's datasets: the tables, and the figure drawn from Table I.
+    assert changed_plan(tiny_run, **{"tables.transfer_datasets": ["digits"]}) == {
+        "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
+    }  # fmt: skip
+    # A figure setting: that figure only.
+    assert changed_plan(tiny_run, **{"figures.image_index": 1}) == {"figure_patch_interactions": experiments, "all": 1}
+    # The retrain recipe: every branch and what reads them, not the baseline nor any store.
+    plan = changed_plan(tiny_run, **{"retrain.recipe.lr": 0.002})
+    assert {"retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft", "tables"} <= set(plan)
+    assert not {"train_baseline", "evaluate_baseline", "attention_store", "interaction_store", "window_masks",
+                "token_masks", "responsive_fields"} & set(plan)  # fmt: skip
+    # How jobs run (device, loader workers, batch sizes): nothing.
+    assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5}) == {}
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
