@@ -39,6 +39,7 @@ TINY_CONFIG = {
     "betas": [0.2],
     "dip_alphas": [0.1],
     "winft": {"alpha": 0.1, "beta": 0.2, "figure_images": 2},
+    "figures": {"dip_betas": [0.2]},  # the grid's β: the figures need no keep store of their own
     "retrain": {
         "methods": ["vit", "awd", "awd_dip", "winft"],
         "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
