@@ -92,7 +92,9 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
 
 
 def repository_copy(destination: Path) -> Path:
-    """The repository's tracked files under ``destination``: a checkout to run from its root, as users do."""
+    """The repository's tracked files and its .git under ``destination``: a checkout to run from its root, as
+    users do, with the same code revision in its records."""
+    shutil.copytree(REPO / ".git", destination / ".git")
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
         if (REPO / name).is_file():

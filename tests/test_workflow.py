@@ -149,7 +149,7 @@ def test_figures_are_rendered_by_papermill(tiny_run):
 def test_report_gathers_figures_and_tables(tiny_run):
     from conftest import TINY_CONFIG
 
-    run_snakemake(tiny_run, TINY_CONFIG, "--report", "results/report.html")
+    run_from_root(tiny_run, TINY_CONFIG, "--report", "results/report.html")
     report = (tiny_run / "results/report.html").read_text()
     for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft"):
         assert name in report, name
@@ -162,6 +162,7 @@ def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
     assert counts == {
         "write_digits": 1, "dataset_manifest": 1, "train_baseline": 1, "attention_store": 2,
         "interaction_store": 2, "window_masks": 2, "token_masks": 2, "retrain_awd_dip": 1,
+        "responsive_fields": 1,  # the val field store: E_O over kept patches is read from its o
     }  # fmt: skip
 
 
@@ -170,7 +171,7 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
 
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
-    counts = planned_jobs(run_snakemake(tiny_run, changed, "--dry-run").stdout)
+    counts = planned_jobs(run_from_root(tiny_run, changed, "--dry-run").stdout)
     # The tables and the figure drawn from Table I follow.
     assert counts == {
         "window_masks": 2, "retrain_awd": 1, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
@@ -214,7 +215,7 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
 def test_second_run_has_nothing_to_do(tiny_run):
     from conftest import TINY_CONFIG
 
-    result = run_snakemake(tiny_run, TINY_CONFIG, "--dry-run")
+    result = run_from_root(tiny_run, TINY_CONFIG, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 

@@ -183,7 +183,7 @@ def plot_interaction_map(
 
 def plot_dip_betas(image: np.ndarray, keeps: dict[float, np.ndarray], grid: tuple[int, int]) -> plt.Figure:
     """Fig. 6: the patches DIP drops (red) at several β (``keeps``: β -> kept patches, from the keep stores)."""
-    figure, axes = plt.subplots(1, len(keeps), figsize=(3.2 * len(keeps), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(keeps), figsize=(max(7.0, 3.2 * len(keeps)), 3.4), squeeze=False)
     for axis, (beta, keep) in zip(axes[0], sorted(keeps.items()), strict=True):
         show_dropped_patches(axis, image, keep, grid, f"β={beta:g}: {int((~keep).sum())} dropped")
     figure.suptitle("Indiscriminative patches dropped by DIP at several β (Fig. 6)")
