@@ -39,7 +39,6 @@ TINY_CONFIG = {
     "betas": [0.2],
     "dip_alphas": [0.1],
     "winft": {"alpha": 0.1, "beta": 0.2, "figure_images": 2},
-    "figures": {"dip_betas": [0.2]},  # the grid's β: the figures need no keep store of their own
     "retrain": {
         "methods": ["vit", "awd", "awd_dip", "winft"],
         "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
@@ -97,9 +96,9 @@ def repository_copy(destination: Path) -> Path:
     shutil.copytree(REPO / ".git", destination / ".git")
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
-        if (REPO / name).is_file():
+        if (REPO / name).is_file() or (REPO / name).is_symlink():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
+            shutil.copy2(REPO / name, destination / name, follow_symlinks=False)  # ./slurm is a link
     return destination
 
 

@@ -50,7 +50,9 @@ def test_dag_builds_stores_with_the_contracted_layout(tiny_run):
 def test_stores_open_without_warnings(tiny_run):
     """Rules declare a store's zarr.json, so Snakemake writes no timestamp file that zarr would report."""
     stores = sorted((tiny_run / "results").rglob("*.zarr"))
-    assert len(stores) == 13  # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), winft figure 1
+    # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), the figures' val keep stores
+    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1
+    assert len(stores) == 15
     for store in stores:
         assert sorted(p.name for p in store.iterdir() if not p.is_dir()) == ["zarr.json"], store
         with warnings.catch_warnings():
