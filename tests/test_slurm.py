@@ -153,7 +153,8 @@ def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
     changed["betas"] = [0.2, 0.3]
     target = "results/tiny/retrain/awd_dip_a0.1_b0.3/metrics.json"
     _, jobs = run_on_slurm(directory, changed, target)
-    assert Counter(rule for _, rule, _ in jobs) == {"token_masks": 2, "retrain_awd_dip": 1}
+    # responsive_fields: the val field store whose o gives the branch's E_O (kept patches only)
+    assert Counter(rule for _, rule, _ in jobs) == {"token_masks": 2, "responsive_fields": 1, "retrain_awd_dip": 1}
     assert json.loads((directory / target).read_text())["beta"] == 0.3
 
 
