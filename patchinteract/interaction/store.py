@@ -9,7 +9,6 @@ threaded one by default, a LocalCluster, Dask workers started as Slurm jobs
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import dask
@@ -21,8 +20,6 @@ from patchinteract.interaction.clusters import dask_scheduler
 from patchinteract.interaction.maps import dip_score, interaction_map
 from patchinteract.stores.chunked import ChunkedStore
 from patchinteract.stores.layouts import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
-
-log = logging.getLogger(__name__)
 
 
 def _interaction_block(attn_block: np.ndarray, n_prefix_tokens: int, block_info=None) -> np.ndarray:

@@ -24,8 +24,6 @@ from patchinteract.training.evaluation import TopKAccuracy
 from patchinteract.training.loop import autocast
 
 MASK_MODES = ("multiply", "neg_inf")
-
-
 TARGETS = ("box", "set")
 
 
