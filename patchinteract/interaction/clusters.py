@@ -93,3 +93,19 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: d
             yield progress
     else:
         raise ValueError(f"interaction.dask must be one of {DASK_MODES}, got '{mode}'")
+
+
+def store_with_dask(
+    sources: list, targets: list, *, mode: str, workers: int, address: str | None = None, slurm: dict | None = None
+) -> None:
+    """Compute lazy dask arrays ``sources`` into the Zarr arrays ``targets`` on the :func:`dask_scheduler`
+    of the settings, with a progress bar. Sources must be chunked like their targets along the image
+    axis, so that no two tasks write one chunk."""
+    import dask.array as da
+
+    with dask_scheduler(mode, workers, address, slurm) as show_progress:
+        stored = da.store(sources, targets, lock=False, compute=False)
+        if show_progress is not None:  # distributed: progress bar over the futures
+            stored = dask.persist(stored)[0]
+            show_progress(stored)
+        dask.compute(stored)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
 
-from patchinteract.interaction.clusters import dask_scheduler
+from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.interaction.maps import dip_score, interaction_map
 from patchinteract.stores.chunked import ChunkedStore
 from patchinteract.stores.layouts import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
@@ -71,12 +70,8 @@ def compute_interaction_store(
     # Blocks aligned with the stored chunks, so no two tasks write one chunk.
     interaction = interaction.rechunk({0: store.array("U").chunks[0]})
     scores = scores.rechunk({0: store.array("dip_score").chunks[0]})
-    with dask_scheduler(dask_mode, workers, address, slurm) as show_progress:
-        stored = da.store(
-            [interaction, scores], [store.array("U"), store.array("dip_score")], lock=False, compute=False
-        )
-        if show_progress is not None:  # distributed: progress bar over the futures
-            stored = dask.persist(stored)[0]
-            show_progress(stored)
-        dask.compute(stored)
+    store_with_dask(
+        [interaction, scores], [store.array("U"), store.array("dip_score")],
+        mode=dask_mode, workers=workers, address=address, slurm=slurm,
+    )  # fmt: skip
     return store.finalize()

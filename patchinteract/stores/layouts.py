@@ -79,3 +79,20 @@ def winft_figure_specs(n_layers: int, n_patches: int) -> dict[str, ArraySpec]:
         "target": ArraySpec((n, n), "bool", ("image", "query", "key")),
         "image_id": PER_IMAGE_SPECS["image_id"],
     }
+
+
+def head_attention_specs(
+    n_layers: int, n_heads: int, n_prefix: int, grid: tuple[int, int], top_count: int
+) -> dict[str, ArraySpec]:
+    """The head-attention store (Li et al.): k-hop strength and mean distance per head, the binarised
+    patch matrices as top-entry indices, the CLS pattern vectors (with a prefix token), per-image arrays."""
+    n = grid[0] * grid[1]
+    heads = ("image", "layer", "head")
+    specs = {
+        "strength": ArraySpec((n_layers, n_heads, max(grid)), "float32", (*heads, "hop")),
+        "mean_distance": ArraySpec((n_layers, n_heads), "float32", heads),
+        "patch_top": ArraySpec((n_layers, n_heads, top_count), "int32", (*heads, "entry")),
+    }
+    if n_prefix:
+        specs["cls_pattern"] = ArraySpec((n_layers, n_heads, n_prefix + 2 * n), "float16", (*heads, "position"))
+    return specs | PER_IMAGE_SPECS

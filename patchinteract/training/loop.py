@@ -101,7 +101,8 @@ def training_loss(
     with autocast(images.device, mixed_precision):
         output = model(images, *masks)
         logits, auxiliary = output if isinstance(output, tuple) else (output, None)
-        loss = loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        # Logits None: a model without classification (the pattern autoencoder), its loss auxiliary only.
+        loss = 0.0 if logits is None else loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     if auxiliary is not None:
         loss = loss + loss_weights[1] * auxiliary
     return loss
@@ -192,7 +193,7 @@ def train_classifier(
     """Train ``model`` in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}.
 
     ``dataset`` yields (image, label, image_id, *masks); the model is called as
-    ``model(images, *masks)`` and returns logits, or (logits, auxiliary loss);
+    ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
     the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
     A checkpoint (model, optimizer, schedule, step, position in the epoch, RNG
     state, ``fingerprint``) is written after every epoch and when SIGTERM
