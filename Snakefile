@@ -32,6 +32,7 @@ include: "rules/interaction.smk"
 include: "rules/masks.smk"
 include: "rules/retrain.smk"
 include: "rules/report.smk"
+include: "rules/heads.smk"
 
 
 rule all:
@@ -43,3 +44,4 @@ rule all:
         retrain_metrics(),
         rules.tables.output,
         figures(),
+        head_analyses(),

@@ -122,6 +122,14 @@ def field_store(experiment: str, split: str, alpha: float | str, beta: float | s
 # --------------------------------------------------------------------------- retraining, tables, figures
 
 
+def head_file(experiment: str, split: str, name: str) -> str:
+    """Outputs of the head analyses (Li et al.) of an experiment's split: attention.zarr (the head-attention
+    store), attention_strength.parquet, head_strength.parquet, head_importance.parquet,
+    head_importance_images.parquet, pattern_autoencoder.safetensors, pattern_codes.zarr,
+    attention_patterns.parquet, pattern_clusters.parquet, image_overview.parquet."""
+    return f"{RESULTS}/{experiment}/heads/{split}/{name}"
+
+
 def branch_file(experiment: str, branch: str, name: str) -> str:
     """Files of a retrained branch: metrics.json, model.safetensors, checkpoint.pt, figure_windows.zarr (WinFT)."""
     return f"{RESULTS}/{experiment}/retrain/{branch}/{name}"

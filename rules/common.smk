@@ -312,3 +312,19 @@ def figures():
             if "winft" in retrain_methods(config, experiment)
         ]
     return targets
+
+
+def head_analyses():
+    """Outputs of the head analyses (Li et al.) of every experiment, unless heads.enabled is false."""
+    if not config["heads"]["enabled"]:
+        return []
+    split = config["heads"]["split"]
+    targets = []
+    for experiment in config["experiments"]:
+        targets += [
+            layout.table_file(f"head_summary_{experiment}_{split}", ".parquet"),
+            layout.head_file(experiment, split, "image_overview.parquet"),
+            layout.head_file(experiment, split, "attention_strength.parquet"),
+            layout.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
+        ]
+    return targets

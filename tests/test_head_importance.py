@@ -3,7 +3,6 @@
 import patchinteract.compat  # noqa: F401
 
 import numpy as np
-import pytest
 import timm
 import torch
 import torch.nn.functional as F
@@ -138,7 +137,9 @@ def test_importance_tables_have_one_row_per_image_layer_head_and_mode():
     assert sorted(images["image_id"]) == [100, 101, 102, 103, 104]
     # Mode 0 is one unpruned forward, repeated for every head of the layer.
     mode0 = rows[rows["mode"] == 0]
-    assert mode0.groupby(["image_id", "layer"])["top5_prob"].apply(lambda s: np.ptp(np.stack(s), axis=0).max()).max() == 0
+    assert (
+        mode0.groupby(["image_id", "layer"])["top5_prob"].apply(lambda s: np.ptp(np.stack(s), axis=0).max()).max() == 0
+    )
     np.testing.assert_allclose(np.stack(mode0["top5_prob"]).max(1), images["top5_prob"].str[0].repeat(
         LAYERS * HEADS).to_numpy(), atol=1e-6)  # fmt: skip
 

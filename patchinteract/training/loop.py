@@ -102,7 +102,11 @@ def training_loss(
         output = model(images, *masks)
         logits, auxiliary = output if isinstance(output, tuple) else (output, None)
         # Logits None: a model without classification (the pattern autoencoder), its loss auxiliary only.
-        loss = 0.0 if logits is None else loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        loss = (
+            0.0
+            if logits is None
+            else loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        )
     if auxiliary is not None:
         loss = loss + loss_weights[1] * auxiliary
     return loss

@@ -195,3 +195,37 @@ def pattern_name(scores: dict[str, float], threshold: float = NAME_THRESHOLD) ->
     """'+'-joined names of the scores >= threshold, strongest first (a mixture), or 'diffuse'."""
     strong = sorted((name for name in PATTERN_SCORES if scores[name] >= threshold), key=lambda n: -scores[n])
     return "+".join(strong) or "diffuse"
+
+
+def cluster_mean_matrices(top: np.ndarray, clusters: np.ndarray, n_patches: int, n_clusters: int) -> np.ndarray:
+    """(cluster, N, N) mean binarised matrix of each cluster, from the top entries (samples, count)
+    without expanding every matrix."""
+    means = np.zeros((n_clusters, n_patches * n_patches), np.float32)
+    for cluster in range(n_clusters):
+        members = top[clusters == cluster]
+        if len(members):
+            means[cluster] = np.bincount(members.reshape(-1), minlength=n_patches * n_patches) / len(members)
+    return means.reshape(n_clusters, n_patches, n_patches)
+
+
+def train_pattern_autoencoder(
+    top: np.ndarray, n_patches: int, settings: dict, *, seed: int, device, workers: int = 0,
+    checkpoint=None, fingerprint: str = "",
+) -> tuple[PatternAutoencoder, np.ndarray, dict]:  # fmt: skip
+    """Train the autoencoder on every head's binarised matrix (``top``: (…, count) top entries) with the
+    project's training loop (seeded, checkpointed, resumable); returns (model, codes (…, code_size), summary).
+
+    ``settings``: heads.autoencoder (code_size, epochs, batch_size, lr).
+    """
+    from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+
+    seed_everything(seed)
+    patterns = BinarisedPatterns(top, n_patches)
+    model = PatternAutoencoder(n_patches, settings["code_size"], ones=top.shape[-1])
+    recipe = Recipe(epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"], optimizer="adamw")
+    summary = train_classifier(
+        model, patterns, recipe, device, seed=seed, workers=workers, checkpoint=checkpoint,
+        fingerprint=fingerprint, loss_weights=(0.0, 1.0),
+    )  # fmt: skip
+    codes = encode_patterns(model, patterns, device, settings["batch_size"])
+    return model, codes.reshape(*top.shape[:-1], -1), summary | {"samples": len(patterns)}

@@ -1,0 +1,133 @@
+"""Figures of the head analyses (Li et al.): importance of every head (Fig. 7), the pruning modes of the
+most important heads, entropy against layer (Fig. 8), the pattern layouts (Fig. 12) and the clusters'
+mean matrices (Fig. 13). Called by notebooks/head_analyses.ipynb."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from patchinteract.analyses.heads.pruning import PRUNING_MODES
+from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS, cluster_matrices
+
+METRIC_LABELS = {
+    "prob": "I_prob = P[y] − P_ij[y]",
+    "jsd": "I_JSD (nats)",
+    "cls_distance": "I_CLS (cosine distance)",
+    "patch_distance": "I_patch (cosine distance)",
+}
+MODE_LABELS = {0: "0 none", 1: "1 whole", 2: "2 CLS→CLS", 3: "3 CLS↔patch", 4: "4 patch→patch", 5: "5 CLS-all"}
+
+
+def whole_head_statistics(importance: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over images of each metric for whole-head pruning (mode 1), indexed by (layer, head)."""
+    return importance[importance["mode"] == 1].groupby(["layer", "head"])[list(IMPORTANCE_METRICS)].agg(["mean", "std"])
+
+
+def plot_head_importance(importance: pd.DataFrame) -> plt.Figure:
+    """Fig. 7: the four metrics over all l·k heads, mean ± std over the images."""
+    statistics = whole_head_statistics(importance)
+    n_heads = statistics.index.get_level_values("head").max() + 1
+    x = np.arange(len(statistics))
+    figure, axes = plt.subplots(len(IMPORTANCE_METRICS), 1, figsize=(max(6, len(x) * 0.12), 8), sharex=True)
+    for axis, metric in zip(axes, IMPORTANCE_METRICS, strict=True):
+        mean, std = statistics[(metric, "mean")].to_numpy(), statistics[(metric, "std")].fillna(0).to_numpy()
+        axis.plot(x, mean, color="tab:blue", linewidth=1)
+        axis.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.25, linewidth=0)
+        for boundary in range(n_heads, len(x), n_heads):
+            axis.axvline(boundary - 0.5, color="grey", linewidth=0.5)
+        axis.set_ylabel(METRIC_LABELS[metric], fontsize=8)
+    axes[-1].set_xticks(x[::n_heads], [f"L{layer}" for layer in range(len(x) // n_heads)])
+    axes[-1].set_xlabel("head (grouped by layer)")
+    figure.suptitle(f"Head importance by pruning: mean ± std over {importance['image_id'].nunique()} images")
+    return figure
+
+
+def most_important_heads(importance: pd.DataFrame, count: int, metric: str = "prob") -> list[tuple[int, int]]:
+    """The ``count`` heads with the largest mean whole-head ``metric``."""
+    means = whole_head_statistics(importance)[(metric, "mean")]
+    return list(means.nlargest(count).index)
+
+
+def plot_pruning_modes(importance: pd.DataFrame, heads: list[tuple[int, int]]) -> plt.Figure:
+    """Mean of each metric per pruning mode for ``heads`` (the paper's Fig. 1B2, for several heads)."""
+    figure, axes = plt.subplots(len(IMPORTANCE_METRICS), len(heads), figsize=(2.6 * len(heads), 8), squeeze=False)
+    for column, (layer, head) in enumerate(heads):
+        rows = importance[(importance["layer"] == layer) & (importance["head"] == head)]
+        means = rows.groupby("mode")[list(IMPORTANCE_METRICS)].mean()
+        for row, metric in enumerate(IMPORTANCE_METRICS):
+            axis = axes[row, column]
+            axis.bar(range(len(means)), means[metric].to_numpy(), color="tab:orange")
+            axis.set_xticks(range(len(means)), [MODE_LABELS[m] for m in means.index], rotation=60, fontsize=6)
+            axis.tick_params(axis="y", labelsize=7)
+            if column == 0:
+                axis.set_ylabel(METRIC_LABELS[metric], fontsize=7)
+            if row == 0:
+                axis.set_title(f"layer {layer}, head {head}", fontsize=9)
+    figure.suptitle(f"Pruning modes ({len(PRUNING_MODES)} defined) of the heads with the largest mean I_prob")
+    figure.tight_layout()
+    return figure
+
+
+def plot_entropy(head_strength: pd.DataFrame) -> plt.Figure:
+    """Fig. 8: normalised entropy of each head's k-hop strength vector against its layer (mean ± std)."""
+    statistics = head_strength.groupby(["layer", "head"])["entropy"].agg(["mean", "std"]).reset_index()
+    n_heads = statistics["head"].max() + 1
+    offset = (statistics["head"] - (n_heads - 1) / 2) / (2.5 * n_heads)  # heads side by side in a layer
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.errorbar(statistics["layer"] + offset, statistics["mean"], yerr=statistics["std"].fillna(0), fmt="o",
+                  markersize=4, linewidth=0.8, capsize=2)  # fmt: skip
+    trend = statistics.groupby("layer")["mean"].mean()
+    axis.plot(trend.index, trend.to_numpy(), color="black", linewidth=1, label="layer mean")
+    axis.set_xlabel("layer")
+    axis.set_ylabel("entropy of s (normalised)")
+    axis.set_ylim(0, 1.02)
+    axis.set_xticks(sorted(statistics["layer"].unique()))
+    axis.legend()
+    axis.set_title("Attention strength entropy per head (low: local, high: global)")
+    return figure
+
+
+def plot_pattern_layouts(patterns: pd.DataFrame, clusters: pd.DataFrame) -> plt.Figure:
+    """Fig. 12: t-SNE of all heads by CLS pattern and by patch-pattern code, coloured by layer; the
+    patch layout carries each cluster's number and name at its centre."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    n_layers = patterns["layer"].max() + 1
+    colours = plt.get_cmap("viridis", n_layers)
+    for axis, (x, y, title) in zip(axes, [("cls_x", "cls_y", "CLS patterns"), ("patch_x", "patch_y",
+                                                                              "patch patterns (autoencoder codes)")],
+                                   strict=True):  # fmt: skip
+        if patterns[x].isna().all():
+            axis.text(0.5, 0.5, "no prefix (CLS) token", ha="center", va="center", transform=axis.transAxes)
+        else:
+            points = axis.scatter(patterns[x], patterns[y], c=patterns["layer"], cmap=colours, s=3, alpha=0.6,
+                                  vmin=-0.5, vmax=n_layers - 0.5, linewidths=0)  # fmt: skip
+        axis.set_title(title)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    names = clusters.set_index("cluster")["name"]
+    for cluster, members in patterns.groupby("cluster"):
+        axes[1].annotate(f"{cluster}: {names[cluster]}", (members["patch_x"].median(), members["patch_y"].median()),
+                         fontsize=7, ha="center", bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})  # fmt: skip
+    figure.colorbar(points, ax=axes, label="layer", ticks=range(n_layers))
+    return figure
+
+
+def plot_cluster_means(clusters: pd.DataFrame) -> plt.Figure:
+    """Fig. 13: the mean binarised patch matrix of each cluster, with its name and size."""
+    means = cluster_matrices(clusters)
+    count = len(clusters)
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, cluster in zip(axes.flat, clusters.itertuples(), strict=False):
+        axis.imshow(means[cluster.cluster], cmap="magma", interpolation="nearest")
+        axis.set_title(f"{cluster.cluster}: {cluster.name}\n{cluster.size} heads", fontsize=8)
+    figure.suptitle("Mean binarised patch matrix per cluster (rows: query patch, columns: key patch)")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,234 @@
+# Head analyses of Li et al. (TVCG 2023) on each experiment's baseline, over heads.images images of
+# heads.split: the head-attention store (k-hop strength, mean distance, CLS and binarised patch
+# patterns) with its strength tables, importance by pruning, the pattern autoencoder, the pattern
+# layouts and clusters, the image overview, the per-head summary table and the figures.
+# Outputs under results/<experiment>/heads/<split>/ (layout.head_file); docs/analyses.md.
+
+HEADS = config["heads"]
+
+
+def head_file(name):
+    return layout.head_file("{experiment}", "{split}", name)
+
+
+def head_store(wildcards):
+    return zarr_target(
+        layout.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
+    )
+
+
+HEAD_STORE_PARAMS = dict(
+    images=HEADS["images"],
+    seed=config["seed"],
+    top_share=HEADS["top_share"],
+    compression_level=config["attention"]["compression_level"],
+)
+
+if config["attention"]["store"] == "zarr":
+
+    rule head_attention_store:
+        input:
+            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+        output:
+            store=zarr_target(head_file("attention.zarr")),
+            strength=head_file("attention_strength.parquet"),
+            head_strength=head_file("head_strength.parquet"),
+        log:
+            log_file("head_attention", "{experiment}_{split}"),
+        conda:
+            CONDA_ENV
+        threads: threads_of("interaction")
+        resources:
+            **resources_of("interaction"),
+        params:
+            **HEAD_STORE_PARAMS,
+            execution=execution(dask=config["interaction"]),
+            dask_logs=f"{LOGS}/dask_workers/heads_{{experiment}}_{{split}}",
+        script:
+            "../workflow_scripts/head_attention.py"
+
+else:
+
+    rule head_attention_streaming:
+        input:
+            weights=layout.baseline_weights("{experiment}"),
+            manifest=manifest_of,
+        output:
+            store=zarr_target(head_file("attention.zarr")),
+            strength=head_file("attention_strength.parquet"),
+            head_strength=head_file("head_strength.parquet"),
+        log:
+            log_file("head_attention", "{experiment}_{split}"),
+        conda:
+            CONDA_ENV
+        threads: threads_of("inference")
+        resources:
+            **resources_of("inference"),
+        params:
+            **HEAD_STORE_PARAMS,
+            model=model_of,
+            record=record_of,
+            execution=execution(config["attention"]["batch_size"]),
+        script:
+            "../workflow_scripts/head_attention.py"
+
+
+rule head_importance:
+    input:
+        weights=layout.baseline_weights("{experiment}"),
+        manifest=manifest_of,
+    output:
+        rows=head_file("head_importance.parquet"),
+        images=head_file("head_importance_images.parquet"),
+    log:
+        log_file("head_importance", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("inference")
+    resources:
+        **resources_of("inference"),
+    params:
+        images=HEADS["images"],
+        seed=config["seed"],
+        model=model_of,
+        variants_per_pass=HEADS["variants_per_pass"],
+        execution=execution(HEADS["batch_images"]),
+    script:
+        "../workflow_scripts/head_importance.py"
+
+
+rule pattern_autoencoder:
+    input:
+        store=head_store,
+    output:
+        weights=head_file("pattern_autoencoder.safetensors"),
+        codes=zarr_target(head_file("pattern_codes.zarr")),
+    log:
+        log_file("pattern_autoencoder", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("autoencoder")
+    resources:
+        **resources_of("autoencoder"),
+    params:
+        settings=HEADS["autoencoder"],
+        top_share=HEADS["top_share"],
+        seed=config["seed"],
+        checkpoint=head_file("pattern_autoencoder_checkpoint.pt"),
+        execution=execution(),
+    script:
+        "../workflow_scripts/pattern_autoencoder.py"
+
+
+rule attention_patterns:
+    input:
+        store=head_store,
+        codes=zarr_target(head_file("pattern_codes.zarr")),
+    output:
+        patterns=head_file("attention_patterns.parquet"),
+        clusters=head_file("pattern_clusters.parquet"),
+    log:
+        log_file("attention_patterns", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("interaction")
+    resources:
+        **resources_of("interaction"),
+    params:
+        perplexity=HEADS["perplexity"],
+        clusters=HEADS["clusters"],
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/attention_patterns.py"
+
+
+rule image_overview:
+    input:
+        rows=head_file("head_importance.parquet"),
+        images=head_file("head_importance_images.parquet"),
+    output:
+        overview=head_file("image_overview.parquet"),
+    log:
+        log_file("image_overview", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("default")
+    resources:
+        **resources_of("default"),
+    params:
+        metric=HEADS["overview_metric"],
+        perplexity=HEADS["perplexity"],
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/image_overview.py"
+
+
+rule head_summary:
+    input:
+        importance=head_file("head_importance.parquet"),
+        head_strength=head_file("head_strength.parquet"),
+        patterns=head_file("attention_patterns.parquet"),
+        clusters=head_file("pattern_clusters.parquet"),
+    output:
+        table=layout.table_file("head_summary_{experiment}_{split}", ".parquet"),
+    log:
+        log_file("head_summary", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/head_summary.py"
+
+
+HEAD_FIGURES = {
+    "fig7_head_importance": "fig7_head_importance.rst",
+    "head_pruning_modes": "head_pruning_modes.rst",
+    "fig8_head_entropy": "fig8_head_entropy.rst",
+    "fig12_pattern_layouts": "fig12_pattern_layouts.rst",
+    "fig13_pattern_clusters": "fig13_pattern_clusters.rst",
+}
+
+
+rule figure_heads:
+    input:
+        importance=head_file("head_importance.parquet"),
+        head_strength=head_file("head_strength.parquet"),
+        patterns=head_file("attention_patterns.parquet"),
+        clusters=head_file("pattern_clusters.parquet"),
+        notebook=f"{workflow.basedir}/notebooks/head_analyses.ipynb",
+    output:
+        **{
+            name: report(
+                layout.figure_file(f"{name}_{{split}}", ".png", "{experiment}"),
+                caption=f"../report/{caption}",
+                category="Head analyses",
+                subcategory="{experiment}",
+            )
+            for name, caption in HEAD_FIGURES.items()
+        },
+        pdfs=[
+            layout.figure_file(f"{name}_{{split}}", ".pdf", "{experiment}")
+            for name in HEAD_FIGURES
+        ],
+        notebook=layout.executed_notebook("head_analyses_{split}", "{experiment}"),
+    log:
+        log_file("figures", "{experiment}_{split}_head_analyses"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
+            "importance": input.importance,
+            "head_strength": input.head_strength,
+            "patterns": input.patterns,
+            "clusters": input.clusters,
+            "out_dir": str(Path(output.pdfs[0]).parent),
+            "suffix": f"_{wildcards.split}",
+        },
+    script:
+        "../workflow_scripts/run_notebook.py"

@@ -1,0 +1,51 @@
+"""Rules head_attention_store and head_attention_streaming: the head-attention store (Li et al.) of
+heads.images images of a split, from the attention store with Dask or streamed during inference, and
+its strength tables."""
+
+import torch
+import zarr
+
+from patchinteract.analyses.heads.store import (
+    compute_head_store,
+    image_subset,
+    strength_tables,
+    write_head_store_streaming,
+)
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.stores.chunked import store_folder
+
+with logged_to(snakemake.log[0]) as log:
+    params, inputs, execution = snakemake.params, snakemake.input, snakemake.params.execution
+    out = store_folder(snakemake.output.store)
+    if "attention" in inputs.keys():
+        attention = store_folder(inputs.attention)
+        images = image_subset(zarr.open_group(attention, mode="r")["attn"].shape[0], params.images, params.seed)
+        dask = execution.dask
+        compute_head_store(
+            attention, out, images, params.top_share, compression_level=params.compression_level,
+            dask={"mode": dask["dask"], "workers": dask["workers"], "address": dask["scheduler_address"],
+                  "slurm": dask["slurm"] | {"log_directory": params.dask_logs}},
+        )  # fmt: skip
+    else:
+        from patchinteract.models.transforms import eval_dataset
+        from patchinteract.models.vit import load_baseline, select_device
+        from patchinteract.records import code_revision
+
+        torch_threads(snakemake.threads)
+        model = load_baseline(params.model, inputs.weights, inputs.manifest)
+        dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
+        images = image_subset(len(dataset), params.images, params.seed)
+        record = params.record
+        write_head_store_streaming(
+            model, torch.utils.data.Subset(dataset, images.tolist()), out, params.top_share,
+            device=select_device(execution.device), batch_size=execution.batch_size,
+            workers=execution.loader_workers, compression_level=params.compression_level,
+            attributes={"experiment": record["experiment"], "split": snakemake.wildcards.split,
+                        "model": record["model"], "config_hash": record["config_hash"],
+                        "code_revision": code_revision()},
+        )  # fmt: skip
+    per_hop, per_head = strength_tables(out)
+    per_hop.to_parquet(snakemake.output.strength, index=False)
+    per_head.to_parquet(snakemake.output.head_strength, index=False)
+    log.info("%d images: mean entropy per layer %s", len(images),
+             per_head.groupby("layer")["entropy"].mean().round(3).tolist())  # fmt: skip

@@ -1,0 +1,27 @@
+"""Rule head_importance: every head of the baseline pruned in six modes (Li et al. eq. 3-6) on
+heads.images images of a split."""
+
+import torch
+
+from patchinteract.analyses.heads.pruning import head_importance
+from patchinteract.analyses.heads.store import image_subset
+from patchinteract.models.transforms import eval_dataset
+from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.runtime import logged_to, torch_threads
+
+with logged_to(snakemake.log[0]) as log:
+    params, inputs, execution = snakemake.params, snakemake.input, snakemake.params.execution
+    torch_threads(snakemake.threads)
+    model = load_baseline(params.model, inputs.weights, inputs.manifest)
+    dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
+    images = image_subset(len(dataset), params.images, params.seed)
+    rows, per_image = head_importance(
+        model, torch.utils.data.Subset(dataset, images.tolist()), device=select_device(execution.device),
+        batch_images=execution.batch_size, workers=execution.loader_workers,
+        variants_per_pass=params.variants_per_pass,
+    )  # fmt: skip
+    rows.to_parquet(snakemake.output.rows, index=False)
+    per_image.to_parquet(snakemake.output.images, index=False)
+    strongest = rows[rows["mode"] == 1].groupby(["layer", "head"])["prob"].mean().nlargest(3)
+    log.info("%d images, %d rows; largest mean I_prob: %s", len(per_image), len(rows),
+             ", ".join(f"L{l}H{h} {v:.4f}" for (l, h), v in strongest.items()))  # fmt: skip

@@ -1,0 +1,31 @@
+"""Rule pattern_autoencoder: train the convolutional autoencoder on every head's binarised patch matrix
+(Li et al. Sec. 5.4) and write its weights and the bottleneck codes."""
+
+from pathlib import Path
+
+import zarr
+
+from patchinteract.analyses.heads.patterns import train_pattern_autoencoder
+from patchinteract.config import fingerprint
+from patchinteract.models.vit import select_device
+from patchinteract.models.weights import save_weights
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.stores.chunked import ArraySpec, store_folder, write_arrays
+
+with logged_to(snakemake.log[0]) as log:
+    params = snakemake.params
+    torch_threads(snakemake.threads)
+    store = zarr.open_group(store_folder(snakemake.input.store), mode="r")
+    grid = tuple(store.attrs["grid"])
+    model, codes, summary = train_pattern_autoencoder(
+        store["patch_top"][:], grid[0] * grid[1], params.settings, seed=params.seed,
+        device=select_device(params.execution.device), workers=params.execution.loader_workers,
+        checkpoint=params.checkpoint, fingerprint=fingerprint(params.settings, params.top_share, params.seed,
+                                                              dict(store.attrs)),
+    )  # fmt: skip
+    save_weights(model, snakemake.output.weights)
+    spec = ArraySpec(codes.shape[1:], "float32", ("image", "layer", "head", "code"))
+    attributes = dict(store.attrs) | {"autoencoder": params.settings, "final_loss": summary["final_loss"]}
+    write_arrays(store_folder(snakemake.output.codes), {"codes": codes}, {"codes": spec}, attributes)
+    Path(params.checkpoint).unlink(missing_ok=True)  # it only served to resume
+    log.info("%d matrices, %d steps, final loss %.4f", summary["samples"], summary["steps"], summary["final_loss"])
