@@ -24,4 +24,4 @@ with logged_to(snakemake.log[0]) as log:
     per_image.to_parquet(snakemake.output.images, index=False)
     strongest = rows[rows["mode"] == 1].groupby(["layer", "head"])["prob"].mean().nlargest(3)
     log.info("%d images, %d rows; largest mean I_prob: %s", len(per_image), len(rows),
-             ", ".join(f"L{l}H{h} {v:.4f}" for (l, h), v in strongest.items()))  # fmt: skip
+             ", ".join(f"L{layer}H{head} {value:.4f}" for (layer, head), value in strongest.items()))  # fmt: skip

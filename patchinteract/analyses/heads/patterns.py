@@ -73,7 +73,7 @@ class PatternAutoencoder(nn.Module):
         super().__init__()
         self.n_patches = n_patches
         self.register_buffer("positive_weight", torch.tensor((n_patches * n_patches - ones) / ones))
-        self.side = -(-(-(-n_patches // 2)) // 2)  # two stride-2 convolutions, rounding up
+        self.side = math.ceil(math.ceil(n_patches / 2) / 2)  # after two stride-2 convolutions
         c1, c2 = channels
         flat = c2 * self.side * self.side
         self.encoder = nn.Sequential(

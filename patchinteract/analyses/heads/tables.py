@@ -52,7 +52,8 @@ def pattern_tables(
         scores = pattern_scores(means[cluster], grid)
         members = table[table["cluster"] == cluster]
         rows.append({"cluster": cluster, "size": len(members), "name": pattern_name(scores),
-                     "mean_layer": members["layer"].mean(), **scores, "mean_matrix": means[cluster].reshape(-1)})  # fmt: skip
+                     "mean_layer": members["layer"].mean(), **scores,
+                     "mean_matrix": means[cluster].reshape(-1)})  # fmt: skip
     return table, pd.DataFrame(rows)
 
 
