@@ -46,6 +46,14 @@ def with_change(path, value):
         (("alphas",), [1.5], "1.5 is greater than the maximum of 1"),
         (("betas",), [1.0], "1.0 is greater than or equal to the maximum of 1"),
         (("betas",), [-0.1], "-0.1 is less than the minimum of 0"),
+        (("heads",), {"images": 0}, r"On instance\['heads'\]\['images'\]"),
+        (("heads",), {"split": "test"}, r"'test' is not one of \['train', 'val'\]"),
+        (
+            ("heads",),
+            {"top_share": 0},
+            r"(?s)less than or equal to the minimum of 0.*instance\['heads'\]\['top_share'\]",
+        ),
+        (("heads",), {"top_share": 1.5}, r"(?s)greater than the maximum of 1.*instance\['heads'\]\['top_share'\]"),
     ],
 )
 def test_schema_errors_name_the_key(path, value, message):

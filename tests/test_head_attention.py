@@ -182,3 +182,30 @@ def test_strength_tables_are_long_and_keyed(tmp_path):
     assert row["strength"].item() == strength[1, 2, 1, 3]
     head = per_head.query("image_id == 9 and layer == 2 and head == 1")
     np.testing.assert_allclose(head["entropy"].item(), strength_entropy(strength[1, 2, 1]), rtol=1e-6)
+
+
+def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
+    """A model without CLS on a non-square grid: the store has no CLS patterns, the CLS layout is NaN."""
+    from patchinteract.analyses.heads.store import compute_head_store
+    from patchinteract.analyses.heads.tables import pattern_tables
+    from patchinteract.stores.chunked import ArraySpec, write_arrays
+    from patchinteract.stores.layouts import ATTENTION_DIMENSIONS, PER_IMAGE_SPECS
+
+    grid, n_images = (2, 3), 9
+    attn = random_attention((n_images, 2, 2), 6, seed=5).astype(np.float16)
+    arrays = {"attn": attn, "label": np.zeros(n_images, np.int64), "prediction": np.zeros(n_images, np.int64),
+              "image_id": np.arange(n_images) + 50}  # fmt: skip
+    specs = {"attn": ArraySpec(attn.shape[1:], "float16", ATTENTION_DIMENSIONS), **PER_IMAGE_SPECS}
+    write_arrays(tmp_path / "attention.zarr", arrays, specs, {"n_prefix_tokens": 0, "grid": list(grid)})
+    images = np.array([1, 2, 4, 8])
+    compute_head_store(tmp_path / "attention.zarr", tmp_path / "heads.zarr", images, 0.1,
+                       dask={"mode": "threads", "workers": 2})  # fmt: skip
+    store = zarr.open_group(tmp_path / "heads.zarr", mode="r")
+    assert "cls_pattern" not in store and store.attrs["top_count"] == 3
+    np.testing.assert_array_equal(store["image_id"][:], images + 50)
+    np.testing.assert_allclose(store["strength"][:], head_measures(attn[images], 0, grid)[0], rtol=1e-6)
+    np.testing.assert_array_equal(store["patch_top"][:], top_entries(attn[images], 0, 3))
+    codes = np.random.default_rng(0).normal(size=(4, 2, 2, 3)).astype(np.float32)
+    patterns, clusters = pattern_tables(tmp_path / "heads.zarr", codes, perplexity=30, n_clusters=2, seed=0)
+    assert len(patterns) == 16 and patterns["cls_x"].isna().all() and patterns["patch_x"].notna().all()
+    assert clusters["size"].sum() == 16

@@ -7,6 +7,7 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
@@ -51,8 +52,8 @@ def test_stores_open_without_warnings(tiny_run):
     """Rules declare a store's zarr.json, so Snakemake writes no timestamp file that zarr would report."""
     stores = sorted((tiny_run / "results").rglob("*.zarr"))
     # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), the figures' val keep stores
-    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1
-    assert len(stores) == 15
+    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1, head attention and pattern codes 2
+    assert len(stores) == 17
     for store in stores:
         assert sorted(p.name for p in store.iterdir() if not p.is_dir()) == ["zarr.json"], store
         with warnings.catch_warnings():
@@ -148,12 +149,60 @@ def test_figures_are_rendered_by_papermill(tiny_run):
     assert '"tags": [' in executed and "injected-parameters" in executed  # papermill's record
 
 
+def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
+    from PIL import Image
+
+    from patchinteract.analyses.heads.strength import head_measures
+
+    heads = tiny_run / "results/tiny/heads/val"
+    key = ["image_id", "layer", "head"]
+    importance = pd.read_parquet(heads / "head_importance.parquet")
+    assert len(importance) == 20 * 2 * 2 * 6  # val images x layers x heads x modes
+    assert {*key, "mode", "prob", "jsd", "cls_distance", "patch_distance", "top5_class", "top5_prob"} <= set(
+        importance.columns
+    )
+    assert importance.query("mode == 0")[["prob", "jsd", "cls_distance", "patch_distance"]].abs().max().max() < 1e-5
+    images = pd.read_parquet(heads / "head_importance_images.parquet")
+    assert len(images) == 20 and len(images["top5_class"].iloc[0]) == 5
+    # The head-attention store holds eq. 7 of the attention store's maps, image for image.
+    attention = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
+    store = zarr.open_group(heads / "attention.zarr", mode="r")
+    strength, distance = head_measures(attention["attn"][:], 1, (4, 4))
+    np.testing.assert_allclose(store["strength"][:], strength, rtol=1e-6)
+    np.testing.assert_allclose(store["mean_distance"][:], distance, rtol=1e-6)
+    np.testing.assert_array_equal(store["image_id"][:], attention["image_id"][:])
+    assert store["patch_top"].shape == (20, 2, 2, 2) and store["cls_pattern"].shape == (20, 2, 2, 33)
+    per_hop = pd.read_parquet(heads / "attention_strength.parquet")
+    assert len(per_hop) == 20 * 2 * 2 * 4 and {*key, "hop", "strength"} <= set(per_hop.columns)
+    per_head = pd.read_parquet(heads / "head_strength.parquet")
+    assert per_head["entropy"].between(0, 1).all() and {*key, "entropy", "mean_distance"} <= set(per_head.columns)
+    patterns = pd.read_parquet(heads / "attention_patterns.parquet")
+    assert len(patterns) == 80 and patterns[["cls_x", "cls_y", "patch_x", "patch_y"]].notna().all().all()
+    clusters = pd.read_parquet(heads / "pattern_clusters.parquet")
+    assert clusters["size"].sum() == 80 and set(patterns["cluster"]) == set(clusters["cluster"])
+    assert len(clusters["mean_matrix"].iloc[0]) == 16 * 16 and clusters["name"].str.len().gt(0).all()
+    overview = pd.read_parquet(heads / "image_overview.parquet")
+    assert len(overview) == 20 and {"image_id", "x", "y", "label"} <= set(overview.columns)
+    codes = zarr.open_group(heads / "pattern_codes.zarr", mode="r")["codes"]
+    assert codes.shape == (20, 2, 2, 16)
+    assert (heads / "pattern_autoencoder.safetensors").is_file()
+    assert not (heads / "pattern_autoencoder_checkpoint.pt").exists()
+    summary = pd.read_parquet(tiny_run / "results/tables/head_summary_tiny_val.parquet")
+    assert len(summary) == 4 and summary["images"].eq(20).all()
+    assert {"prob_mean", "prob_std", "entropy_mean", "mean_distance_mean", "cluster", "pattern"} <= set(summary.columns)
+    for name in ("fig7_head_importance", "head_pruning_modes", "fig8_head_entropy", "fig12_pattern_layouts",
+                 "fig13_pattern_clusters"):  # fmt: skip
+        with Image.open(tiny_run / f"results/figures/tiny/{name}_val.png") as image:
+            assert min(image.size) > 300 and image.convert("L").getextrema()[1] > 100, name
+
+
 def test_report_gathers_figures_and_tables(tiny_run):
     from conftest import TINY_CONFIG
 
     run_from_root(tiny_run, TINY_CONFIG, "--report", "results/report.html")
     report = (tiny_run / "results/report.html").read_text()
-    for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft"):
+    for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft",
+                 "fig8_head_entropy"):  # fmt: skip
         assert name in report, name
     assert "Fig. 10" in report  # a caption
 
@@ -210,8 +259,13 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     assert {"retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft", "tables"} <= set(plan)
     assert not {"train_baseline", "evaluate_baseline", "attention_store", "interaction_store", "window_masks",
                 "token_masks", "responsive_fields"} & set(plan)  # fmt: skip
+    # The number of pattern clusters: the clustering and what shows it.
+    assert changed_plan(tiny_run, **{"heads.clusters": 3}) == {
+        "attention_patterns": experiments, "head_summary": experiments, "figure_heads": experiments, "all": 1,
+    }  # fmt: skip
     # How jobs run (device, loader workers, batch sizes): nothing.
-    assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5}) == {}
+    assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
+                                     "heads.batch_images": 3}) == {}  # fmt: skip
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -237,9 +291,15 @@ def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config
 
 def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tmp_path, tiny_config):
     """A second run of the same experiment (U streamed this time, which leaves the baseline's settings
-    alone) trains the same baseline bit for bit, and draws Fig. 3 from the figure images' attention."""
+    alone) trains the same baseline bit for bit, draws Fig. 3 from the figure images' attention, and
+    streams the same head-attention store as the Dask pass over the attention store."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
-    targets = ["results/tiny/model/metrics.json", "results/figures/tiny/fig3_attention_rows.png"]
+    head_store = "results/tiny/heads/val/attention.zarr"
+    targets = [
+        "results/tiny/model/metrics.json",
+        "results/figures/tiny/fig3_attention_rows.png",
+        f"{head_store}/zarr.json",
+    ]
     run_snakemake(tmp_path, tiny_config, *targets)
     first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
     second = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
@@ -252,6 +312,12 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     assert (tmp_path / "results/figures/tiny/fig3_attention_rows.png").stat().st_size > 10_000
     assert (tmp_path / "results/logs/interaction_streaming/tiny_val.log").is_file()
     assert not (tmp_path / "results/tiny/attention/val.zarr").exists()  # no full attention store
+    # The head-attention store streamed during inference equals the one computed from the attention store.
+    streamed = zarr.open_group(tmp_path / head_store, mode="r")
+    from_store = zarr.open_group(tiny_run / head_store, mode="r")
+    assert sorted(streamed.array_keys()) == sorted(from_store.array_keys())
+    for name in streamed.array_keys():
+        np.testing.assert_array_equal(streamed[name][:], from_store[name][:], err_msg=name)
 
 
 def test_snakemake_lint_is_clean(tmp_path):
