@@ -37,13 +37,19 @@ def image_subset(n_images: int, setting: int | str, seed: int, key: str = "heads
     return np.sort(np.random.default_rng(seed).choice(n_images, int(setting), replace=False))
 
 
-def head_reductions(attn: np.ndarray, n_prefix: int, grid: tuple[int, int], count: int) -> dict[str, np.ndarray]:
-    """The store's per-head arrays for a batch of attention (image, layer, head, T, T)."""
-    strength, distance = head_measures(attn, n_prefix, grid)
-    arrays = {"strength": strength, "mean_distance": distance, "patch_top": top_entries(attn, n_prefix, count)}
-    if n_prefix:
+def head_reductions(
+    attn: np.ndarray, n_prefix: int, grid: tuple[int, int], count: int, names: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """The store's per-head arrays (or only ``names`` of them) for a batch of attention (image, layer, head, T, T)."""
+    arrays = {}
+    wanted = set(names or ("strength", "mean_distance", "patch_top", "cls_pattern"))
+    if wanted & {"strength", "mean_distance"}:
+        arrays["strength"], arrays["mean_distance"] = head_measures(attn, n_prefix, grid)
+    if "patch_top" in wanted:
+        arrays["patch_top"] = top_entries(attn, n_prefix, count)
+    if "cls_pattern" in wanted and n_prefix:
         arrays["cls_pattern"] = cls_pattern(attn, n_prefix).astype(np.float16)
-    return arrays
+    return {name: values for name, values in arrays.items() if name in wanted}
 
 
 def store_settings(attributes: dict, n_layers: int, n_heads: int, top_share: float, n_images: int):
@@ -75,7 +81,7 @@ def compute_head_store(
         if name in PER_IMAGE_SPECS:
             continue
         per_block = attn.map_blocks(
-            lambda block, name=name: head_reductions(block, prefix, grid, count)[name],
+            lambda block, name=name: head_reductions(block, prefix, grid, count, (name,))[name],
             drop_axis=[3, 4] if len(spec.shape_per_image) == 2 else [4],
             chunks=(attn.chunks[0], *((s,) for s in spec.shape_per_image)),
             dtype=spec.dtype,
