@@ -139,6 +139,11 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     assert counts["figure_accuracy_vs_interactions"] == 1
     for rule in ("figure_attention_rows", "figure_patch_interactions", "figure_image_panels"):
         assert counts[rule] == REAL_SCALE[name], rule
+    # The head analyses of every experiment, on 1,000 val images streamed through the baseline.
+    assert config["heads"]["images"] == 1000
+    for rule in ("head_attention_streaming", "head_importance", "pattern_autoencoder", "attention_patterns",
+                 "image_overview", "head_summary", "figure_heads"):  # fmt: skip
+        assert counts[rule] == REAL_SCALE[name], rule
 
 
 @pytest.mark.slow
