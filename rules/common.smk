@@ -252,6 +252,18 @@ def figure_keep_stores(betas):
     ]
 
 
+def head_file(name):
+    """An output of the head analyses, as a pattern over {experiment} and {split}."""
+    return layout.head_file("{experiment}", "{split}", name)
+
+
+def head_store(wildcards):
+    """The head-attention store of the job's experiment and split."""
+    return zarr_target(
+        layout.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
+    )
+
+
 # ----------------------------------------------------------------------- targets
 
 

@@ -6,17 +6,6 @@
 
 HEADS = config["heads"]
 
-
-def head_file(name):
-    return layout.head_file("{experiment}", "{split}", name)
-
-
-def head_store(wildcards):
-    return zarr_target(
-        layout.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
-    )
-
-
 HEAD_STORE_PARAMS = dict(
     images=HEADS["images"],
     seed=config["seed"],
