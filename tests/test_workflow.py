@@ -183,8 +183,9 @@ def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
     assert len(clusters["mean_matrix"].iloc[0]) == 16 * 16 and clusters["name"].str.len().gt(0).all()
     overview = pd.read_parquet(heads / "image_overview.parquet")
     assert len(overview) == 20 and {"image_id", "x", "y", "label"} <= set(overview.columns)
-    codes = zarr.open_group(heads / "pattern_codes.zarr", mode="r")["codes"]
-    assert codes.shape == (20, 2, 2, 16)
+    codes = zarr.open_group(heads / "pattern_codes.zarr", mode="r")
+    assert codes["codes"].shape == (20, 2, 2, 16)
+    np.testing.assert_array_equal(codes["image_id"][:], attention["image_id"][:])
     assert (heads / "pattern_autoencoder.safetensors").is_file()
     assert not (heads / "pattern_autoencoder_checkpoint.pt").exists()
     summary = pd.read_parquet(tiny_run / "results/tables/head_summary_tiny_val.parquet")

@@ -11,6 +11,7 @@ from patchinteract.models.vit import select_device
 from patchinteract.models.weights import save_weights
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import ArraySpec, store_folder, write_arrays
+from patchinteract.stores.layouts import IMAGE_ID
 
 with logged_to(snakemake.log[0]) as log:
     params = snakemake.params
@@ -24,8 +25,9 @@ with logged_to(snakemake.log[0]) as log:
                                                               dict(store.attrs)),
     )  # fmt: skip
     save_weights(model, snakemake.output.weights)
-    spec = ArraySpec(codes.shape[1:], "float32", ("image", "layer", "head", "code"))
+    specs = {"codes": ArraySpec(codes.shape[1:], "float32", ("image", "layer", "head", "code"))} | IMAGE_ID
     attributes = dict(store.attrs) | {"autoencoder": params.settings, "final_loss": summary["final_loss"]}
-    write_arrays(store_folder(snakemake.output.codes), {"codes": codes}, {"codes": spec}, attributes)
+    arrays = {"codes": codes, "image_id": store["image_id"][:]}
+    write_arrays(store_folder(snakemake.output.codes), arrays, specs, attributes)
     Path(params.checkpoint).unlink(missing_ok=True)  # it only served to resume
     log.info("%d matrices, %d steps, final loss %.4f", summary["samples"], summary["steps"], summary["final_loss"])

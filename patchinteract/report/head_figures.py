@@ -103,8 +103,9 @@ def plot_pattern_layouts(patterns: pd.DataFrame, clusters: pd.DataFrame) -> plt.
         if patterns[x].isna().all():
             axis.text(0.5, 0.5, "no prefix (CLS) token", ha="center", va="center", transform=axis.transAxes)
         else:
+            # Rasterised: 144,000 vector points would make the PDF slow to write and to open.
             points = axis.scatter(patterns[x], patterns[y], c=patterns["layer"], cmap=colours, s=3, alpha=0.6,
-                                  vmin=-0.5, vmax=n_layers - 0.5, linewidths=0)  # fmt: skip
+                                  vmin=-0.5, vmax=n_layers - 0.5, linewidths=0, rasterized=True)  # fmt: skip
         axis.set_title(title)
         axis.set_xticks([])
         axis.set_yticks([])
@@ -122,12 +123,13 @@ def plot_cluster_means(clusters: pd.DataFrame) -> plt.Figure:
     count = len(clusters)
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
     for axis in axes.flat:
         axis.axis("off")
     for axis, cluster in zip(axes.flat, clusters.itertuples(), strict=False):
         axis.imshow(means[cluster.cluster], cmap="magma", interpolation="nearest")
-        axis.set_title(f"{cluster.cluster}: {cluster.name}\n{cluster.size} heads", fontsize=8)
+        # Mixture names can be long: break them at each "+".
+        name = cluster.name.replace("+", " +\n")
+        axis.set_title(f"{cluster.cluster}: {name}\n{cluster.size} heads", fontsize=8)
     figure.suptitle("Mean binarised patch matrix per cluster (rows: query patch, columns: key patch)")
-    figure.tight_layout()
     return figure
