@@ -125,6 +125,7 @@ rule attention_patterns:
         **resources_of("interaction"),
     params:
         perplexity=HEADS["perplexity"],
+        tsne_iterations=HEADS["tsne_iterations"],
         clusters=HEADS["clusters"],
         seed=config["seed"],
     script:
@@ -147,6 +148,7 @@ rule image_overview:
     params:
         metric=HEADS["overview_metric"],
         perplexity=HEADS["perplexity"],
+        tsne_iterations=HEADS["tsne_iterations"],
         seed=config["seed"],
     script:
         "../workflow_scripts/image_overview.py"

@@ -13,7 +13,7 @@ with logged_to(snakemake.log[0]) as log:
     codes = zarr.open_group(store_folder(snakemake.input.codes), mode="r")["codes"][:]
     patterns, clusters = pattern_tables(
         store, codes, perplexity=params.perplexity, n_clusters=params.clusters, seed=params.seed,
-        threads=snakemake.threads,
+        threads=snakemake.threads, iterations=params.tsne_iterations,
     )  # fmt: skip
     patterns.to_parquet(snakemake.output.patterns, index=False)
     clusters.to_parquet(snakemake.output.clusters, index=False)

@@ -9,7 +9,7 @@ with logged_to(snakemake.log[0]) as log:
     params = snakemake.params
     overview = image_overview(
         pd.read_parquet(snakemake.input.rows), pd.read_parquet(snakemake.input.images), metric=params.metric,
-        perplexity=params.perplexity, seed=params.seed, threads=snakemake.threads,
+        perplexity=params.perplexity, seed=params.seed, threads=snakemake.threads, iterations=params.tsne_iterations,
     )  # fmt: skip
     overview.to_parquet(snakemake.output.overview, index=False)
     log.info("%d images laid out by their %s vectors", len(overview), params.metric)

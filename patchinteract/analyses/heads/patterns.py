@@ -123,8 +123,11 @@ def encode_patterns(model: PatternAutoencoder, patterns: BinarisedPatterns, devi
 # ----------------------------------------------------------------------------- layouts and clusters
 
 
-def tsne_layout(features: np.ndarray, perplexity: float, seed: int, threads: int = 1) -> np.ndarray:
-    """2-D t-SNE (openTSNE, FFT-accelerated gradients, PCA initialisation) of ``features`` (samples, d).
+def tsne_layout(
+    features: np.ndarray, perplexity: float, seed: int, threads: int = 1, iterations: int = 500
+) -> np.ndarray:
+    """2-D t-SNE (openTSNE, PCA initialisation) of ``features`` (samples, d): 250 early-exaggeration
+    iterations, then ``iterations`` more.
 
     A perplexity too large for the number of samples is lowered to (samples - 1) / 3 (logged).
     """
@@ -138,7 +141,8 @@ def tsne_layout(features: np.ndarray, perplexity: float, seed: int, threads: int
         log.info("t-SNE of %d samples: perplexity %g lowered to %.1f", samples, perplexity, usable)
     # openTSNE's default gradients: Barnes-Hut below 10,000 points (2x faster than FFT on the demo's
     # 7,200 heads), FFT-interpolated above (linear in the points: 144,000 heads in benchmarks/bench_tsne.py).
-    embedding = TSNE(perplexity=usable, random_state=seed, n_jobs=threads, initialization="pca", verbose=False)
+    embedding = TSNE(perplexity=usable, random_state=seed, n_jobs=threads, initialization="pca", n_iter=iterations,
+                     verbose=False)  # fmt: skip
     return np.asarray(embedding.fit(np.asarray(features, dtype=np.float64)), dtype=np.float32)
 
 

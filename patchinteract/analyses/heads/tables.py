@@ -27,8 +27,9 @@ def head_index(image_ids: np.ndarray, n_layers: int, n_heads: int) -> pd.DataFra
 
 
 def pattern_tables(
-    store_path, codes: np.ndarray, *, perplexity: float, n_clusters: int, seed: int, threads: int = 1
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    store_path, codes: np.ndarray, *, perplexity: float, n_clusters: int, seed: int, threads: int = 1,
+    iterations: int = 500,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Per head: the t-SNE of its CLS pattern (NaN without a prefix token) and of its code, and its
     k-means cluster; per cluster: size, name, mean layer, the pattern scores of its mean binarised
     matrix, and that matrix (``mean_matrix``, N·N values in row-major order). Returns (patterns, clusters)."""
@@ -39,10 +40,11 @@ def pattern_tables(
     table = head_index(image_ids, n_layers, n_heads)
     flat_codes = codes.reshape(len(table), -1)
     if "cls_pattern" in store:
-        cls = tsne_layout(store["cls_pattern"][:].reshape(len(table), -1).astype(np.float32), perplexity, seed, threads)
+        cls_patterns = store["cls_pattern"][:].reshape(len(table), -1).astype(np.float32)
+        cls = tsne_layout(cls_patterns, perplexity, seed, threads, iterations)
     else:  # no prefix token: no CLS pattern
         cls = np.full((len(table), 2), np.nan, np.float32)
-    patch = tsne_layout(flat_codes, perplexity, seed, threads)
+    patch = tsne_layout(flat_codes, perplexity, seed, threads, iterations)
     table["cls_x"], table["cls_y"], table["patch_x"], table["patch_y"] = cls[:, 0], cls[:, 1], patch[:, 0], patch[:, 1]
     table["cluster"] = cluster_codes(flat_codes, n_clusters, seed)
     n_found = int(table["cluster"].max()) + 1
@@ -71,13 +73,14 @@ def importance_vectors(importance: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def image_overview(
-    importance: pd.DataFrame, images: pd.DataFrame, *, metric: str, perplexity: float, seed: int, threads: int = 1
-) -> pd.DataFrame:
+    importance: pd.DataFrame, images: pd.DataFrame, *, metric: str, perplexity: float, seed: int, threads: int = 1,
+    iterations: int = 500,
+) -> pd.DataFrame:  # fmt: skip
     """The Image Overview (Sec. 5.1): t-SNE of every image's head-importance vector (l·k values)."""
     vectors = importance_vectors(importance, metric)
     if vectors.isna().all(axis=None):
         raise ValueError(f"heads.overview_metric: {metric} is undefined for this model (no prefix token)")
-    layout = tsne_layout(vectors.fillna(0.0).to_numpy(np.float32), perplexity, seed, threads)
+    layout = tsne_layout(vectors.fillna(0.0).to_numpy(np.float32), perplexity, seed, threads, iterations)
     overview = pd.DataFrame({"image_id": vectors.index, "x": layout[:, 0], "y": layout[:, 1], "metric": metric})
     return overview.merge(images[["image_id", "label", "prediction", "true_prob"]], on="image_id")
 
