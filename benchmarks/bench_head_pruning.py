@@ -34,6 +34,8 @@ def naive_pruning(model, images, share: float):
     for layer, v in work:
         with attention_multiplied(modules[layer], variants.masks[v : v + 1]):
             outputs[(layer, v)] = model(images).softmax(-1)
+    if images.is_cuda:  # the forwards above are queued, not finished
+        torch.cuda.synchronize()
     total = len(modules) * len(variants.masks)
     return outputs, len(work), total
 
@@ -44,11 +46,14 @@ def main():
     parser.add_argument("--images", type=int, default=1, help="images (the batched path takes them together)")
     parser.add_argument("--naive-share", type=float, default=1.0, help="share of the naive forwards timed")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = vit_b16(args.img_size)
-    images = torch.randn(args.images, 3, args.img_size, args.img_size, generator=torch.Generator().manual_seed(0))
-    labels = torch.zeros(args.images, dtype=torch.long)
+    device = torch.device(args.device)
+    model = vit_b16(args.img_size).to(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(args.images, 3, args.img_size, args.img_size, generator=generator).to(device)
+    labels = torch.zeros(args.images, dtype=torch.long, device=device)
     with FlopCounterMode(display=False) as counter:  # counting adds little next to ViT-B's matrix products
         batched_seconds, arrays = timed(head_importance_batch, model, images, labels)
     flops = counter.get_total_flops() / args.images
