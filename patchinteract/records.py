@@ -34,6 +34,12 @@ def model_record(record: dict, vit) -> dict:
     return record | {"n_patches": rows * cols, "code_revision": code_revision()}
 
 
+def store_record(record: dict, split: str) -> dict:
+    """Attributes an inference store carries about its run: experiment, split, model, config hash, code revision."""
+    return {"experiment": record["experiment"], "split": split, "model": record["model"],
+            "config_hash": record["config_hash"], "code_revision": code_revision()}  # fmt: skip
+
+
 def write_json(path: str | Path, data: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

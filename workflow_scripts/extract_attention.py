@@ -7,7 +7,7 @@ import torch
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
-from patchinteract.records import code_revision
+from patchinteract.records import store_record
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder
 
@@ -23,7 +23,6 @@ with logged_to(snakemake.log[0]) as log:
         write, options["chunk_setting"] = write_attention_store, params.images_per_chunk
     else:
         write = write_interaction_store_streaming
-    record = params.record
     path = write(
         model,
         dataset,
@@ -33,7 +32,6 @@ with logged_to(snakemake.log[0]) as log:
         workers=execution.loader_workers,
         compression_level=params.compression_level,
         **options,
-        attributes={"experiment": record["experiment"], "split": split, "model": record["model"],
-                    "config_hash": record["config_hash"], "code_revision": code_revision()},
+        attributes=store_record(params.record, split),
     )  # fmt: skip
     log.info("wrote %s", path)

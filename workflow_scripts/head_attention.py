@@ -29,20 +29,17 @@ with logged_to(snakemake.log[0]) as log:
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline, select_device
-        from patchinteract.records import code_revision
+        from patchinteract.records import store_record
 
         torch_threads(snakemake.threads)
         model = load_baseline(params.model, inputs.weights, inputs.manifest)
         dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
         images = image_subset(len(dataset), params.images, params.seed)
-        record = params.record
         write_head_store_streaming(
             model, torch.utils.data.Subset(dataset, images.tolist()), out, params.top_share,
             device=select_device(execution.device), batch_size=execution.batch_size,
             workers=execution.loader_workers, compression_level=params.compression_level,
-            attributes={"experiment": record["experiment"], "split": snakemake.wildcards.split,
-                        "model": record["model"], "config_hash": record["config_hash"],
-                        "code_revision": code_revision()},
+            attributes=store_record(params.record, snakemake.wildcards.split),
         )  # fmt: skip
     per_hop, per_head = strength_tables(out)
     per_hop.to_parquet(snakemake.output.strength, index=False)

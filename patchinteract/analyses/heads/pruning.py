@@ -5,7 +5,7 @@ regions of the matrix (the six modes of :data:`PRUNING_MODES`), so the head adds
 nothing from those regions to its layer's output. One image's pruned variants
 of layer i all share the stem and blocks 0..i-1, which run once; block i runs on
 a batch of copies of their output, each copy with its own attention mask (a
-forward hook on the block's ``attn_drop``, whose input is the softmax output),
+forward pre-hook on the block's ``attn_drop``, whose input is the softmax output),
 and the blocks after it run on the whole batch of variants. Everything else is
 timm's own forward, so any timm ViT (registers, layer scale, QK-norm) works.
 """
