@@ -54,13 +54,14 @@ def fill_store(
     model,
     dataset,
     store: ChunkedStore,
-    outputs: Callable[[np.ndarray, int], dict[str, np.ndarray]],
+    outputs: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
     *,
     device: torch.device,
     batch_size: int,
     workers: int,
 ) -> None:
-    """Run the model over the store's pending chunks and write ``outputs(attention, first_image)`` per chunk.
+    """Run the model over the store's pending chunks and write ``outputs(attention, images)`` per chunk
+    (``images``: the store indices of the batch).
 
     Forward batches hold ``batch_size`` images whatever the chunk length; each
     batch's outputs are cut at chunk boundaries and a chunk is written as soon
@@ -75,7 +76,7 @@ def fill_store(
     pieces: list[dict[str, np.ndarray]] = []
     filled = 0
     for attention, per_image in attention_batches(model, dataset, indices, device, batch_size, workers):
-        batch = outputs(attention, indices[seen]) | per_image
+        batch = outputs(attention, np.asarray(indices[seen : seen + len(attention)])) | per_image
         offset, size = 0, len(attention)
         while offset < size:
             chunk_start, chunk_stop = store.image_range(chunk)
@@ -102,7 +103,7 @@ def write_attention_store(
     chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
     store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
     fill_store(
-        model, dataset, store, lambda attention, _first: {"attn": attention},
+        model, dataset, store, lambda attention, _images: {"attn": attention},
         device=device, batch_size=batch_size, workers=workers,
     )  # fmt: skip
     return store.finalize()
@@ -119,8 +120,8 @@ def write_interaction_store_streaming(
         compression_level,
     )  # fmt: skip
 
-    def interaction_outputs(attention, first_image):
-        interaction = interaction_map(attention, prefix, first_image=first_image)
+    def interaction_outputs(attention, images):
+        interaction = interaction_map(attention, prefix, first_image=int(images[0]))
         return {"U": interaction, "dip_score": dip_score(interaction)}
 
     fill_store(model, dataset, store, interaction_outputs, device=device, batch_size=batch_size, workers=workers)

@@ -114,3 +114,28 @@ def scaled_input(module: nn.Module, scale: torch.Tensor):
         yield
     finally:
         handle.remove()
+
+
+@contextlib.contextmanager
+def dropped_tokens(vit: nn.Module, keep: torch.Tensor):
+    """Remove the patch tokens that ``keep`` (image, N) marks False, after the position embedding,
+    while the context is open. Every image must keep as many patches (the tokens form one batch).
+
+    timm has no token-selection hook outside training (its PatchDropout is random), so a forward
+    hook on ``patch_drop`` gathers the kept tokens; prefix tokens always stay.
+    """
+    kept = keep.sum(dim=1)
+    if kept.numel() and not bool((kept == kept[0]).all()):
+        raise ValueError(f"every image must keep as many patches to drop tokens, got {kept.unique().tolist()}")
+    prefix = n_prefix_tokens(vit)
+    index = keep.nonzero()[:, 1].view(keep.shape[0], -1)  # row-major order of the kept patches
+
+    def gather(_module, _args, tokens):
+        index_ = index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1])
+        return torch.cat([tokens[:, :prefix], tokens[:, prefix:].gather(1, index_)], dim=1)
+
+    handle = vit.patch_drop.register_forward_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()

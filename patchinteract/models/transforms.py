@@ -25,17 +25,23 @@ def data_config(model: timm.models.VisionTransformer) -> dict:
     return config
 
 
-def eval_transform(model: torch.nn.Module):
-    """Resize, centre crop and normalise as the model's timm data config says."""
+def eval_view(model: torch.nn.Module):
+    """The evaluation view as a PIL image: resize and centre crop as the model's timm data config says."""
     config = data_config(model)
     size = config["input_size"][-1]
     return transforms.Compose(
         [
             transforms.Resize(int(size / config["crop_pct"]), interpolation=transforms.InterpolationMode.BICUBIC),
             transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize(config["mean"], config["std"]),
         ]
+    )
+
+
+def eval_transform(model: torch.nn.Module):
+    """The evaluation view, normalised as the model's timm data config says."""
+    config = data_config(model)
+    return transforms.Compose(
+        [eval_view(model), transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
     )
 
 

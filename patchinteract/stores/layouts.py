@@ -96,3 +96,33 @@ def head_attention_specs(
     if n_prefix:
         specs["cls_pattern"] = ArraySpec((n_layers, n_heads, n_prefix + 2 * n), "float16", (*heads, "position"))
     return specs | PER_IMAGE_SPECS
+
+
+def keypoint_specs(n_patches: int) -> dict[str, ArraySpec]:
+    """A keypoint store (Wu et al.): the SIFT keypoint count t of every patch, label and image_id."""
+    return {
+        "keypoints": ArraySpec((n_patches,), "int32", ("image", "patch")),
+        "label": PER_IMAGE_SPECS["label"],
+        "image_id": PER_IMAGE_SPECS["image_id"],
+    }
+
+
+def keypoint_figure_specs(view_shape: tuple[int, ...], width: int) -> dict[str, ArraySpec]:
+    """The figure images of a keypoint store: their evaluation views and keypoints (x, y, size), NaN-padded."""
+    return {
+        "view": ArraySpec(tuple(view_shape), "uint8", ("image", "y", "x", "rgb")),
+        "points": ArraySpec((width, 3), "float32", ("image", "keypoint", "point")),
+        **IMAGE_ID,
+    }
+
+
+def semantics_specs(n_layers: int, n_heads: int, n_patches: int) -> dict[str, ArraySpec]:
+    """A semantics store (Wu et al.): θ_KK, θ_NK and the focus index per head, θ_i averaged over heads."""
+    heads = ("image", "layer", "head")
+    return {
+        "theta_kk": ArraySpec((n_layers, n_heads), "float32", heads),
+        "theta_nk": ArraySpec((n_layers, n_heads), "float32", heads),
+        "focus_index": ArraySpec((n_layers, n_heads), "float32", heads),
+        "theta_patch": ArraySpec((n_layers, n_patches), "float32", ("image", "layer", "patch")),
+        **PER_IMAGE_SPECS,
+    }

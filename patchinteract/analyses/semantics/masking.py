@@ -1,0 +1,141 @@
+"""Masking by θ (Wu et al., Sec. 5.1, Fig. 8): mask the patches of highest (top) or lowest (bottom) θ_i,
+or random ones (the control), and measure the baseline's top-1 on val.
+
+A patch's score is θ_i averaged over heads (the semantics store's ``theta_patch``) and then over the
+chosen layers. Ratio r masks floor(r·N + 1/2) patches. Masking either zeroes the patch's pixels after
+normalisation (``zero``: the data set's mean colour) or removes its token after the position embedding
+(``drop``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from patchinteract.analyses.semantics.interrelation import nan_mean
+from patchinteract.models.masked import dropped_tokens
+from patchinteract.models.vit import patch_grid
+from patchinteract.training.evaluation import TopKAccuracy
+from patchinteract.training.loop import autocast
+
+log = logging.getLogger(__name__)
+
+MASK_ORDERS = ("top", "bottom", "random")
+MASK_MODES = ("zero", "drop")
+
+
+def check_ratios(ratios: list[float]) -> list[float]:
+    """The sorted distinct ratios, each in [0, 1); raises ValueError naming semantics.masking.ratios."""
+    bad = [r for r in ratios if not 0 <= r < 1]
+    if bad:
+        raise ValueError(f"semantics.masking.ratios must lie in [0, 1), got {bad}")
+    return sorted(set(float(r) for r in ratios))
+
+
+def patch_scores(theta_patch: np.ndarray, layers: str | list[int]) -> np.ndarray:
+    """(image, N): θ_i averaged over heads (already, in the store) and over ``layers`` ("all" or indices).
+    A patch without θ (an empty attended set in every head, only possible for γ > 1) scores NaN."""
+    if layers != "all":
+        n_layers = theta_patch.shape[1]
+        if not layers or any(not 0 <= int(layer) < n_layers for layer in layers):
+            raise ValueError(f"semantics.masking.layers: {layers} is not a list of layers in 0..{n_layers - 1}")
+        theta_patch = theta_patch[:, sorted({int(layer) for layer in layers})]
+    return nan_mean(theta_patch, axis=1)
+
+
+def masked_count(ratio: float, n_patches: int) -> int:
+    """floor(r·N + 1/2) patches are masked at ratio r."""
+    return int(np.floor(ratio * n_patches + 0.5))
+
+
+def patch_ranking(scores: np.ndarray, order: str, seed: int = 0) -> np.ndarray:
+    """(image, N): the patches of every image in the order they are masked.
+
+    top: highest score first; bottom: lowest first (ties: lower patch index first; NaN scores rank
+    as the lowest in both); random: a permutation per image drawn from ``seed``.
+    """
+    filled = np.nan_to_num(scores, nan=-np.inf)
+    if order == "top":
+        return np.argsort(-filled, axis=1, kind="stable")
+    if order == "bottom":
+        return np.argsort(filled, axis=1, kind="stable")
+    if order == "random":
+        return np.argsort(np.random.default_rng(seed).random(scores.shape), axis=1)
+    raise ValueError(f"masking order must be one of {MASK_ORDERS}, got '{order}'")
+
+
+def keep_mask(ranking: np.ndarray, count: int) -> np.ndarray:
+    """(image, N) bool: False for the first ``count`` patches of each ranking."""
+    keep = np.ones(ranking.shape, dtype=bool)
+    np.put_along_axis(keep, ranking[:, :count], False, axis=1)
+    return keep
+
+
+def zeroed_patches(images: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``images`` (B, C, H, W) with the pixels of the patches that ``keep`` (B, N) marks False set to 0."""
+    rows, cols = grid
+    pixels = keep.view(-1, 1, rows, cols).to(images.dtype)
+    pixels = pixels.repeat_interleave(images.shape[-2] // rows, dim=2).repeat_interleave(images.shape[-1] // cols, 3)
+    return images * pixels
+
+
+def masked_logits(model, images: torch.Tensor, keep: torch.Tensor, mode: str) -> torch.Tensor:
+    """The model's logits on ``images`` with the patches ``keep`` marks False masked by ``mode``."""
+    if mode == "zero":
+        return model(zeroed_patches(images, keep, patch_grid(model)))
+    if mode == "drop":
+        with dropped_tokens(model, keep):
+            return model(images)
+    raise ValueError(f"semantics.masking.mode must be one of {MASK_MODES}, got '{mode}'")
+
+
+@torch.no_grad()
+def masking_accuracy(
+    model, loader, rankings: dict[tuple[str, int | None], np.ndarray], ratios: list[float], mode: str,
+    device: torch.device,
+) -> pd.DataFrame:  # fmt: skip
+    """Top-1 (and top-5) of ``model`` over ``loader`` (in the order of ``rankings``' images) for every
+    ratio and ranking, each image loaded once. r = 0 is always included: the unmasked model, evaluated
+    as the baseline's evaluation is, so its top-1 is the baseline's.
+
+    ``rankings`` maps (order, seed) to an (image, N) ranking (:func:`patch_ranking`; seed None for top
+    and bottom). Returns one row per (r, order, seed): r, order, seed, masked_patches, top1, top5, n_images.
+    """
+    ratios = check_ratios([0.0, *ratios])
+    model.to(device).eval()
+    n = next(iter(rankings.values())).shape[1]
+    variants = [(r, key) for r in ratios if masked_count(r, n) > 0 for key in rankings]
+    unmasked, accuracy = TopKAccuracy(), {variant: TopKAccuracy() for variant in variants}
+    start = 0
+    for images, labels, _ids in tqdm(loader, desc="masking", unit="batch", mininterval=5):
+        images, labels = images.to(device), labels.to(device)
+        stop = start + len(images)
+        with autocast(device):
+            unmasked.update(model(images), labels)
+            for ratio, key in variants:
+                keep = torch.from_numpy(keep_mask(rankings[key][start:stop], masked_count(ratio, n))).to(device)
+                accuracy[ratio, key].update(masked_logits(model, images, keep, mode), labels)
+        start = stop
+    if start != len(next(iter(rankings.values()))):
+        raise ValueError(f"the loader gave {start} images, the θ scores are of {len(next(iter(rankings.values())))}")
+    rows = []
+    for ratio in ratios:
+        for order, seed in rankings:
+            count = masked_count(ratio, n)
+            result = (accuracy[ratio, (order, seed)] if count else unmasked).result()
+            rows.append({"r": ratio, "order": order, "seed": seed, "masked_patches": count} | result)
+    table = pd.DataFrame(rows)
+    table["seed"] = table["seed"].astype("Int64")
+    return table[["r", "order", "seed", "masked_patches", "top1", "top5", "n_images"]]
+
+
+def masking_rankings(scores: np.ndarray, random_seeds: int, seed: int) -> dict[tuple[str, int | None], np.ndarray]:
+    """Top, bottom and ``random_seeds`` random rankings (seeds seed, seed + 1, ...)."""
+    rankings = {("top", None): patch_ranking(scores, "top"), ("bottom", None): patch_ranking(scores, "bottom")}
+    for offset in range(random_seeds):
+        rankings["random", seed + offset] = patch_ranking(scores, "random", seed + offset)
+    return rankings
