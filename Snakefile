@@ -33,6 +33,7 @@ include: "rules/masks.smk"
 include: "rules/retrain.smk"
 include: "rules/report.smk"
 include: "rules/heads.smk"
+include: "rules/semantics.smk"
 
 
 rule all:
@@ -45,3 +46,4 @@ rule all:
         rules.tables.output,
         figures(),
         head_analyses(),
+        semantic_analyses(),

@@ -130,6 +130,12 @@ def head_file(experiment: str, split: str, name: str) -> str:
     return f"{RESULTS}/{experiment}/heads/{split}/{name}"
 
 
+def semantics_file(experiment: str, split: str, name: str) -> str:
+    """Outputs of the semantic analyses (Wu et al.) of an experiment's split: keypoints.zarr,
+    figure_keypoints.zarr, semantics.zarr, theta.parquet, theta_masking.parquet (val)."""
+    return f"{RESULTS}/{experiment}/semantics/{split}/{name}"
+
+
 def branch_file(experiment: str, branch: str, name: str) -> str:
     """Files of a retrained branch: metrics.json, model.safetensors, checkpoint.pt, figure_windows.zarr (WinFT)."""
     return f"{RESULTS}/{experiment}/retrain/{branch}/{name}"

@@ -264,6 +264,25 @@ def head_store(wildcards):
     )
 
 
+def semantics_file(name):
+    """An output of the semantic analyses, as a pattern over {experiment} and {split}."""
+    return layout.semantics_file("{experiment}", "{split}", name)
+
+
+def semantics_store(split):
+    """Input function: the semantics store of the job's experiment and ``split``."""
+    return lambda wildcards: zarr_target(
+        layout.semantics_file(wildcards.experiment, split, "semantics.zarr")
+    )
+
+
+def keypoint_store(wildcards):
+    """The keypoint store of the job's experiment and split."""
+    return zarr_target(
+        layout.semantics_file(wildcards.experiment, wildcards.split, "keypoints.zarr")
+    )
+
+
 # ----------------------------------------------------------------------- targets
 
 
@@ -338,5 +357,22 @@ def head_analyses():
             layout.head_file(experiment, split, "image_overview.parquet"),
             layout.head_file(experiment, split, "attention_strength.parquet"),
             layout.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
+        ]
+    return targets
+
+
+def semantic_analyses():
+    """Outputs of the semantic analyses (Wu et al.) of every experiment, unless semantics.enabled is false."""
+    if not config["semantics"]["enabled"]:
+        return []
+    targets = []
+    for experiment in config["experiments"]:
+        targets += [
+            layout.table_file(f"semantics_summary_{experiment}_{split}", ".parquet")
+            for split in config["semantics"]["splits"]
+        ]
+        targets += [
+            layout.semantics_file(experiment, "val", "theta_masking.parquet"),
+            layout.figure_file("theta_masking", ".png", experiment),
         ]
     return targets

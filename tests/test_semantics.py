@@ -153,6 +153,8 @@ def test_location_patches_at_the_borders():
     assert region_patches(discs, grid, patch).astype(int).tolist() == [[1, 1, 0, 1, 1, 0], [0, 1, 0, 0, 0, 0]]
     with pytest.raises(ValueError, match="semantics.keypoints.assign"):
         keypoint_counts(points, grid, patch, "nearest")
+    for assign in ("location", "region"):  # an image without keypoints
+        assert keypoint_counts(np.zeros((0, 3), np.float32), grid, patch, assign).tolist() == [0] * 6
 
 
 def drawn_corners(size=64):
@@ -312,11 +314,14 @@ def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digi
     assert counts.shape == (len(views), 16) and stored["image_id"][:].tolist() == views.image_ids.tolist()
     assert counts[3].tolist() == counter.counts(np.asarray(views[3][0])).tolist()
     assert 0 < (counts > 0).mean() < 1  # keypoint and non-keypoint patches both occur
-    figure = zarr.open_group(write_figure_keypoints(views, tmp_path / "f.zarr", counter, 2), mode="r")
-    assert figure["view"].shape == (2, 16, 16, 3) and figure["image_id"][:].tolist() == views.image_ids[:2].tolist()
-    points = figure["points"][0]
-    points = points[~np.isnan(points[:, 0])]
-    assert keypoint_counts(points, (4, 4), (4, 4), "region").tolist() == counts[0].tolist()
+    figure = zarr.open_group(write_figure_keypoints(views, tmp_path / "f.zarr", counter, 3), mode="r")
+    index = figure["index"][:]
+    assert index.tolist() == [0, 18, 35] and figure["view"].shape == (3, 16, 16, 3)  # spread over the split
+    assert figure["image_id"][:].tolist() == views.image_ids[index].tolist()
+    for row, image in enumerate(index):
+        points = figure["points"][row]
+        points = points[~np.isnan(points[:, 0])]
+        assert keypoint_counts(points, (4, 4), (4, 4), "region").tolist() == counts[image].tolist()
 
     dataset = eval_dataset(model, digits_manifest, "train")
     options = dict(device=torch.device("cpu"), batch_size=5, workers=0, compression_level=1)

@@ -108,10 +108,12 @@ def keypoint_specs(n_patches: int) -> dict[str, ArraySpec]:
 
 
 def keypoint_figure_specs(view_shape: tuple[int, ...], width: int) -> dict[str, ArraySpec]:
-    """The figure images of a keypoint store: their evaluation views and keypoints (x, y, size), NaN-padded."""
+    """The figure images of a keypoint store: their evaluation views, keypoints (x, y, size) NaN-padded, and
+    their indices in the store."""
     return {
         "view": ArraySpec(tuple(view_shape), "uint8", ("image", "y", "x", "rgb")),
         "points": ArraySpec((width, 3), "float32", ("image", "keypoint", "point")),
+        "index": ArraySpec((), "int64", ("image",)),
         **IMAGE_ID,
     }
 

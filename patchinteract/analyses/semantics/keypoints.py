@@ -19,8 +19,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import zarr
 from tqdm.auto import tqdm
 
+from patchinteract.models.vit import patch_grid
 from patchinteract.stores.chunked import ChunkedStore, images_per_chunk, write_arrays
 from patchinteract.stores.layouts import keypoint_figure_specs, keypoint_specs
 
@@ -65,10 +67,10 @@ def region_patches(points: np.ndarray, grid: tuple[int, int], patch: tuple[int, 
     # distance from the centre to the nearest point of each patch, per axis
     dy = np.clip(y, top, top + patch[0]) - y  # (K, rows)
     dx = np.clip(x, left, left + patch[1]) - x  # (K, cols)
-    inside = dy[:, :, None] ** 2 + dx[:, None, :] ** 2 <= radius[:, :, None] ** 2
+    inside = (dy[:, :, None] ** 2 + dx[:, None, :] ** 2 <= radius[:, :, None] ** 2).reshape(len(points), rows * cols)
     # a disc wholly outside the image still belongs to the patch that contains its centre
-    inside.reshape(len(points), -1)[np.arange(len(points)), location_patches(points, grid, patch)] = True
-    return inside.reshape(len(points), rows * cols)
+    inside[np.arange(len(points)), location_patches(points, grid, patch)] = True
+    return inside
 
 
 def keypoint_counts(points: np.ndarray, grid: tuple[int, int], patch: tuple[int, int], assign: str) -> np.ndarray:
@@ -103,6 +105,24 @@ class KeypointCounter:
 
     def counts(self, view: np.ndarray) -> np.ndarray:
         return keypoint_counts(self.points(view), self.grid, self.patch, self.settings["assign"])
+
+    def attributes(self) -> dict:
+        """What the counts depend on, kept in the store's attributes."""
+        return {"grid": list(self.grid), "patch_size": list(self.patch), "keypoints": dict(self.settings)}
+
+    @staticmethod
+    def describe(store_path: Path | str) -> str:
+        """A one-line account of a keypoint store: keypoints per image, keypoint patches, images without any."""
+        counts = zarr.open_group(store_path, mode="r")["keypoints"][:]
+        return (
+            f"{len(counts)} images, {counts.sum(axis=1).mean():.2f} keypoint assignments per image, "
+            f"{(counts > 0).mean():.1%} keypoint patches, {int((counts.sum(axis=1) == 0).sum())} images without any"
+        )
+
+
+def keypoint_counter(model, settings: dict) -> KeypointCounter:
+    """The counter of a timm ViT's patch grid and patch size."""
+    return KeypointCounter(patch_grid(model), tuple(int(p) for p in model.patch_embed.patch_size), settings)
 
 
 def write_keypoint_store(
@@ -139,12 +159,18 @@ def write_keypoint_store(
     return store.finalize()
 
 
+def figure_indices(n_images: int, count: int) -> np.ndarray:
+    """``count`` images spread evenly over a split (its first and last included), as store indices."""
+    return np.unique(np.linspace(0, n_images - 1, min(count, n_images)).round().astype(np.int64))
+
+
 def write_figure_keypoints(
     views, path: Path | str, counter: KeypointCounter, count: int, compression_level: int = 1
 ) -> Path:
-    """The first ``count`` views of a split with their keypoints, for the figures: ``view`` (image, H,
-    W, 3) uint8, ``points`` (image, K_max, 3) NaN-padded (x, y, size), ``image_id``."""
-    indices = range(min(count, len(views)))
+    """``count`` views spread over a split (:func:`figure_indices`; manifest order is by class) with their
+    keypoints, for the figures: ``view`` (image, H, W, 3) uint8, ``points`` (image, K_max, 3) NaN-padded
+    (x, y, size), ``index`` (the store index of each image) and ``image_id``."""
+    indices = figure_indices(len(views), count)
     images = [np.asarray(views[i][0]) for i in indices]
     points = [counter.points(image) for image in images]
     width = max([1, *(len(p) for p in points)])
@@ -154,8 +180,8 @@ def write_figure_keypoints(
     arrays = {
         "view": np.stack(images),
         "points": padded,
+        "index": indices,
         "image_id": np.asarray([views[i][2] for i in indices], np.int64),
     }
     specs = keypoint_figure_specs(images[0].shape, width)
-    return write_arrays(path, arrays, specs, {"grid": list(counter.grid), "patch_size": list(counter.patch)},
-                        compression_level)  # fmt: skip
+    return write_arrays(path, arrays, specs, counter.attributes(), compression_level)

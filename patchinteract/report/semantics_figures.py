@@ -1,0 +1,103 @@
+"""Figures of the semantic analyses (Wu et al.): θ_KK, θ_NK, θ_KN, θ_NN per layer (Fig. 5), the focus index
+per layer (Fig. 6), accuracy under masking by θ with the random control (Fig. 8), and the keypoints and
+masked patches of a few images. Called by notebooks/semantic_analyses.ipynb."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from patchinteract.analyses.semantics.masking import keep_mask, masked_count, patch_ranking
+from patchinteract.report.figures import show_dropped_patches
+
+THETA_LABELS = {
+    "theta_kk": "θ_KK  keypoint → keypoint",
+    "theta_nk": "θ_NK  non-keypoint → keypoint",
+    "theta_kn": "θ_KN  keypoint → non-keypoint",
+    "theta_nn": "θ_NN  non-keypoint → non-keypoint",
+}
+ORDER_COLOURS = {"top": "tab:red", "bottom": "tab:blue", "random": "grey"}
+
+
+def per_layer_points(axis, summary: pd.DataFrame, column: str, colour: str, label: str) -> None:
+    """One point per head (its mean over images) and the line of the layer means."""
+    jitter = (summary["head"] / max(1, summary["head"].max()) - 0.5) * 0.3
+    axis.scatter(summary["layer"] + jitter, summary[column], s=10, color=colour, alpha=0.5, linewidth=0)
+    means = summary.groupby("layer")[column].mean()
+    axis.plot(means.index, means.to_numpy(), color=colour, linewidth=2, marker="o", markersize=3, label=label)
+
+
+def plot_theta_per_layer(summary: pd.DataFrame) -> plt.Figure:
+    """Fig. 5: θ_KK, θ_NK, θ_KN and θ_NN of every head against the layer, with the layer means."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    pairs = (("theta_kk", "theta_nk"), ("theta_kn", "theta_nn"))
+    for axis, columns in zip(axes, pairs, strict=True):
+        for column, colour in zip(columns, ("tab:blue", "tab:orange"), strict=True):
+            per_layer_points(axis, summary, column, colour, THETA_LABELS[column])
+        axis.set_xlabel("layer")
+        axis.set_xticks(sorted(summary["layer"].unique()))
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("θ (mean over images)")
+    images = int(summary["images"].max())
+    without = int(summary["images_without_kk"].max()), int(summary["images_without_nk"].max())
+    figure.suptitle(
+        f"Patch interrelation θ per head and layer: {images} images "
+        f"({without[0]} without keypoint patches, {without[1]} without non-keypoint patches)", fontsize=10,
+    )  # fmt: skip
+    return figure
+
+
+def plot_focus_index(summary: pd.DataFrame) -> plt.Figure:
+    """Fig. 6: the attention focus index of every head against the layer (higher = broader attention)."""
+    figure, axis = plt.subplots(figsize=(5, 3.6))
+    per_layer_points(axis, summary, "focus_index", "tab:blue", "layer mean")
+    axis.set_xlabel("layer")
+    axis.set_xticks(sorted(summary["layer"].unique()))
+    axis.set_ylabel("focus index (entropy, nats)")
+    axis.legend(fontsize=8)
+    axis.set_title("Attention focus index per head (higher = broader)", fontsize=10)
+    return figure
+
+
+def plot_theta_masking(masking: pd.DataFrame) -> plt.Figure:
+    """Fig. 8: val top-1 against the masked share r for Top and Bottom θ, and the random control (mean and
+    the range over seeds)."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    for order in ("top", "bottom"):
+        rows = masking[masking["order"] == order].sort_values("r")
+        axis.plot(rows["r"] * 100, rows["top1"], marker="o", color=ORDER_COLOURS[order], label=f"{order} θ masked")
+    random = masking[masking["order"] == "random"].groupby("r")["top1"].agg(["mean", "min", "max"])
+    seeds = masking.loc[masking["order"] == "random", "seed"].nunique()
+    axis.plot(random.index * 100, random["mean"], color=ORDER_COLOURS["random"], linestyle="--",
+              label=f"random (mean of {seeds} seeds)")  # fmt: skip
+    axis.fill_between(random.index * 100, random["min"], random["max"], color=ORDER_COLOURS["random"], alpha=0.25,
+                      linewidth=0, label="random (range)")  # fmt: skip
+    axis.set_xlabel("masked patches r (%)")
+    axis.set_ylabel("val top-1 (%)")
+    axis.legend(fontsize=8)
+    axis.set_title(f"Masking by θ ({int(masking['n_images'].iloc[0])} val images)", fontsize=10)
+    return figure
+
+
+def plot_masked_patches(
+    views: np.ndarray, points: np.ndarray, scores: np.ndarray, ratio: float, grid: tuple[int, int],
+    image_ids: np.ndarray,
+) -> plt.Figure:  # fmt: skip
+    """For each image: its SIFT keypoints (circles of the keypoint's scale), and the top and bottom r of the
+    patches by θ masked (red). ``views`` (image, H, W, 3), ``points`` (image, K, 3) NaN-padded, ``scores``
+    (image, N) the patch scores of the same images."""
+    count = masked_count(ratio, scores.shape[1])
+    figure, axes = plt.subplots(len(views), 3, figsize=(7.5, 2.6 * len(views)), squeeze=False)
+    for row, view in enumerate(views):
+        axis = axes[row, 0]
+        axis.imshow(view)
+        for x, y, size in points[row][~np.isnan(points[row, :, 0])]:
+            axis.add_patch(plt.Circle((x, y), size / 2, fill=False, edgecolor="lime", linewidth=0.8))
+        axis.set_title(f"val image {image_ids[row]}: keypoints", fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for column, order in ((1, "top"), (2, "bottom")):
+            keep = keep_mask(patch_ranking(scores[row : row + 1], order), count)[0]
+            show_dropped_patches(axes[row, column], view, keep, grid, f"{order} {ratio:.0%} by θ masked")
+    return figure

@@ -1,0 +1,178 @@
+# Semantic analyses of Wu et al. on each experiment's baseline, for every image of the
+# semantics.splits: SIFT keypoints per patch, the semantics store (θ_KK, θ_NK, focus index per
+# head; θ_i per patch) with its long table and per-head summary, masking by θ on val, figures.
+# Outputs under results/<experiment>/semantics/<split>/ (layout.semantics_file); docs/analyses.md.
+
+SEMANTICS = config["semantics"]
+
+SEMANTICS_PARAMS = dict(
+    gamma=SEMANTICS["gamma"],
+    weighting=SEMANTICS["weighting"],
+    compression_level=config["attention"]["compression_level"],
+)
+
+
+rule keypoints:
+    input:
+        manifest=manifest_of,
+    output:
+        store=zarr_target(semantics_file("keypoints.zarr")),
+        figure=zarr_target(semantics_file("figure_keypoints.zarr")),
+    log:
+        log_file("keypoints", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("interaction")
+    resources:
+        **resources_of("interaction"),
+    params:
+        model=model_of,
+        keypoints=SEMANTICS["keypoints"],
+        figure_images=SEMANTICS["figure_images"],
+        compression_level=config["attention"]["compression_level"],
+    script:
+        "../workflow_scripts/keypoints.py"
+
+
+if config["attention"]["store"] == "zarr":
+
+    rule semantics_store:
+        input:
+            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            keypoints=keypoint_store,
+        output:
+            store=zarr_target(semantics_file("semantics.zarr")),
+            theta=semantics_file("theta.parquet"),
+        log:
+            log_file("semantics_store", "{experiment}_{split}"),
+        conda:
+            CONDA_ENV
+        threads: threads_of("interaction")
+        resources:
+            **resources_of("interaction"),
+        params:
+            **SEMANTICS_PARAMS,
+            execution=execution(dask=config["interaction"]),
+            dask_logs=f"{LOGS}/dask_workers/semantics_{{experiment}}_{{split}}",
+        script:
+            "../workflow_scripts/semantics_store.py"
+
+else:
+
+    rule semantics_streaming:
+        input:
+            weights=layout.baseline_weights("{experiment}"),
+            manifest=manifest_of,
+            keypoints=keypoint_store,
+        output:
+            store=zarr_target(semantics_file("semantics.zarr")),
+            theta=semantics_file("theta.parquet"),
+        log:
+            log_file("semantics_store", "{experiment}_{split}"),
+        conda:
+            CONDA_ENV
+        threads: threads_of("inference")
+        resources:
+            **resources_of("inference"),
+        params:
+            **SEMANTICS_PARAMS,
+            model=model_of,
+            record=record_of,
+            execution=execution(config["attention"]["batch_size"]),
+        script:
+            "../workflow_scripts/semantics_store.py"
+
+
+rule semantics_summary:
+    input:
+        theta=semantics_file("theta.parquet"),
+    output:
+        table=layout.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
+    log:
+        log_file("semantics_summary", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/semantics_summary.py"
+
+
+rule theta_masking:
+    input:
+        weights=layout.baseline_weights("{experiment}"),
+        manifest=manifest_of,
+        semantics=semantics_store("val"),
+    output:
+        table=layout.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+    log:
+        log_file("theta_masking", "{experiment}"),
+    conda:
+        CONDA_ENV
+    threads: threads_of("inference")
+    resources:
+        **resources_of("inference"),
+    params:
+        model=model_of,
+        masking=SEMANTICS["masking"],
+        seed=config["seed"],
+        execution=execution(config["eval"]["batch_size"]),
+    script:
+        "../workflow_scripts/theta_masking.py"
+
+
+SEMANTIC_FIGURES = {
+    "theta_per_layer": "theta_per_layer.rst",
+    "focus_index_per_layer": "focus_index_per_layer.rst",
+    "theta_masking": "theta_masking.rst",
+    "theta_masked_patches": "theta_masked_patches.rst",
+}
+
+
+rule figure_semantics:
+    input:
+        summary=layout.table_file("semantics_summary_{experiment}_val", ".parquet"),
+        masking=layout.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+        keypoints=zarr_target(
+            layout.semantics_file("{experiment}", "val", "figure_keypoints.zarr")
+        ),
+        semantics=semantics_store("val"),
+        notebook=f"{workflow.basedir}/notebooks/semantic_analyses.ipynb",
+    output:
+        **{
+            name: report(
+                layout.figure_file(name, ".png", "{experiment}"),
+                caption=f"../report/{caption}",
+                category="Semantic analyses",
+                subcategory="{experiment}",
+            )
+            for name, caption in SEMANTIC_FIGURES.items()
+        },
+        pdfs=[
+            layout.figure_file(name, ".pdf", "{experiment}")
+            for name in SEMANTIC_FIGURES
+        ],
+        notebook=layout.executed_notebook("semantic_analyses", "{experiment}"),
+    log:
+        log_file("figures", "{experiment}_semantic_analyses"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        # Paths (derived from input and output); settings in `settings`, the rerun trigger.
+        paths=lambda wildcards, input, output: {
+            "summary": input.summary,
+            "masking": input.masking,
+            "keypoints": store_folder(input.keypoints),
+            "semantics": store_folder(input.semantics),
+            "out_dir": str(Path(output.pdfs[0]).parent),
+        },
+        settings={
+            "layers": SEMANTICS["masking"]["layers"],
+            "mask_ratio": max(SEMANTICS["masking"]["ratios"]),
+        },
+    script:
+        "../workflow_scripts/run_notebook.py"

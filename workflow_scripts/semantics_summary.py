@@ -1,0 +1,12 @@
+"""Rule semantics_summary: θ_KK, θ_NK, θ_KN, θ_NN and the focus index per layer and head, averaged over
+the images of a split (Wu et al. Fig. 5-6), with how many images each mean is over (results/tables/)."""
+
+import pandas as pd
+
+from patchinteract.analyses.semantics.store import semantics_summary
+from patchinteract.runtime import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    summary = semantics_summary(pd.read_parquet(snakemake.input.theta))
+    summary.to_parquet(snakemake.output.table, index=False)
+    log.info("\n%s", summary.round(4).to_string(index=False))

@@ -1,0 +1,35 @@
+"""Rule theta_masking: the baseline's val top-1 with the top, bottom or random r of the patches masked,
+ranked by θ_i averaged over heads and layers (Wu et al. Sec. 5.1, Fig. 8)."""
+
+import torch
+import zarr
+
+from patchinteract.analyses.semantics.masking import (
+    check_ratios,
+    masking_accuracy,
+    masking_rankings,
+    patch_scores,
+)
+from patchinteract.models.transforms import eval_dataset
+from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.stores.chunked import store_folder
+
+with logged_to(snakemake.log[0]) as log:
+    params, execution, masking = snakemake.params, snakemake.params.execution, snakemake.params.masking
+    ratios = check_ratios(masking["ratios"])
+    semantics = zarr.open_group(store_folder(snakemake.input.semantics), mode="r")
+    scores = patch_scores(semantics["theta_patch"][:], masking["layers"])  # checks the layers before any forward
+    torch_threads(snakemake.threads)
+    model = load_baseline(params.model, snakemake.input.weights, snakemake.input.manifest)
+    dataset = eval_dataset(model, snakemake.input.manifest, "val")
+    if list(dataset.image_ids) != semantics["image_id"][:].tolist():
+        raise ValueError(f"{snakemake.input.semantics} is not of the manifest's val images: rebuild it")
+    # the baseline's evaluation loader (evaluate_baseline), so that r = 0 is its top-1 exactly
+    loader = torch.utils.data.DataLoader(dataset, batch_size=execution.batch_size, num_workers=execution.loader_workers)
+    table = masking_accuracy(
+        model, loader, masking_rankings(scores, masking["random_seeds"], params.seed), ratios, masking["mode"],
+        select_device(execution.device),
+    )  # fmt: skip
+    table.to_parquet(snakemake.output.table, index=False)
+    log.info("\n%s", table.round(2).to_string(index=False))
