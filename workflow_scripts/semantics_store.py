@@ -2,7 +2,6 @@
 al. eq. 2-5) of every image of a split, from the attention store with Dask or streamed during
 inference, and the long table theta.parquet."""
 
-
 from patchinteract.analyses.semantics.store import (
     compute_semantics_store,
     theta_table,
