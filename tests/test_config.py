@@ -54,6 +54,22 @@ def with_change(path, value):
             r"(?s)less than or equal to the minimum of 0.*instance\['heads'\]\['top_share'\]",
         ),
         (("heads",), {"top_share": 1.5}, r"(?s)greater than the maximum of 1.*instance\['heads'\]\['top_share'\]"),
+        (
+            ("semantics",),
+            {"gamma": 0},
+            r"(?s)less than or equal to the minimum of 0.*instance\['semantics'\]\['gamma'\]",
+        ),
+        (
+            ("semantics",),
+            {"masking": {"ratios": [0.1, 1.0]}},
+            r"(?s)greater than or equal to the maximum of 1.*instance\['semantics'\]\['masking'\]\['ratios'\]",
+        ),
+        (
+            ("semantics",),
+            {"masking": {"ratios": [-0.05]}},
+            r"(?s)less than the minimum of 0.*instance\['semantics'\]\['masking'\]\['ratios'\]",
+        ),
+        (("semantics",), {"keypoints": {"assign": "nearest"}}, r"'nearest' is not one of \['location', 'region'\]"),
     ],
 )
 def test_schema_errors_name_the_key(path, value, message):
@@ -143,6 +159,9 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     assert config["heads"]["images"] == 1000
     for rule in ("head_attention_streaming", "head_importance", "pattern_autoencoder", "attention_patterns",
                  "image_overview", "head_summary", "figure_heads"):  # fmt: skip
+        assert counts[rule] == REAL_SCALE[name], rule
+    # The semantic analyses of every experiment: val keypoints, θ streamed through the baseline, masking.
+    for rule in ("keypoints", "semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):
         assert counts[rule] == REAL_SCALE[name], rule
 
 

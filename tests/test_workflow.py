@@ -52,8 +52,9 @@ def test_stores_open_without_warnings(tiny_run):
     """Rules declare a store's zarr.json, so Snakemake writes no timestamp file that zarr would report."""
     stores = sorted((tiny_run / "results").rglob("*.zarr"))
     # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), the figures' val keep stores
-    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1, head attention and pattern codes 2
-    assert len(stores) == 17
+    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1, head attention and pattern codes 2, val keypoints,
+    # figure keypoints and semantics 3
+    assert len(stores) == 20
     for store in stores:
         assert sorted(p.name for p in store.iterdir() if not p.is_dir()) == ["zarr.json"], store
         with warnings.catch_warnings():
@@ -197,13 +198,48 @@ def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
             assert min(image.size) > 300 and image.convert("L").getextrema()[1] > 100, name
 
 
+def test_semantic_analyses_write_their_stores_tables_and_figures(tiny_run):
+    from PIL import Image
+
+    from patchinteract.analyses.semantics.interrelation import semantic_reductions
+
+    semantics = tiny_run / "results/tiny/semantics/val"
+    keypoints = zarr.open_group(semantics / "keypoints.zarr", mode="r")
+    counts = keypoints["keypoints"][:]
+    attention = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
+    assert counts.shape == (20, 16) and counts.dtype == np.int32 and counts.sum() > 0
+    np.testing.assert_array_equal(keypoints["image_id"][:], attention["image_id"][:])
+    store = zarr.open_group(semantics / "semantics.zarr", mode="r")
+    expected = semantic_reductions(attention["attn"][:], 1, counts)
+    for name in ("theta_kk", "theta_nk", "focus_index", "theta_patch"):
+        np.testing.assert_allclose(store[name][:], expected[name], rtol=1e-6, err_msg=name)
+    theta = pd.read_parquet(semantics / "theta.parquet")
+    assert len(theta) == 20 * 2 * 2
+    assert {"image_id", "layer", "head", "theta_kk", "theta_nk", "theta_kn", "theta_nn", "focus_index"} <= set(theta)
+    summary = pd.read_parquet(tiny_run / "results/tables/semantics_summary_tiny_val.parquet")
+    assert len(summary) == 4 and summary["images"].eq(20).all()
+    assert (summary["images_without_kk"] == int((counts.sum(axis=1) == 0).sum())).all()
+    masking = pd.read_parquet(semantics / "theta_masking.parquet")
+    baseline = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())["top1"]
+    at_zero = masking[masking["r"] == 0]
+    assert (at_zero["top1"] == baseline).all()  # exactly the baseline's evaluation
+    assert sorted(masking["r"].unique()) == [0, 0.05, 0.1, 0.2, 0.3, 0.4]
+    assert masking.groupby("order")["seed"].nunique().to_dict() == {"bottom": 0, "random": 3, "top": 0}
+    figure_keypoints = zarr.open_group(semantics / "figure_keypoints.zarr", mode="r")
+    assert figure_keypoints["view"].shape == (4, 16, 16, 3)
+    for name in ("theta_per_layer", "focus_index_per_layer", "theta_masking", "theta_masked_patches"):
+        with Image.open(tiny_run / f"results/figures/tiny/{name}.png") as image:
+            assert min(image.size) > 250 and image.convert("L").getextrema()[1] > 100, name
+    assert not (tiny_run / "results/tiny/semantics/train").exists()  # semantics.splits: [val]
+
+
 def test_report_gathers_figures_and_tables(tiny_run):
     from conftest import TINY_CONFIG
 
     run_from_root(tiny_run, TINY_CONFIG, "--report", "results/report.html")
     report = (tiny_run / "results/report.html").read_text()
     for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft",
-                 "fig8_head_entropy"):  # fmt: skip
+                 "fig8_head_entropy", "theta_masking"):  # fmt: skip
         assert name in report, name
     assert "Fig. 10" in report  # a caption
 
@@ -264,6 +300,10 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     assert changed_plan(tiny_run, **{"heads.clusters": 3}) == {
         "attention_patterns": experiments, "head_summary": experiments, "figure_heads": experiments, "all": 1,
     }  # fmt: skip
+    # γ of the detection line: θ and everything read from it, not the keypoints.
+    assert changed_plan(tiny_run, **{"semantics.gamma": 0.9}) == {
+        "semantics_store": 1, "semantics_summary": 1, "theta_masking": 1, "figure_semantics": 1, "all": 1,
+    }  # fmt: skip
     # How jobs run (device, loader workers, batch sizes): nothing.
     assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
                                      "heads.batch_images": 3}) == {}  # fmt: skip
@@ -293,13 +333,14 @@ def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config
 def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tmp_path, tiny_config):
     """A second run of the same experiment (U streamed this time, which leaves the baseline's settings
     alone) trains the same baseline bit for bit, draws Fig. 3 from the figure images' attention, and
-    streams the same head-attention store as the Dask pass over the attention store."""
+    streams the same head-attention and semantics stores as the Dask passes over the attention store."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
-    head_store = "results/tiny/heads/val/attention.zarr"
+    head_store, semantics_store = "results/tiny/heads/val/attention.zarr", "results/tiny/semantics/val/semantics.zarr"
     targets = [
         "results/tiny/model/metrics.json",
         "results/figures/tiny/fig3_attention_rows.png",
         f"{head_store}/zarr.json",
+        f"{semantics_store}/zarr.json",
     ]
     run_snakemake(tmp_path, tiny_config, *targets)
     first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
@@ -319,6 +360,12 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     assert sorted(streamed.array_keys()) == sorted(from_store.array_keys())
     for name in streamed.array_keys():
         np.testing.assert_array_equal(streamed[name][:], from_store[name][:], err_msg=name)
+    streamed = zarr.open_group(tmp_path / semantics_store, mode="r")
+    from_store = zarr.open_group(tiny_run / semantics_store, mode="r")
+    assert sorted(streamed.array_keys()) == sorted(from_store.array_keys())
+    for name in streamed.array_keys():
+        np.testing.assert_array_equal(streamed[name][:], from_store[name][:], err_msg=name)
+    assert (tmp_path / "results/logs/semantics_store/tiny_val.log").is_file()
 
 
 def test_snakemake_lint_is_clean(tmp_path):
