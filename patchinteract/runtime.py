@@ -61,3 +61,13 @@ class Execution:
     loader_workers: int = 0
     batch_size: int = 1
     dask: dict = field(default_factory=dict)
+
+    def dask_scheduler(self, log_directory: str) -> dict:
+        """The Dask settings as interaction.clusters.store_with_dask takes them (mode, workers, address, slurm),
+        with Slurm worker logs in ``log_directory``."""
+        return {
+            "mode": self.dask["dask"],
+            "workers": self.dask["workers"],
+            "address": self.dask["scheduler_address"],
+            "slurm": self.dask["slurm"] | {"log_directory": log_directory},
+        }

@@ -20,12 +20,8 @@ with logged_to(snakemake.log[0]) as log:
     if "attention" in inputs.keys():
         attention = store_folder(inputs.attention)
         images = image_subset(zarr.open_group(attention, mode="r")["attn"].shape[0], params.images, params.seed)
-        dask = execution.dask
-        compute_head_store(
-            attention, out, images, params.top_share, compression_level=params.compression_level,
-            dask={"mode": dask["dask"], "workers": dask["workers"], "address": dask["scheduler_address"],
-                  "slurm": dask["slurm"] | {"log_directory": params.dask_logs}},
-        )  # fmt: skip
+        compute_head_store(attention, out, images, params.top_share, compression_level=params.compression_level,
+                           dask=execution.dask_scheduler(params.dask_logs))  # fmt: skip
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline, select_device

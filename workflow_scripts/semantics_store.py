@@ -15,12 +15,8 @@ with logged_to(snakemake.log[0]) as log:
     settings = {"gamma": params.gamma, "weighting": params.weighting, "compression_level": params.compression_level}
     out, keypoints = store_folder(snakemake.output.store), store_folder(inputs.keypoints)
     if "attention" in inputs.keys():
-        dask = execution.dask
-        compute_semantics_store(
-            store_folder(inputs.attention), keypoints, out, **settings,
-            dask_settings={"mode": dask["dask"], "workers": dask["workers"], "address": dask["scheduler_address"],
-                           "slurm": dask["slurm"] | {"log_directory": params.dask_logs}},
-        )  # fmt: skip
+        compute_semantics_store(store_folder(inputs.attention), keypoints, out, **settings,
+                                dask_settings=execution.dask_scheduler(params.dask_logs))  # fmt: skip
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline, select_device
