@@ -69,13 +69,21 @@ def row_focus(rows: np.ndarray) -> np.ndarray:
     """Eq. 5: δ_i, the entropy (natural log) of each row min-max normalised and divided by its sum.
 
     A constant row counts as uniform (δ = log N, the maximum); 0 · log 0 = 0. Higher = broader attention.
+    With s the normalised row and S its sum, δ = log S − Σ_j s_j log s_j / S: no division of the whole
+    row, and the zeros of s (its minimum) meet log of the smallest float, so 0 · log 0 = 0 without a mask.
     """
-    rows = rows.astype(np.float32)
-    low, high = rows.min(axis=-1, keepdims=True), rows.max(axis=-1, keepdims=True)
+    scaled = rows.astype(np.float32)
+    low, high = scaled.min(axis=-1, keepdims=True), scaled.max(axis=-1, keepdims=True)
     span = high - low
-    scaled = np.divide(rows - low, span, out=np.ones_like(rows), where=span > 0)
-    q = scaled / scaled.sum(axis=-1, keepdims=True)
-    return -(q * np.log(q, out=np.zeros_like(q), where=q > 0)).sum(axis=-1)
+    scaled -= low
+    scaled *= np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+    total = scaled.sum(axis=-1)
+    logs = np.maximum(scaled, np.finfo(np.float32).tiny)
+    np.log(logs, out=logs)
+    logs *= scaled
+    constant = total == 0  # max = min: uniform
+    total = np.where(constant, 1.0, total)
+    return np.where(constant, np.log(rows.shape[-1]), np.log(total) - logs.sum(axis=-1) / total).astype(np.float32)
 
 
 def focus_index(rows: np.ndarray) -> np.ndarray:
