@@ -360,3 +360,35 @@ def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digi
     with pytest.raises(ValueError, match="holds other images"):
         compute_semantics_store(attention, tmp_path / "v.zarr", tmp_path / "x.zarr",
                                 dask_settings={"mode": "threads", "workers": 1}, **settings)  # fmt: skip
+
+
+def test_an_interrupted_keypoint_store_resumes_to_the_same_store(tmp_path, digits_manifest):
+    from patchinteract.analyses.semantics.keypoints import write_keypoint_store
+    from patchinteract.data.manifest import split_dataset
+    from patchinteract.models.transforms import eval_view
+
+    views = split_dataset(digits_manifest, "train", eval_view(tiny_vit()))
+    counter = KeypointCounter((4, 4), (4, 4), SIFT)
+    options = dict(threads=2, compression_level=1, attributes={"split": "train"}, chunk_images=8)
+    once = zarr.open_group(write_keypoint_store(views, tmp_path / "once.zarr", counter, **options), mode="r")
+
+    class FailingViews:  # the disk goes away at image 20, in chunk 2
+        image_ids = views.image_ids
+
+        def __len__(self):
+            return len(views)
+
+        def __getitem__(self, index):
+            if index >= 20:
+                raise OSError("image unreadable")
+            return views[index]
+
+    with pytest.raises(OSError):
+        write_keypoint_store(FailingViews(), tmp_path / "k.zarr", counter, **options)
+    partial = zarr.open_group(tmp_path / "k.zarr.partial", mode="r")
+    complete = partial["chunk_complete"][:]
+    assert complete[0] and not complete[2:].any()  # chunk 1's write may still be queued when the error stops it
+    resumed = zarr.open_group(write_keypoint_store(views, tmp_path / "k.zarr", counter, **options), mode="r")
+    for name in ("keypoints", "label", "image_id"):
+        np.testing.assert_array_equal(once[name][:], resumed[name][:])
+    assert not (tmp_path / "k.zarr.partial").exists()

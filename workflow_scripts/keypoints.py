@@ -3,6 +3,7 @@ al. Sec. 2.2), and the figure images' views with their keypoints."""
 
 from patchinteract.analyses.semantics.keypoints import (
     keypoint_counter,
+    keypoint_summary,
     write_figure_keypoints,
     write_keypoint_store,
 )
@@ -24,4 +25,4 @@ with logged_to(snakemake.log[0]) as log:
     )  # fmt: skip
     write_figure_keypoints(views, store_folder(snakemake.output.figure), counter, params.figure_images,
                            params.compression_level)  # fmt: skip
-    log.info("%s: %s", split, counter.describe(path))
+    log.info("%s: %s", split, keypoint_summary(path))

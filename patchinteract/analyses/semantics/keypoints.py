@@ -110,14 +110,14 @@ class KeypointCounter:
         """What the counts depend on, kept in the store's attributes."""
         return {"grid": list(self.grid), "patch_size": list(self.patch), "keypoints": dict(self.settings)}
 
-    @staticmethod
-    def describe(store_path: Path | str) -> str:
-        """A one-line account of a keypoint store: keypoints per image, keypoint patches, images without any."""
-        counts = zarr.open_group(store_path, mode="r")["keypoints"][:]
-        return (
-            f"{len(counts)} images, {counts.sum(axis=1).mean():.2f} keypoint assignments per image, "
-            f"{(counts > 0).mean():.1%} keypoint patches, {int((counts.sum(axis=1) == 0).sum())} images without any"
-        )
+
+def keypoint_summary(store_path: Path | str) -> str:
+    """A one-line account of a keypoint store: keypoints per image, keypoint patches, images without any."""
+    counts = zarr.open_group(store_path, mode="r")["keypoints"][:]
+    return (
+        f"{len(counts)} images, {counts.sum(axis=1).mean():.2f} keypoint assignments per image, "
+        f"{(counts > 0).mean():.1%} keypoint patches, {int((counts.sum(axis=1) == 0).sum())} images without any"
+    )
 
 
 def keypoint_counter(model, settings: dict) -> KeypointCounter:
@@ -126,26 +126,27 @@ def keypoint_counter(model, settings: dict) -> KeypointCounter:
 
 
 def write_keypoint_store(
-    views, path: Path | str, counter: KeypointCounter, *, threads: int, compression_level: int, attributes: dict
-) -> Path:
+    views, path: Path | str, counter: KeypointCounter, *, threads: int, compression_level: int, attributes: dict,
+    chunk_images: int = 1024,
+) -> Path:  # fmt: skip
     """The keypoint store of a split: ``keypoints`` (image, patch) and the per-image arrays.
 
-    ``views`` is a dataset of (RGB uint8 view, label, image_id) in manifest order. Chunked and
-    resumable like the attention store; the images of a chunk are counted on ``threads`` threads.
+    ``views`` is a dataset of (RGB uint8 view, label, image_id) in manifest order. Written by chunks of
+    ``chunk_images`` images (a few seconds of SIFT each) and resumable like the attention store; the
+    images of a chunk are counted on ``threads`` threads.
     """
-    n = counter.grid[0] * counter.grid[1]
-    specs = keypoint_specs(n)
-    chunk = images_per_chunk("auto", max(s.bytes_per_image for s in specs.values()))
+    specs = keypoint_specs(counter.grid[0] * counter.grid[1])
+    chunk = min(chunk_images, images_per_chunk("auto", max(s.bytes_per_image for s in specs.values())))
     store = ChunkedStore(path, len(views), chunk, specs, attributes, compression_level)
+
+    def one(index):
+        view, label, image_id = views[index]
+        return counter.counts(np.asarray(view)), label, image_id
+
     cv2.setNumThreads(1)  # parallel over images, not inside one
     with ThreadPoolExecutor(max(1, threads)) as pool, tqdm(total=len(views), desc="SIFT", mininterval=5) as bar:
         bar.update(len(views) - sum(len(range(*store.image_range(c))) for c in store.pending_chunks()))
         for chunk_index in store.pending_chunks():
-
-            def one(index):
-                view, label, image_id = views[index]
-                return counter.counts(np.asarray(view)), label, image_id
-
             counts, labels, image_ids = zip(*pool.map(one, range(*store.image_range(chunk_index))), strict=True)
             store.write_chunk(
                 chunk_index,
