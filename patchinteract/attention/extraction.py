@@ -75,20 +75,23 @@ def fill_store(
     chunk = next(chunks, None)
     pieces: list[dict[str, np.ndarray]] = []
     filled = 0
-    for attention, per_image in attention_batches(model, dataset, indices, device, batch_size, workers):
-        batch = outputs(attention, np.asarray(indices[seen : seen + len(attention)])) | per_image
-        offset, size = 0, len(attention)
-        while offset < size:
-            chunk_start, chunk_stop = store.image_range(chunk)
-            take = min(chunk_stop - chunk_start - filled, size - offset)
-            pieces.append({k: v[offset : offset + take] for k, v in batch.items()})
-            filled, offset = filled + take, offset + take
-            if filled == chunk_stop - chunk_start:
-                store.write_chunk(chunk, {k: np.concatenate([p[k] for p in pieces]) for k in batch})
-                chunk, pieces, filled = next(chunks, None), [], 0
-        seen += size
-        progress.update(size)
-        progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
+    try:
+        for attention, per_image in attention_batches(model, dataset, indices, device, batch_size, workers):
+            batch = outputs(attention, np.asarray(indices[seen : seen + len(attention)])) | per_image
+            offset, size = 0, len(attention)
+            while offset < size:
+                chunk_start, chunk_stop = store.image_range(chunk)
+                take = min(chunk_stop - chunk_start - filled, size - offset)
+                pieces.append({k: v[offset : offset + take] for k, v in batch.items()})
+                filled, offset = filled + take, offset + take
+                if filled == chunk_stop - chunk_start:
+                    store.write_chunk(chunk, {k: np.concatenate([p[k] for p in pieces]) for k in batch})
+                    chunk, pieces, filled = next(chunks, None), [], 0
+            seen += size
+            progress.update(size)
+            progress.set_postfix(img_per_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
+    finally:
+        store.flush()  # on an error too: the chunks already written stay for a resume
     progress.close()
     if seen:
         seconds = time.perf_counter() - start

@@ -187,6 +187,11 @@ class ChunkedStore:
             self._pending.pop(0).result()
         self._pending.append(self._writer.submit(self._write, chunk_index, data))
 
+    def flush(self) -> None:
+        """Wait for the queued chunk writes: after an error, the chunks already computed stay for a resume."""
+        while self._pending:
+            self._pending.pop(0).result()
+
     def _consolidate(self) -> None:
         """Rewrite arrays whose final chunks span several store chunks; drop the bookkeeping."""
         for name, spec in self.arrays.items():
@@ -198,8 +203,7 @@ class ChunkedStore:
 
     def finalize(self) -> Path:
         """Wait for the writes, check every chunk is complete, fix the final layout, rename into place."""
-        while self._pending:
-            self._pending.pop(0).result()
+        self.flush()
         self._writer.shutdown()
         if self.resumable:
             missing = self.pending_chunks()

@@ -144,19 +144,22 @@ def write_keypoint_store(
         return counter.counts(np.asarray(view)), label, image_id
 
     cv2.setNumThreads(1)  # parallel over images, not inside one
-    with ThreadPoolExecutor(max(1, threads)) as pool, tqdm(total=len(views), desc="SIFT", mininterval=5) as bar:
-        bar.update(len(views) - sum(len(range(*store.image_range(c))) for c in store.pending_chunks()))
-        for chunk_index in store.pending_chunks():
-            counts, labels, image_ids = zip(*pool.map(one, range(*store.image_range(chunk_index))), strict=True)
-            store.write_chunk(
-                chunk_index,
-                {
-                    "keypoints": np.stack(counts),
-                    "label": np.asarray(labels, np.int64),
-                    "image_id": np.asarray(image_ids, np.int64),
-                },
-            )
-            bar.update(len(counts))
+    try:
+        with ThreadPoolExecutor(max(1, threads)) as pool, tqdm(total=len(views), desc="SIFT", mininterval=5) as bar:
+            bar.update(len(views) - sum(len(range(*store.image_range(c))) for c in store.pending_chunks()))
+            for chunk_index in store.pending_chunks():
+                counts, labels, image_ids = zip(*pool.map(one, range(*store.image_range(chunk_index))), strict=True)
+                store.write_chunk(
+                    chunk_index,
+                    {
+                        "keypoints": np.stack(counts),
+                        "label": np.asarray(labels, np.int64),
+                        "image_id": np.asarray(image_ids, np.int64),
+                    },
+                )
+                bar.update(len(counts))
+    finally:
+        store.flush()  # on an error too: the chunks already counted stay for a resume
     return store.finalize()
 
 
