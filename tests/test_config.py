@@ -203,3 +203,14 @@ def test_a_branch_hash_changes_with_what_the_branch_reads_only(tiny_config):
     assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]
     tiny_config["seed"] += 1  # the baseline's settings
     assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]
+
+
+@pytest.mark.slow
+def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
+    target = "results/tiny/retrain/awd_dip_a0.1_b0.2/metrics.json"
+    counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
+    assert counts == {
+        "write_digits": 1, "dataset_manifest": 1, "train_baseline": 1, "attention_store": 2,
+        "interaction_store": 2, "window_masks": 2, "token_masks": 2, "retrain_awd_dip": 1,
+        "responsive_fields": 1,  # the val field store: E_O over kept patches is read from its o
+    }  # fmt: skip
