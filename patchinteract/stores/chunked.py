@@ -68,6 +68,12 @@ def images_per_chunk(setting: int | str, bytes_per_image: int) -> int:
     return int(setting)
 
 
+def auto_chunk(arrays: dict[str, ArraySpec], n_images: int) -> int:
+    """Images per chunk of a store of ``arrays``: about TARGET_CHUNK_BYTES of its largest array, at most
+    ``n_images`` (and at least 1)."""
+    return max(1, min(n_images, images_per_chunk("auto", max(spec.bytes_per_image for spec in arrays.values()))))
+
+
 # A side array has at most this share of the main array's bytes per image.
 SIDE_ARRAY_SHARE = 1 / 64
 

@@ -21,7 +21,7 @@ import zarr
 from patchinteract.analyses.heads.patterns import cls_pattern, top_count, top_entries
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
 from patchinteract.interaction.clusters import store_with_dask
-from patchinteract.stores.chunked import ChunkedStore, images_per_chunk
+from patchinteract.stores.chunked import ChunkedStore, auto_chunk
 from patchinteract.stores.layouts import PER_IMAGE_SPECS, head_attention_specs
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ def store_settings(attributes: dict, n_layers: int, n_heads: int, top_share: flo
     grid, prefix = tuple(attributes["grid"]), int(attributes["n_prefix_tokens"])
     count = top_count(grid[0] * grid[1], top_share)
     specs = head_attention_specs(n_layers, n_heads, prefix, grid, count)
-    chunk = min(n_images, images_per_chunk("auto", max(s.bytes_per_image for s in specs.values())))
-    return specs, max(1, chunk), dict(attributes) | {"top_share": top_share, "top_count": count}
+    return specs, auto_chunk(specs, n_images), dict(attributes) | {"top_share": top_share, "top_count": count}
 
 
 def compute_head_store(

@@ -23,7 +23,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from patchinteract.models.vit import patch_grid
-from patchinteract.stores.chunked import ChunkedStore, images_per_chunk, write_arrays
+from patchinteract.stores.chunked import ChunkedStore, auto_chunk, write_arrays
 from patchinteract.stores.layouts import keypoint_figure_specs, keypoint_specs
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,8 @@ def write_keypoint_store(
     images of a chunk are counted on ``threads`` threads.
     """
     specs = keypoint_specs(counter.grid[0] * counter.grid[1])
-    chunk = min(chunk_images, images_per_chunk("auto", max(s.bytes_per_image for s in specs.values())))
-    store = ChunkedStore(path, len(views), chunk, specs, attributes, compression_level)
+    store = ChunkedStore(path, len(views), min(chunk_images, auto_chunk(specs, len(views))), specs, attributes,
+                         compression_level)  # fmt: skip
 
     def one(index):
         view, label, image_id = views[index]

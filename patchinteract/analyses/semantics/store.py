@@ -19,7 +19,7 @@ import zarr
 
 from patchinteract.analyses.semantics.interrelation import semantic_reductions
 from patchinteract.interaction.clusters import store_with_dask
-from patchinteract.stores.chunked import ChunkedStore, images_per_chunk
+from patchinteract.stores.chunked import ChunkedStore, auto_chunk
 from patchinteract.stores.layouts import PER_IMAGE_SPECS, semantics_specs
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,9 @@ def compute_semantics_store(
     n_images, n_layers, n_heads = attn.shape[:3]
     prefix, n = int(source.attrs["n_prefix_tokens"]), counts.shape[1]
     specs = semantics_specs(n_layers, n_heads, n)
-    chunk = max(1, min(n_images, images_per_chunk("auto", max(s.bytes_per_image for s in specs.values()))))
-    store = ChunkedStore(out_path, n_images, chunk, specs, semantics_attributes(source.attrs, gamma, weighting),
-                         compression_level, resumable=False)  # fmt: skip
+    attributes = semantics_attributes(source.attrs, gamma, weighting)
+    store = ChunkedStore(out_path, n_images, auto_chunk(specs, n_images), specs, attributes, compression_level,
+                         resumable=False)  # fmt: skip
     for name in PER_IMAGE_SPECS:
         store.array(name)[:] = source[name][:]
     attn = attn.rechunk({1: -1, 2: -1, 3: -1, 4: -1})
@@ -94,9 +94,8 @@ def write_semantics_store_streaming(
     counts = read_keypoints(keypoint_path, dataset.image_ids, "the split")[:]
     n_layers, n_heads, _, _ = attention_shape(model)
     specs = semantics_specs(n_layers, n_heads, counts.shape[1])
-    chunk = max(1, min(len(dataset), images_per_chunk("auto", max(s.bytes_per_image for s in specs.values()))))
     attributes = semantics_attributes(store_attributes(model, **attributes), gamma, weighting)
-    store = ChunkedStore(path, len(dataset), chunk, specs, attributes, compression_level)
+    store = ChunkedStore(path, len(dataset), auto_chunk(specs, len(dataset)), specs, attributes, compression_level)
     prefix = int(attributes["n_prefix_tokens"])
     fill_store(
         model, dataset, store,
