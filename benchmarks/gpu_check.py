@@ -133,10 +133,9 @@ def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device
     )
     loader = torch.utils.data.DataLoader(samples, batch_size=len(images))
     if isinstance(model, WindowFreeViT):
-        evaluation = evaluate_windows(model, loader, device)
-        evaluation.pop("figure")
+        evaluation, _predictions = evaluate_windows(model, loader, device)
     else:
-        evaluation = evaluate_classifier(model, loader, device)
+        evaluation, _predictions = evaluate_classifier(model, loader, device)
     return {
         "images_per_s": len(images) / seconds,
         "step_ms": 1000 * seconds,

@@ -184,10 +184,10 @@ def experiment_fingerprint(config: dict, experiment: str) -> str:
     return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
 
 
-def retrain_fingerprint(config: dict, experiment: str, branch: str) -> str:
-    """Hash of everything that determines one retrained branch: adding another method or changing
-    WinFT's settings leaves the other branches' hashes alone."""
+def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -> str:
+    """Hash of everything that determines one seed of a retrained branch: adding another method or
+    seed, or changing WinFT's settings, leaves the other runs' hashes alone."""
     recipe = {k: v for k, v in config["retrain"].items() if k != "methods"}
     winft = config["winft"] if branch == "winft" else None
     init = retrain_init(config, experiment)
-    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch)
+    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch, seed)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
-TABLE_NAMES = ("runs", "table1_awd", "table2_awd_dip", "table3_winft", "table4_transfer")
+TABLE_NAMES = ("runs", "table1_awd", "table2_awd_dip", "table3_winft", "table4_transfer", "comparisons")
+PREDICTIONS = "predictions.parquet"  # per-image predictions, beside every metrics.json
 SPLITS = ("train", "val")
 
 
@@ -48,6 +49,11 @@ def awd_dip_branch(alpha: float | str, beta: float | str) -> str:
     return f"awd_dip_a{_label(alpha)}_b{_label(beta)}"
 
 
+def seed_folder(seed: int | str) -> str:
+    """The folder of one retraining seed of a branch: seed0, seed1, ..."""
+    return f"seed{seed}"
+
+
 def retrain_methods(config: dict, experiment: str) -> list[str]:
     """Retraining methods of an experiment (retrain_methods overrides retrain.methods)."""
     return config["experiments"][experiment].get("retrain_methods", config["retrain"]["methods"])
@@ -78,7 +84,8 @@ def manifest(dataset: str) -> str:
 
 
 def model_file(experiment: str, name: str) -> str:
-    """Files of the baseline: baseline.safetensors, metrics.json, train_summary.json, checkpoint.pt."""
+    """Files of the baseline: baseline.safetensors, metrics.json, predictions.parquet, train_summary.json,
+    checkpoint.pt."""
     return f"{RESULTS}/{experiment}/model/{name}"
 
 
@@ -136,9 +143,10 @@ def semantics_file(experiment: str, split: str, name: str) -> str:
     return f"{RESULTS}/{experiment}/semantics/{split}/{name}"
 
 
-def branch_file(experiment: str, branch: str, name: str) -> str:
-    """Files of a retrained branch: metrics.json, model.safetensors, checkpoint.pt, figure_windows.zarr (WinFT)."""
-    return f"{RESULTS}/{experiment}/retrain/{branch}/{name}"
+def branch_file(experiment: str, branch: str, seed: int | str, name: str) -> str:
+    """Files of one seed of a retrained branch: metrics.json, predictions.parquet, model.safetensors,
+    checkpoint.pt, figure_windows.zarr (WinFT)."""
+    return f"{RESULTS}/{experiment}/retrain/{branch}/{seed_folder(seed)}/{name}"
 
 
 def table_file(name: str, suffix: str) -> str:

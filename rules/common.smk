@@ -64,6 +64,7 @@ wildcard_constraints:
     split="train|val",
     alpha=one_of([value_label(a) for a in mask_alphas(config)]),
     beta=one_of([value_label(b) for b in figure_and_mask_betas(config)]),
+    seed=one_of([str(seed) for seed in config["seeds"]]),
 
 
 def resources_of(kind):
@@ -167,12 +168,23 @@ def awd_dip_branch(wildcards):
     return layout.awd_dip_branch(wildcards.alpha, wildcards.beta)
 
 
+def branch_output(branch, name):
+    """A retraining rule's file: results/{experiment}/retrain/<branch>/seed{seed}/<name>."""
+    return layout.branch_file("{experiment}", branch, "{seed}", name)
+
+
+def retrain_seed(wildcards):
+    return int(wildcards.seed)
+
+
 def branch_hash(branch):
-    """Params function: the config hash of a branch (a name, or a function of the wildcards)."""
+    """Params function: the config hash of one seed of a branch (a name, or a function of the wildcards)."""
 
     def config_hash(wildcards):
         name = branch(wildcards) if callable(branch) else branch
-        return retrain_fingerprint(config, wildcards.experiment, name)
+        return retrain_fingerprint(
+            config, wildcards.experiment, name, retrain_seed(wildcards)
+        )
 
     return config_hash
 
@@ -286,11 +298,9 @@ def keypoint_store(wildcards):
 # ----------------------------------------------------------------------- targets
 
 
-def baseline_metrics():
-    return [
-        layout.model_file(experiment, "metrics.json")
-        for experiment in config["experiments"]
-    ]
+def baseline_metrics(name="metrics.json"):
+    """The baseline's metrics.json (or, with name, its predictions) of every experiment."""
+    return [layout.model_file(experiment, name) for experiment in config["experiments"]]
 
 
 def interaction_stores():
@@ -301,11 +311,13 @@ def interaction_stores():
     ]
 
 
-def retrain_metrics():
+def retrain_metrics(name="metrics.json"):
+    """metrics.json (or, with name, another file) of every seed of every retrained branch."""
     return [
-        layout.branch_file(experiment, branch, "metrics.json")
+        layout.branch_file(experiment, branch, seed, name)
         for experiment in config["experiments"]
         for branch in retrain_branches(config, experiment)
+        for seed in config["seeds"]
     ]
 
 

@@ -110,6 +110,7 @@ rule evaluate_baseline:
         manifest=manifest_of,
     output:
         metrics=layout.model_file("{experiment}", "metrics.json"),
+        predictions=layout.model_file("{experiment}", layout.PREDICTIONS),
     log:
         log_file("evaluate_baseline", "{experiment}"),
     conda:

@@ -8,6 +8,8 @@ localrules:
 rule tables:
     input:
         metrics=baseline_metrics() + retrain_metrics(),
+        predictions=baseline_metrics(layout.PREDICTIONS)
+        + retrain_metrics(layout.PREDICTIONS),
     output:
         parquet=[layout.table_file(name, ".parquet") for name in layout.TABLE_NAMES],
         runs=report(
@@ -35,6 +37,11 @@ rule tables:
             caption="../report/table4_transfer.rst",
             category="Tables",
         ),
+        comparisons=report(
+            layout.table_file("comparisons", ".md"),
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
     log:
         log_file("tables", "tables"),
     conda:
@@ -44,6 +51,9 @@ rule tables:
         **resources_of("default"),
     params:
         transfer_datasets=config["tables"]["transfer_datasets"],
+        confidence=config["tables"]["confidence"],
+        resamples=config["tables"]["bootstrap_resamples"],
+        seed=config["seed"],
     script:
         "../workflow_scripts/make_tables.py"
 
@@ -84,9 +94,13 @@ rule figure_accuracy_vs_interactions:
 
 rule figure_winft_windows:
     input:
+        # the windows of the first seed's WinFT
         store=zarr_target(
             layout.branch_file(
-                "{experiment}", layout.WINFT_BRANCH, "figure_windows.zarr"
+                "{experiment}",
+                layout.WINFT_BRANCH,
+                config["seeds"][0],
+                "figure_windows.zarr",
             )
         ),
         manifest=manifest_of,

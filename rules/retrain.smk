@@ -1,20 +1,21 @@
-# Retraining jobs, one per branch: vit (no mask), awd_a<alpha> (windows),
-# awd_dip_a<alpha>_b<beta> (windows and kept tokens), winft (window-free, eq. 8-13). Each writes
-# results/<experiment>/retrain/<branch>/{metrics.json,model.safetensors} and keeps a
-# checkpoint.pt there while it runs, so a job killed by SIGTERM resumes. Every setting a branch
-# reads is a param; config_hash (their hash) also keys the checkpoint and goes into metrics.json.
+# Retraining jobs, one per branch and seed: vit (no mask), awd_a<alpha> (windows),
+# awd_dip_a<alpha>_b<beta> (windows and kept tokens), winft (window-free, eq. 8-13), each once per
+# seed of `seeds`. Each writes results/<experiment>/retrain/<branch>/seed<k>/{metrics.json,
+# predictions.parquet,model.safetensors} and keeps a checkpoint.pt there while it runs, so a job
+# killed by SIGTERM resumes. The baseline and the masks are shared by all seeds: only retraining
+# varies. Every setting a branch reads is a param; config_hash (their hash, the seed included) also
+# keys the checkpoint and goes into metrics.json.
 
 
 rule retrain_vit:
     input:
         unpack(retrain_inputs),
     output:
-        metrics=layout.branch_file("{experiment}", layout.VIT_BRANCH, "metrics.json"),
-        weights=layout.branch_file(
-            "{experiment}", layout.VIT_BRANCH, "model.safetensors"
-        ),
+        metrics=branch_output(layout.VIT_BRANCH, "metrics.json"),
+        predictions=branch_output(layout.VIT_BRANCH, layout.PREDICTIONS),
+        weights=branch_output(layout.VIT_BRANCH, "model.safetensors"),
     log:
-        log_file("retrain", "{experiment}_vit"),
+        log_file("retrain", "{experiment}_vit_seed{seed}"),
     conda:
         CONDA_ENV
     threads: threads_of("train")
@@ -30,28 +31,23 @@ rule retrain_vit:
         model=model_of,
         record=record_of,
         recipe=config["retrain"].get("recipe"),
-        seed=config["seed"],
+        seed=retrain_seed,
         init=lambda wildcards: weights_source(
             retrain_init(config, wildcards.experiment)
         ),
         execution=execution(config["eval"]["batch_size"]),
-        checkpoint=layout.branch_file(
-            "{experiment}", layout.VIT_BRANCH, "checkpoint.pt"
-        ),
+        checkpoint=branch_output(layout.VIT_BRANCH, "checkpoint.pt"),
     script:
         "../workflow_scripts/retrain.py"
 
 
 use rule retrain_vit as retrain_awd with:
     output:
-        metrics=layout.branch_file(
-            "{experiment}", layout.awd_branch("{alpha}"), "metrics.json"
-        ),
-        weights=layout.branch_file(
-            "{experiment}", layout.awd_branch("{alpha}"), "model.safetensors"
-        ),
+        metrics=branch_output(layout.awd_branch("{alpha}"), "metrics.json"),
+        predictions=branch_output(layout.awd_branch("{alpha}"), layout.PREDICTIONS),
+        weights=branch_output(layout.awd_branch("{alpha}"), "model.safetensors"),
     log:
-        log_file("retrain", "{experiment}_awd_a{alpha}"),
+        log_file("retrain", "{experiment}_awd_a{alpha}_seed{seed}"),
     params:
         method="awd",
         branch=awd_branch,
@@ -62,28 +58,27 @@ use rule retrain_vit as retrain_awd with:
         model=model_of,
         record=record_of,
         recipe=config["retrain"].get("recipe"),
-        seed=config["seed"],
+        seed=retrain_seed,
         init=lambda wildcards: weights_source(
             retrain_init(config, wildcards.experiment)
         ),
         execution=execution(config["eval"]["batch_size"]),
-        checkpoint=layout.branch_file(
-            "{experiment}", layout.awd_branch("{alpha}"), "checkpoint.pt"
-        ),
+        checkpoint=branch_output(layout.awd_branch("{alpha}"), "checkpoint.pt"),
 
 
 use rule retrain_vit as retrain_awd_dip with:
     output:
-        metrics=layout.branch_file(
-            "{experiment}", layout.awd_dip_branch("{alpha}", "{beta}"), "metrics.json"
+        metrics=branch_output(
+            layout.awd_dip_branch("{alpha}", "{beta}"), "metrics.json"
         ),
-        weights=layout.branch_file(
-            "{experiment}",
-            layout.awd_dip_branch("{alpha}", "{beta}"),
-            "model.safetensors",
+        predictions=branch_output(
+            layout.awd_dip_branch("{alpha}", "{beta}"), layout.PREDICTIONS
+        ),
+        weights=branch_output(
+            layout.awd_dip_branch("{alpha}", "{beta}"), "model.safetensors"
         ),
     log:
-        log_file("retrain", "{experiment}_awd_dip_a{alpha}_b{beta}"),
+        log_file("retrain", "{experiment}_awd_dip_a{alpha}_b{beta}_seed{seed}"),
     params:
         method="awd_dip",
         branch=awd_dip_branch,
@@ -94,13 +89,13 @@ use rule retrain_vit as retrain_awd_dip with:
         model=model_of,
         record=record_of,
         recipe=config["retrain"].get("recipe"),
-        seed=config["seed"],
+        seed=retrain_seed,
         init=lambda wildcards: weights_source(
             retrain_init(config, wildcards.experiment)
         ),
         execution=execution(config["eval"]["batch_size"]),
-        checkpoint=layout.branch_file(
-            "{experiment}", layout.awd_dip_branch("{alpha}", "{beta}"), "checkpoint.pt"
+        checkpoint=branch_output(
+            layout.awd_dip_branch("{alpha}", "{beta}"), "checkpoint.pt"
         ),
 
 
@@ -108,17 +103,12 @@ use rule retrain_vit as retrain_winft with:
     input:
         unpack(winft_inputs),
     output:
-        metrics=layout.branch_file("{experiment}", layout.WINFT_BRANCH, "metrics.json"),
-        weights=layout.branch_file(
-            "{experiment}", layout.WINFT_BRANCH, "model.safetensors"
-        ),
-        figure=zarr_target(
-            layout.branch_file(
-                "{experiment}", layout.WINFT_BRANCH, "figure_windows.zarr"
-            )
-        ),
+        metrics=branch_output(layout.WINFT_BRANCH, "metrics.json"),
+        predictions=branch_output(layout.WINFT_BRANCH, layout.PREDICTIONS),
+        weights=branch_output(layout.WINFT_BRANCH, "model.safetensors"),
+        figure=zarr_target(branch_output(layout.WINFT_BRANCH, "figure_windows.zarr")),
     log:
-        log_file("retrain", "{experiment}_winft"),
+        log_file("retrain", "{experiment}_winft_seed{seed}"),
     params:
         method="winft",
         branch=layout.WINFT_BRANCH,
@@ -129,11 +119,9 @@ use rule retrain_vit as retrain_winft with:
         model=model_of,
         record=record_of,
         recipe=config["retrain"].get("recipe"),
-        seed=config["seed"],
+        seed=retrain_seed,
         init=lambda wildcards: weights_source(
             retrain_init(config, wildcards.experiment)
         ),
         execution=execution(config["eval"]["batch_size"]),
-        checkpoint=layout.branch_file(
-            "{experiment}", layout.WINFT_BRANCH, "checkpoint.pt"
-        ),
+        checkpoint=branch_output(layout.WINFT_BRANCH, "checkpoint.pt"),

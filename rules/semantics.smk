@@ -106,6 +106,9 @@ rule theta_masking:
         semantics=semantics_store("val"),
     output:
         table=layout.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+        predictions=layout.semantics_file(
+            "{experiment}", "val", "theta_masking_predictions.parquet"
+        ),
     log:
         log_file("theta_masking", "{experiment}"),
     conda:

@@ -16,9 +16,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
-# A few dozen digits and a 2-block ViT: the whole DAG runs in seconds.
+# A few dozen digits and a 2-block ViT: the whole DAG runs in seconds. Two retraining seeds: every
+# branch runs twice and the tables aggregate them (the Slurm tests run one).
 TINY_CONFIG = {
     "seed": 0,
+    "seeds": [0, 1],
     "device": "cpu",
     "data": {"on_corrupt": "error", "check_threads": 2, "loader_workers": 0},
     "datasets": {"digits": {"source": "digits", "image_size": 16, "val_fraction": 0.4, "per_class": 5}},

@@ -193,21 +193,23 @@ def test_a_branch_hash_changes_with_what_the_branch_reads_only(tiny_config):
 
     experiment = next(iter(tiny_config["experiments"]))
     tiny_config["retrain"]["recipe"].setdefault("init", "none")  # a schema default
-    before = {branch: retrain_fingerprint(tiny_config, experiment, branch) for branch in ("vit", "winft")}
+    before = {branch: retrain_fingerprint(tiny_config, experiment, branch, 0) for branch in ("vit", "winft")}
     assert before["vit"] != before["winft"]
+    assert retrain_fingerprint(tiny_config, experiment, "vit", 1) != before["vit"]  # another retraining seed
     tiny_config["winft"]["ce_weight"] = 0.5  # WinFT's own setting
     tiny_config["retrain"]["methods"] = ["vit"]  # which branches exist
-    assert retrain_fingerprint(tiny_config, experiment, "vit") == before["vit"]
-    assert retrain_fingerprint(tiny_config, experiment, "winft") != before["winft"]
+    tiny_config["seeds"] = [0, 1, 2]  # which seeds exist
+    assert retrain_fingerprint(tiny_config, experiment, "vit", 0) == before["vit"]
+    assert retrain_fingerprint(tiny_config, experiment, "winft", 0) != before["winft"]
     tiny_config["retrain"]["recipe"]["lr"] = 0.5  # the recipe every branch reads
-    assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]
+    assert retrain_fingerprint(tiny_config, experiment, "vit", 0) != before["vit"]
     tiny_config["seed"] += 1  # the baseline's settings
-    assert retrain_fingerprint(tiny_config, experiment, "vit") != before["vit"]
+    assert retrain_fingerprint(tiny_config, experiment, "vit", 0) != before["vit"]
 
 
 @pytest.mark.slow
 def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
-    target = "results/tiny/retrain/awd_dip_a0.1_b0.2/metrics.json"
+    target = "results/tiny/retrain/awd_dip_a0.1_b0.2/seed0/metrics.json"
     counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
     assert counts == {
         "write_digits": 1, "dataset_manifest": 1, "train_baseline": 1, "attention_store": 2,

@@ -8,6 +8,7 @@ import patchinteract.compat  # noqa: F401
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
@@ -271,10 +272,21 @@ def test_masking_at_zero_is_the_plain_evaluation(mode):
     dataset = torch.utils.data.TensorDataset(images, labels, torch.arange(20))
     loader = torch.utils.data.DataLoader(dataset, batch_size=8)
     scores = np.random.default_rng(0).random((20, 16)).astype(np.float32)
-    table = masking_accuracy(model, loader, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode, torch.device("cpu"))
-    baseline = evaluate_classifier(model, loader, torch.device("cpu"))["top1"]
+    table, predictions = masking_accuracy(model, loader, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode,
+                                          torch.device("cpu"))  # fmt: skip
+    metrics, baseline = evaluate_classifier(model, loader, torch.device("cpu"))
     at_zero = table[table["r"] == 0]
-    assert len(at_zero) == 4 and (at_zero["top1"] == baseline).all()  # exactly
+    assert len(at_zero) == 4 and (at_zero["top1"] == metrics["top1"]).all()  # exactly
+    # per image: every variant's 20 images, r = 0 those of the plain evaluation
+    assert len(predictions) == len(table) * 20
+    unmasked = predictions[(predictions["r"] == 0) & (predictions["order"] == "top")].drop(
+        columns=["r", "order", "seed"]
+    )
+    pd.testing.assert_frame_equal(unmasked.reset_index(drop=True), baseline)
+    for row in table.itertuples():
+        rows = predictions[(predictions["r"] == row.r) & (predictions["order"] == row.order)
+                           & (predictions["seed"].fillna(-1) == (-1 if pd.isna(row.seed) else row.seed))]  # fmt: skip
+        assert row.top1 == 100.0 * rows["correct"].sum() / len(rows)
     assert sorted(table["order"].unique()) == ["bottom", "random", "top"]
     assert table.loc[table["order"] == "random", "seed"].unique().tolist() == [5, 6]
     assert table["masked_patches"].tolist()[:4] == [0] * 4 and set(table["masked_patches"]) == {0, 4, 8}

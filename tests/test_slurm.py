@@ -55,8 +55,9 @@ def slurm_cluster():
 
 
 def cluster_config(**resources) -> dict:
-    """The tiny config with per-kind resources that fit the test node; training asks for a GPU."""
-    config = copy.deepcopy(TINY_CONFIG)
+    """The tiny config (one retraining seed) with per-kind resources that fit the test node; training asks
+    for a GPU."""
+    config = copy.deepcopy(TINY_CONFIG) | {"seeds": [0]}
     config["resources"] = {
         "default": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
         "inference": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
@@ -151,7 +152,7 @@ def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
     directory, config, _, _ = slurm_run
     changed = copy.deepcopy(config)
     changed["betas"] = [0.2, 0.3]
-    target = "results/tiny/retrain/awd_dip_a0.1_b0.3/metrics.json"
+    target = "results/tiny/retrain/awd_dip_a0.1_b0.3/seed0/metrics.json"
     _, jobs = run_on_slurm(directory, changed, target)
     # responsive_fields: the val field store whose o gives the branch's E_O (kept patches only)
     assert Counter(rule for _, rule, _ in jobs) == {"token_masks": 2, "responsive_fields": 1, "retrain_awd_dip": 1}
@@ -221,8 +222,8 @@ def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_p
     # 90-170 s of work: more than the at most ~80 s a 1-minute job trains before Slurm stops it.
     speed = training_steps_per_second(config, recipe["batch_size"], threads=2)
     recipe["epochs"] = math.ceil(60 * speed / steps_per_epoch)
-    target = "results/tiny/retrain/vit/metrics.json"
-    checkpoint = tmp_path / "results/tiny/retrain/vit/checkpoint.pt"
+    target = "results/tiny/retrain/vit/seed0/metrics.json"
+    checkpoint = tmp_path / "results/tiny/retrain/vit/seed0/checkpoint.pt"
 
     # Polling from 2 s on: this job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
     result, jobs = run_on_slurm(
@@ -236,7 +237,7 @@ def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_p
     assert checkpoint.is_file() and str(slurm_log) in result.stdout + result.stderr
 
     run_snakemake(tmp_path, config, target)
-    training_log = (tmp_path / "results/logs/retrain/tiny_vit.log").read_text()
+    training_log = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log").read_text()
     assert f"at step {stopped_at} " in re.search(r"resuming from .*", training_log).group(0)
     metrics = json.loads((tmp_path / target).read_text())
     assert 0 < stopped_at < metrics["steps"] == recipe["epochs"] * steps_per_epoch

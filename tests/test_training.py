@@ -133,5 +133,10 @@ def test_top1_and_top5_in_percent():
     logits = torch.arange(8.0).repeat(4, 1)  # class 7 first, then 6, 5, 4, 3
     labels = torch.tensor([7, 3, 2, 6])
     batches = [(torch.arange(4.0)[:, None], labels, torch.arange(4))]
-    metrics = evaluate_classifier(FixedLogits(logits), batches, torch.device("cpu"))
+    metrics, predictions = evaluate_classifier(FixedLogits(logits), batches, torch.device("cpu"))
     assert metrics["top1"] == 25.0 and metrics["top5"] == 75.0 and metrics["n_images"] == 4
+    # per image: the same decisions, and p_true the softmax probability of the label
+    assert predictions["image_id"].tolist() == [0, 1, 2, 3] and predictions["prediction"].tolist() == [7] * 4
+    assert predictions["correct"].tolist() == [True, False, False, False]
+    assert predictions["p_true"].to_numpy() == pytest.approx(torch.softmax(logits[0], 0)[labels].numpy())
+    assert [list(top) for top in predictions["top5"]] == [[7, 6, 5, 4, 3]] * 4

@@ -156,8 +156,10 @@ def test_evaluation_computes_windows_and_accuracy_without_the_training_loss(monk
         raise AssertionError("evaluation computed the training loss")
 
     monkeypatch.setattr(winft, "window_bce", no_loss)
-    metrics = winft.evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4), torch.device("cpu"),
-                                     keep_first=2)  # fmt: skip
+    metrics, predictions = winft.evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4),
+                                                  torch.device("cpu"), keep_first=2)  # fmt: skip
     assert metrics["n_images"] == 6 and 0 <= metrics["top1"] <= 100
+    assert predictions["image_id"].tolist() == list(range(6))
+    assert metrics["top1"] == 100.0 * predictions["correct"].sum() / 6
     assert 16 <= metrics["eo"] <= 256 and 0 < metrics["window_iou"] <= 1  # W has its diagonal at least
     assert metrics["figure"]["predicted"].shape == (2, 2, 16, 16)

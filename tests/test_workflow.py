@@ -49,9 +49,9 @@ def test_stores_open_without_warnings(tiny_run):
     """Rules declare a store's zarr.json, so Snakemake writes no timestamp file that zarr would report."""
     stores = sorted((tiny_run / "results").rglob("*.zarr"))
     # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), the figures' val keep stores
-    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1, head attention and pattern codes 2, val keypoints,
+    # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1 per seed (2), head attention and pattern codes 2, val keypoints,
     # figure keypoints and semantics 3
-    assert len(stores) == 20
+    assert len(stores) == 21
     for store in stores:
         assert sorted(p.name for p in store.iterdir() if not p.is_dir()) == ["zarr.json"], store
         with warnings.catch_warnings():
@@ -66,16 +66,22 @@ RETRAIN_KEYS = {
 }  # fmt: skip
 
 
+BRANCHES = ("vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2", "winft")
+
+
 def test_every_branch_is_retrained_with_its_masks(tiny_run):
     results = tiny_run / "results/tiny"
     metrics = {
-        branch: json.loads((results / "retrain" / branch / "metrics.json").read_text())
-        for branch in ("vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2")
+        branch: json.loads((results / "retrain" / branch / "seed0/metrics.json").read_text()) for branch in BRANCHES
     }
     for branch, values in metrics.items():
         assert RETRAIN_KEYS <= set(values), branch
         assert values["steps"] == 3 and 0 <= values["top1"] <= 100  # 1 epoch of 30 images at batch 8
-        assert not (results / "retrain" / branch / "checkpoint.pt").exists()
+        assert not (results / "retrain" / branch / "seed0/checkpoint.pt").exists()
+        # seeds: [0, 1]: a second run of every branch with its own seed and hash; the masks are shared
+        other = json.loads((results / "retrain" / branch / "seed1/metrics.json").read_text())
+        assert (values["seed"], other["seed"]) == (0, 1) and values["config_hash"] != other["config_hash"]
+        assert other["eo"] == values["eo"] or branch == "winft"  # WinFT's E_O is of its own predicted windows
     assert metrics["vit"]["eo"] == 256 and metrics["vit"]["method"] == "vit"  # N^2 on a 4x4 grid
     windows = zarr.open_group(results / "masks/val/window_a0.1.zarr", mode="r")
     keep = zarr.open_group(results / "masks/val/keep_b0.2.zarr", mode="r")
@@ -89,7 +95,7 @@ def test_every_branch_is_retrained_with_its_masks(tiny_run):
 
 
 def test_winft_is_trained_against_the_responsive_fields(tiny_run):
-    results = tiny_run / "results/tiny/retrain/winft"
+    results = tiny_run / "results/tiny/retrain/winft/seed0"
     metrics = json.loads((results / "metrics.json").read_text())
     assert RETRAIN_KEYS <= set(metrics) and metrics["method"] == "winft"
     assert 0 < metrics["eo"] < 256 and 0 <= metrics["window_iou"] <= 1  # predicted W over the 16x16 block
@@ -99,26 +105,54 @@ def test_winft_is_trained_against_the_responsive_fields(tiny_run):
     assert figure["predicted"].dtype == bool and figure["target"][:].any()
 
 
-def test_tables_hold_every_metrics_file(tiny_run):
+def test_tables_hold_every_metrics_file_and_aggregate_the_seeds(tiny_run):
     import pyarrow.parquet as pq
 
     results = tiny_run / "results"
-    files = sorted(results.glob("tiny/model/metrics.json")) + sorted(results.glob("tiny/retrain/*/metrics.json"))
+    files = sorted(results.glob("tiny/model/metrics.json")) + sorted(results.glob("tiny/retrain/*/seed*/metrics.json"))
     runs = pq.read_table(results / "tables/runs.parquet").to_pylist()  # pyarrow alone reads it
-    assert len(runs) == len(files) == 6
+    assert len(runs) == len(files) == 1 + 2 * len(BRANCHES)
     by_file = {row["metrics_file"]: row for row in runs}
     for path in files:
         row = by_file[str(path.relative_to(tiny_run))]
         for key, value in json.loads(path.read_text()).items():
             assert row[key] == pytest.approx(value) if isinstance(value, float) else row[key] == value, key
+        # the per-image predictions beside it reproduce its top-1 exactly
+        predictions = pd.read_parquet(path.with_name("predictions.parquet"))
+        assert len(predictions) == row["n_images"] == 20 and predictions["image_id"].is_unique
+        assert 100.0 * predictions["correct"].sum() / len(predictions) == row["top1"]
+        assert (predictions["correct"] == (predictions["prediction"] == predictions["label"])).all()
+        assert ((0 <= predictions["p_true"]) & (predictions["p_true"] <= 1)).all()
+        assert all(
+            len(top) == 5 and top[0] == first
+            for top, first in zip(predictions["top5"], predictions["prediction"], strict=True)
+        )
+
+    def top1(branch, seed):
+        return json.loads((results / f"tiny/retrain/{branch}/seed{seed}/metrics.json").read_text())["top1"]
+
     table1 = pq.read_table(results / "tables/table1_awd.parquet").to_pandas()
     assert table1["alpha"].tolist() == [1.0, 0.5, 0.1] and table1["method"].tolist() == ["vit", "awd", "awd"]
+    assert table1["n_seeds"].tolist() == [2, 2, 2]
+    assert table1["top1_mean"].tolist() == pytest.approx([(top1(b, 0) + top1(b, 1)) / 2 for b in BRANCHES[:3]])
+    assert (table1["top1_ci_low"] <= table1["top1_mean"]).all() and (
+        table1["top1_mean"] <= table1["top1_ci_high"]
+    ).all()
+    assert table1["diff"].iloc[1:].tolist() == pytest.approx(
+        (table1["top1_mean"].iloc[1:] - table1["top1_mean"].iloc[0]).tolist()
+    )
+    assert table1["test"].iloc[1:].tolist() == ["paired_bootstrap"] * 2
+    comparisons = pq.read_table(results / "tables/comparisons.parquet").to_pandas()
+    # every branch but the ViT: each seed alone (McNemar) and both together (paired bootstrap)
+    assert len(comparisons) == 3 * (len(BRANCHES) - 1)
+    assert sorted(comparisons["seeds"].unique()) == ["0", "0,1", "1"]
+    assert set(comparisons.loc[comparisons["seeds"] != "0,1", "test"]) == {"mcnemar_exact"}
     table3 = pq.read_table(results / "tables/table3_winft.parquet").to_pylist()
-    winft = json.loads((results / "tiny/retrain/winft/metrics.json").read_text())
-    vit = json.loads((results / "tiny/retrain/vit/metrics.json").read_text())
-    assert len(table3) == 1 and table3[0]["winft_eo"] == pytest.approx(winft["eo"])
-    assert table3[0]["vit_top1"] == pytest.approx(vit["top1"])
-    assert "| experiment |" in (results / "tables/table2_awd_dip.md").read_text()
+    winft = [json.loads((results / f"tiny/retrain/winft/seed{s}/metrics.json").read_text()) for s in (0, 1)]
+    assert len(table3) == 1 and table3[0]["winft_eo"] == pytest.approx((winft[0]["eo"] + winft[1]["eo"]) / 2)
+    assert table3[0]["vit_top1_mean"] == pytest.approx((top1("vit", 0) + top1("vit", 1)) / 2)
+    markdown = (results / "tables/table1_awd.md").read_text()
+    assert "| experiment |" in markdown and " ± " in markdown
     table4 = pq.read_table(results / "tables/table4_transfer.parquet").to_pylist()
     assert table4 == table3  # digits is a transfer dataset by default (its name is not imagenet*)
 
@@ -222,6 +256,12 @@ def test_semantic_analyses_write_their_stores_tables_and_figures(tiny_run):
     assert (at_zero["top1"] == baseline).all()  # exactly the baseline's evaluation
     assert sorted(masking["r"].unique()) == [0, 0.05, 0.1, 0.2, 0.3, 0.4]
     assert masking.groupby("order")["seed"].nunique().to_dict() == {"bottom": 0, "random": 3, "top": 0}
+    per_image = pd.read_parquet(semantics / "theta_masking_predictions.parquet")
+    assert len(per_image) == 20 * len(masking)
+    variants = ["r", "order", "seed"]
+    counted = per_image.fillna({"seed": -1}).groupby(variants)["correct"].agg(["sum", "size"]).reset_index()
+    merged = masking.fillna({"seed": -1}).merge(counted, on=variants)
+    assert len(merged) == len(masking) and (100.0 * merged["sum"] / merged["size"] == merged["top1"]).all()
     figure_keypoints = zarr.open_group(semantics / "figure_keypoints.zarr", mode="r")
     assert figure_keypoints["view"].shape == (4, 16, 16, 3)
     for name in ("theta_per_layer", "focus_index_per_layer", "theta_masking", "theta_masked_patches"):
@@ -247,9 +287,9 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
     counts = planned_jobs(run_from_root(tiny_run, changed, "--dry-run").stdout)
-    # The tables and the figure drawn from Table I follow.
+    # Its two seeds; the tables and the figure drawn from Table I follow.
     assert counts == {
-        "window_masks": 2, "retrain_awd": 1, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
+        "window_masks": 2, "retrain_awd": 2, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
     }  # fmt: skip
 
 

@@ -1,12 +1,15 @@
-"""Rule tables: runs.parquet and the paper's tables (Parquet + Markdown) from every metrics.json."""
+"""Rule tables: runs.parquet, the paper's tables with intervals, and comparisons.parquet (Parquet +
+Markdown) from every metrics.json and the per-image predictions beside it."""
 
 from pathlib import Path
 
-from patchinteract.report.tables import write_tables
+from patchinteract.report.tables import Uncertainty, write_tables
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     out_dir = Path(snakemake.output.parquet[0]).parent
-    tables = write_tables(list(snakemake.input.metrics), out_dir, snakemake.params.transfer_datasets)
+    params = snakemake.params
+    uncertainty = Uncertainty(params.confidence, params.resamples, params.seed)
+    tables = write_tables(list(snakemake.input.metrics), out_dir, params.transfer_datasets, uncertainty)
     for name, table in tables.items():
         log.info("%s: %d rows", name, len(table))

@@ -1,4 +1,5 @@
-"""Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one branch and evaluate it."""
+"""Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one seed of a branch and evaluate
+it (metrics.json and per-image predictions)."""
 
 from patchinteract.layout import SPLITS
 from patchinteract.models.vit import patch_grid
@@ -21,13 +22,15 @@ with logged_to(snakemake.log[0]) as log:
     init = TrainingInit(inputs.get("init"), keep_head=params.init == "baseline")
     stores = {split: {kind: store_folder(inputs[f"{kind}_{split}"]) for kind in ("window", "keep", "fields")
                       if f"{kind}_{split}" in inputs.keys()} for split in SPLITS}  # fmt: skip
-    vit, metrics, figure = retrain_branch(branch, run, init, stores)
+    vit, metrics, predictions, figure = retrain_branch(branch, run, init, stores)
     if figure is not None:  # WinFT: its predicted windows of the first val images (Fig. 10)
         attributes = {"grid": list(patch_grid(vit)), "target": params.settings["target"]}
         specs = winft_figure_specs(len(vit.blocks), figure["target"].shape[-1])
         write_arrays(store_folder(snakemake.output.figure), figure, specs, attributes)
-    branch_fields = {key: params[key] for key in ("config_hash", "method", "branch", "alpha", "beta")}
+    # seed: the retraining seed (the record's is the experiment's, which made the baseline and masks)
+    branch_fields = {key: params[key] for key in ("config_hash", "method", "branch", "alpha", "beta", "seed")}
     metrics |= model_record(params.record, vit) | branch_fields
+    predictions.to_parquet(snakemake.output.predictions, index=False)
     write_json(snakemake.output.metrics, metrics)
     run.discard_checkpoint()
     log.info("%s: val top-1 %.2f%%, E_O %.1f, %d steps", params.branch, *(metrics[k] for k in ("top1", "eo", "steps")))

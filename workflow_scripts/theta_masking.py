@@ -27,9 +27,10 @@ with logged_to(snakemake.log[0]) as log:
         raise ValueError(f"{snakemake.input.semantics} is not of the manifest's val images: rebuild it")
     # the baseline's evaluation loader (evaluate_baseline), so that r = 0 is its top-1 exactly
     loader = torch.utils.data.DataLoader(dataset, batch_size=execution.batch_size, num_workers=execution.loader_workers)
-    table = masking_accuracy(
+    table, predictions = masking_accuracy(
         model, loader, masking_rankings(scores, masking["random_seeds"], params.seed), ratios, masking["mode"],
         select_device(execution.device),
     )  # fmt: skip
     table.to_parquet(snakemake.output.table, index=False)
+    predictions.to_parquet(snakemake.output.predictions, index=False)
     log.info("\n%s", table.round(2).to_string(index=False))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from patchinteract.models.masked import window_attention_mask
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
-from patchinteract.training.evaluation import TopKAccuracy
+from patchinteract.training.evaluation import Predictions
 from patchinteract.training.loop import autocast
 
 MASK_MODES = ("multiply", "neg_inf")
@@ -171,23 +171,24 @@ class WindowFreeViT(nn.Module):
 
 
 @torch.no_grad()
-def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0) -> dict:
+def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0):
     """One pass over ``loader``: top-1/top-5 and WinFT's E_O and IoU, without the training loss.
 
     ``loader`` yields (images, labels, image_ids, target); the model sees only
-    the images. Returns :func:`evaluate_classifier`'s metrics plus ``eo`` (mean
+    the images. Returns (metrics, per-image predictions) as :func:`evaluate_classifier`
+    does; the metrics also hold ``eo`` (mean
     over images of window_interaction_count), ``window_iou`` (mean IoU of W and
     w_gt) and ``figure``: the per-layer predicted windows and ground truth of the
     first ``keep_first`` images (Fig. 10): 'predicted' (image, layer, N, N),
     'target' (image, N, N), 'image_id'.
     """
     model.to(device).eval()
-    accuracy = TopKAccuracy()
+    predictions = Predictions()
     counts, ious, kept = [], [], {"predicted": [], "target": [], "image_id": []}
     for images, labels, image_ids, target in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
         with autocast(device):
             logits = model(images.to(device))
-        accuracy.update(logits, labels.to(device))
+        predictions.update(logits, labels.to(device), image_ids)
         truth = window_target(target.to(device), model.grid, model.target_kind)
         counts.append(window_interaction_count(model.last_windows).cpu())
         ious.append(window_iou(model.last_windows, truth).cpu())
@@ -200,8 +201,9 @@ def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_fi
     empty = {"predicted": (0, len(model.layers), n, n), "target": (0, n, n), "image_id": (0,)}  # keep_first 0
     figure = {k: torch.cat(v).numpy() if v else np.zeros(empty[k], int if k == "image_id" else bool)
               for k, v in kept.items()}  # fmt: skip
-    return accuracy.result() | {
+    metrics = predictions.metrics() | {
         "eo": float(torch.cat(counts).mean()),
         "window_iou": float(torch.cat(ious).mean()),
         "figure": figure,
     }
+    return metrics, predictions.table()

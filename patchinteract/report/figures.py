@@ -98,25 +98,38 @@ def draw_directions(axis, image: np.ndarray, vectors: np.ndarray, grid: tuple[in
     axis.set_yticks([])
 
 
+def interval_errors(rows: pd.DataFrame, prefix: str = "top1") -> np.ndarray:
+    """(2, rows) distances from each mean down and up to its interval's bounds: matplotlib's yerr."""
+    mean = rows[f"{prefix}_mean"].to_numpy()
+    return np.stack([mean - rows[f"{prefix}_ci_low"].to_numpy(), rows[f"{prefix}_ci_high"].to_numpy() - mean])
+
+
 def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
-    """Top-1 against E_O across α, one panel per experiment; the retrained ViT as a reference line."""
+    """Top-1 against E_O across α, one panel per experiment, with each model's interval as error bars;
+    the retrained ViT as a reference line in its band. AWD points whose difference to the ViT has an
+    interval excluding 0 are filled, the others hollow."""
     experiments = list(dict.fromkeys(table1["experiment"]))
     figure, axes = plt.subplots(1, len(experiments), figsize=(4.5 * len(experiments), 3.6), squeeze=False)
     for axis, experiment in zip(axes[0], experiments, strict=True):
         rows = table1[table1["experiment"] == experiment]
         awd = rows[rows["method"] == "awd"].sort_values("eo")
-        axis.plot(awd["eo"], awd["top1"], "o-", label="AWD")
+        lines = axis.errorbar(awd["eo"], awd["top1_mean"], yerr=interval_errors(awd), fmt="-", capsize=3, label="AWD")
+        significant = (awd["diff_ci_low"] > 0) | (awd["diff_ci_high"] < 0)
+        colour = lines[0].get_color()
+        axis.scatter(awd["eo"], awd["top1_mean"], s=30, zorder=3, edgecolors=colour,
+                     facecolors=[colour if s else "white" for s in significant])  # fmt: skip
         for _, row in awd.iterrows():
-            axis.annotate(f"α={row['alpha']:g}", (row["eo"], row["top1"]), textcoords="offset points",
+            axis.annotate(f"α={row['alpha']:g}", (row["eo"], row["top1_mean"]), textcoords="offset points",
                           xytext=(4, 4), fontsize=8)  # fmt: skip
         for _, row in rows[rows["method"] == "vit"].iterrows():
-            axis.axhline(row["top1"], color="gray", linestyle="--", label=f"ViT ({row['top1']:.2f}%)")
+            axis.axhline(row["top1_mean"], color="gray", linestyle="--", label=f"ViT ({row['top1_mean']:.2f}%)")
+            axis.axhspan(row["top1_ci_low"], row["top1_ci_high"], color="gray", alpha=0.15, linewidth=0)
         axis.margins(y=0.2)  # keep the ViT line off the frame
         axis.set_xlabel("E_O (interactions per head per layer)")
         axis.set_ylabel("val top-1 (%)")
         axis.set_title(experiment)
         axis.legend(fontsize=8)
-    figure.suptitle("Accuracy against the number of patch interactions (Table I)")
+    figure.suptitle("Accuracy against the number of patch interactions (Table I); filled: differs from ViT")
     figure.tight_layout()
     return figure
 

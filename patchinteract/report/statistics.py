@@ -5,6 +5,11 @@ runs on the same val images. One seed: scipy's bootstrap over images. Several se
 bootstrap that resamples seeds and, independently, images (the same images for every seed, since
 the runs share the val set), so the interval carries both the run-to-run and the test-set variance.
 Every resampling is seeded: the same inputs give the same interval.
+
+A paired comparison of two models on the same images tests "no difference in top-1" with McNemar's
+exact test for one seed, and with the two-level bootstrap of the per-image differences (paired by image
+and by seed) for several: its p-value is the percentile bootstrap's, so p < 1 − confidence exactly when
+the interval excludes 0 (up to the resampling's granularity).
 """
 
 from __future__ import annotations
@@ -21,16 +26,23 @@ def _per_seed(correct: np.ndarray) -> np.ndarray:
     return values[None] if values.ndim == 1 else values
 
 
+def resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """(size, n): how often each of n items is drawn in each of ``size`` resamples of n draws with replacement
+    (a multinomial count, built from uniform draws: far faster than ``rng.multinomial`` for large n)."""
+    draws = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+
+
 def two_level_bootstrap(values: np.ndarray, resamples: int, seed: int, block: int = 200) -> np.ndarray:
     """Bootstrap means of ``values`` (seeds, images): each resample draws seeds and images with replacement
-    (multinomial weights, so no (resamples, seeds, images) array is ever built)."""
+    (as counts, so no (resamples, seeds, images) array is ever built)."""
     n_seeds, n_images = values.shape
     rng = np.random.default_rng(seed)
     means = []
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
-        seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=size)  # (size, seeds)
-        image_weights = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=size)  # (size, images)
+        seed_weights = resample_counts(rng, n_seeds, size)  # (size, seeds)
+        image_weights = resample_counts(rng, n_images, size)  # (size, images)
         per_seed = image_weights @ values.T / n_images  # (size, seeds): each seed's mean on the drawn images
         means.append((per_seed * seed_weights).sum(axis=1) / n_seeds)
     return np.concatenate(means)
@@ -41,13 +53,16 @@ def _interval(values: np.ndarray, confidence: float, resamples: int, seed: int) 
     if values.shape[0] == 1:
         result = stats.bootstrap(
             (values[0],), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-            random_state=np.random.default_rng(seed), vectorized=True,
+            random_state=np.random.default_rng(seed), vectorized=True, batch=200,  # 200 resamples in memory
         )  # fmt: skip
         low, high = result.confidence_interval
     else:
-        means = two_level_bootstrap(values, resamples, seed)
-        low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+        low, high = _quantiles(two_level_bootstrap(values, resamples, seed), confidence)
     return 100.0 * float(low), 100.0 * float(high)
+
+
+def _quantiles(means: np.ndarray, confidence: float) -> np.ndarray:
+    return np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
 
 
 def accuracy_interval(
@@ -57,15 +72,35 @@ def accuracy_interval(
     return _interval(_per_seed(correct), confidence, resamples, seed)
 
 
-def difference_interval(
+def bootstrap_pvalue(differences: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from bootstrap replicates of a difference: twice the smaller
+    share of replicates at or beyond 0 on either side, each share counted as (count + 1) / (B + 1) so
+    that it is never 0; at most 1."""
+    below, above = int((differences <= 0).sum()), int((differences >= 0).sum())
+    return min(1.0, 2 * (min(below, above) + 1) / (len(differences) + 1))
+
+
+def paired_comparison(
     correct: np.ndarray, reference: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
     seed: int = 0,
-) -> tuple[float, float]:  # fmt: skip
-    """The interval of top-1(correct) − top-1(reference) in points, paired by image (and by seed index)."""
+) -> dict:  # fmt: skip
+    """top-1(correct) − top-1(reference) in points on the same images (and seeds), with its interval and
+    a paired test: McNemar's exact test for one seed, the paired two-level bootstrap for several.
+
+    Returns diff, diff_ci_low, diff_ci_high, p_value and test (mcnemar_exact | paired_bootstrap).
+    """
     a, b = _per_seed(correct), _per_seed(reference)
     if a.shape != b.shape:
         raise ValueError(f"paired runs need the same seeds and images, got {a.shape} and {b.shape}")
-    return _interval(a - b, confidence, resamples, seed)
+    diff = 100.0 * float(a.mean() - b.mean())
+    if a.shape[0] == 1:
+        low, high = _interval(a - b, confidence, resamples, seed)
+        p_value, test = mcnemar_exact(a[0], b[0]), "mcnemar_exact"
+    else:
+        replicates = two_level_bootstrap(a - b, resamples, seed)
+        low, high = 100.0 * _quantiles(replicates, confidence)
+        p_value, test = bootstrap_pvalue(replicates), "paired_bootstrap"
+    return {"diff": diff, "diff_ci_low": float(low), "diff_ci_high": float(high), "p_value": p_value, "test": test}
 
 
 def mcnemar_exact(correct: np.ndarray, reference: np.ndarray) -> float:

@@ -106,10 +106,10 @@ class Branch:
         return float(n_patches * n_patches)
 
     def evaluate(self, model: nn.Module, loader, device: torch.device, val_stores: dict[str, Path], n_patches: int):
-        """(metrics, figure arrays or None) of the val split."""
-        metrics = evaluate_classifier(model, loader, device)
+        """(metrics, per-image predictions, figure arrays or None) of the val split."""
+        metrics, predictions = evaluate_classifier(model, loader, device)
         image_ids = loader.dataset.dataset.image_ids
-        return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, None
+        return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, predictions, None
 
 
 class WindowBranch(Branch):
@@ -153,8 +153,8 @@ class WindowFreeBranch(Branch):
         return (self.settings["ce_weight"], self.settings["bce_weight"])
 
     def evaluate(self, model, loader, device, val_stores, n_patches):
-        metrics = evaluate_windows(model, loader, device, keep_first=self.settings["figure_images"])
-        return metrics, metrics.pop("figure")
+        metrics, predictions = evaluate_windows(model, loader, device, keep_first=self.settings["figure_images"])
+        return metrics, predictions, metrics.pop("figure")
 
 
 BRANCH_KINDS = {kind.method: kind for kind in (Branch, WindowBranch, WindowTokenBranch, WindowFreeBranch)}
@@ -178,7 +178,7 @@ def split_with_masks(branch: Branch, manifest, split: str, transform, stores: di
 def retrain_branch(branch: Branch, run: TrainingRun, init: TrainingInit, stores: dict[str, dict[str, Path]]):
     """Train one branch (stores: split -> kind of mask store -> folder) and evaluate it on val.
 
-    Returns (vit, metrics, figure arrays or None); the weights are saved by the run.
+    Returns (vit, metrics, per-image val predictions, figure arrays or None); the weights are saved by the run.
     """
     vit, model, summary = run.train(
         init, lambda vit: split_with_masks(branch, run.manifest, "train", train_transform(vit, run.recipe.crop_scale),
@@ -189,5 +189,7 @@ def retrain_branch(branch: Branch, run: TrainingRun, init: TrainingInit, stores:
     loader = torch.utils.data.DataLoader(val, batch_size=run.execution.batch_size,
                                          num_workers=run.execution.loader_workers)  # fmt: skip
     rows, cols = patch_grid(vit)
-    metrics, figure = branch.evaluate(model, loader, select_device(run.execution.device), stores["val"], rows * cols)
-    return vit, metrics | {key: summary[key] for key in ("train_seconds", "steps", "resumed_from_step")}, figure
+    device = select_device(run.execution.device)
+    metrics, predictions, figure = branch.evaluate(model, loader, device, stores["val"], rows * cols)
+    metrics |= {key: summary[key] for key in ("train_seconds", "steps", "resumed_from_step")}
+    return vit, metrics, predictions, figure

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from patchinteract.analyses.semantics.interrelation import nan_mean
 from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import patch_grid
-from patchinteract.training.evaluation import TopKAccuracy
+from patchinteract.training.evaluation import PREDICTION_COLUMNS, Predictions
 from patchinteract.training.loop import autocast
 
 log = logging.getLogger(__name__)
@@ -97,40 +97,46 @@ def masked_logits(model, images: torch.Tensor, keep: torch.Tensor, mode: str) ->
 def masking_accuracy(
     model, loader, rankings: dict[tuple[str, int | None], np.ndarray], ratios: list[float], mode: str,
     device: torch.device,
-) -> pd.DataFrame:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Top-1 (and top-5) of ``model`` over ``loader`` (in the order of ``rankings``' images) for every
     ratio and ranking, each image loaded once. r = 0 is always included: the unmasked model, evaluated
     as the baseline's evaluation is, so its top-1 is the baseline's.
 
     ``rankings`` maps (order, seed) to an (image, N) ranking (:func:`patch_ranking`; seed None for top
-    and bottom). Returns one row per (r, order, seed): r, order, seed, masked_patches, top1, top5, n_images.
+    and bottom). Returns (accuracy, predictions): one row per (r, order, seed) with r, order, seed,
+    masked_patches, top1, top5, n_images; and the per-image predictions of every such variant
+    (:class:`patchinteract.training.evaluation.Predictions`' columns after r, order, seed).
     """
     ratios = check_ratios([0.0, *ratios])
     model.to(device).eval()
     n = next(iter(rankings.values())).shape[1]
     variants = [(r, key) for r in ratios if masked_count(r, n) > 0 for key in rankings]
-    unmasked, accuracy = TopKAccuracy(), {variant: TopKAccuracy() for variant in variants}
+    unmasked, predictions = Predictions(), {variant: Predictions() for variant in variants}
     start = 0
-    for images, labels, _ids in tqdm(loader, desc="masking", unit="batch", mininterval=5):
+    for images, labels, image_ids in tqdm(loader, desc="masking", unit="batch", mininterval=5):
         images, labels = images.to(device), labels.to(device)
         stop = start + len(images)
         with autocast(device):
-            unmasked.update(model(images), labels)
+            unmasked.update(model(images), labels, image_ids)
             for ratio, key in variants:
                 keep = torch.from_numpy(keep_mask(rankings[key][start:stop], masked_count(ratio, n))).to(device)
-                accuracy[ratio, key].update(masked_logits(model, images, keep, mode), labels)
+                predictions[ratio, key].update(masked_logits(model, images, keep, mode), labels, image_ids)
         start = stop
     if start != len(next(iter(rankings.values()))):
         raise ValueError(f"the loader gave {start} images, the θ scores are of {len(next(iter(rankings.values())))}")
-    rows = []
+    rows, per_image = [], []
     for ratio in ratios:
         for order, seed in rankings:
             count = masked_count(ratio, n)
-            result = (accuracy[ratio, (order, seed)] if count else unmasked).result()
-            rows.append({"r": ratio, "order": order, "seed": seed, "masked_patches": count} | result)
-    table = pd.DataFrame(rows)
-    table["seed"] = table["seed"].astype("Int64")
-    return table[["r", "order", "seed", "masked_patches", "top1", "top5", "n_images"]]
+            variant = {"r": ratio, "order": order, "seed": seed}
+            result = predictions[ratio, (order, seed)] if count else unmasked
+            rows.append(variant | {"masked_patches": count} | result.metrics())
+            per_image.append(result.table().assign(**variant))
+    table, per_image = pd.DataFrame(rows), pd.concat(per_image, ignore_index=True)
+    for frame in (table, per_image):
+        frame["seed"] = frame["seed"].astype("Int64")
+    per_image = per_image[["r", "order", "seed", *PREDICTION_COLUMNS]]
+    return table[["r", "order", "seed", "masked_patches", "top1", "top5", "n_images"]], per_image
 
 
 def masking_rankings(scores: np.ndarray, random_seeds: int, seed: int) -> dict[tuple[str, int | None], np.ndarray]:
