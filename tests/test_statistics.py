@@ -10,6 +10,7 @@ from patchinteract.report.statistics import (
     accuracy_interval,
     bootstrap_pvalue,
     mcnemar_exact,
+    mcnemar_interval,
     paired_comparison,
     two_level_bootstrap,
 )
@@ -80,6 +81,24 @@ def test_paired_comparison_is_paired():
     assert high - low < unpaired / 2
     with pytest.raises(ValueError, match="same seeds and images"):
         paired_comparison(better[None], np.stack([reference, reference]))
+
+
+def test_mcnemar_interval_excludes_zero_exactly_when_the_test_rejects():
+    rng = np.random.default_rng(3)
+    agreements = 0
+    for _ in range(300):
+        reference = rng.random(120) < 0.8
+        flips = rng.random(120) < rng.uniform(0.02, 0.15)
+        correct = reference ^ (flips & (rng.random(120) < rng.uniform(0.2, 0.8)))
+        low, high = mcnemar_interval(correct, reference)
+        diff = 100 * (correct.mean() - reference.mean())
+        assert low - 1e-9 <= diff <= high + 1e-9  # equal at a bound when every pair favours one side
+        agreements += (low > 0 or high < 0) == (mcnemar_exact(correct, reference) < 0.05)
+    assert agreements == 300
+    # 10 pairs all favouring one side: (10/50)(2π − 1) with π's Clopper-Pearson interval [0.6915, 1]
+    a, b = np.array([1] * 10 + [0] * 40, bool), np.zeros(50, bool)
+    assert mcnemar_interval(a, b) == pytest.approx((20 * (2 * 0.691503 - 1), 20.0), abs=1e-4)
+    assert mcnemar_interval(b, b) == (0.0, 0.0)
 
 
 def test_paired_bootstrap_over_seeds_agrees_with_its_interval():

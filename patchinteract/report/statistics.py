@@ -7,9 +7,10 @@ the runs share the val set), so the interval carries both the run-to-run and the
 Every resampling is seeded: the same inputs give the same interval.
 
 A paired comparison of two models on the same images tests "no difference in top-1" with McNemar's
-exact test for one seed, and with the two-level bootstrap of the per-image differences (paired by image
-and by seed) for several: its p-value is the percentile bootstrap's, so p < 1 − confidence exactly when
-the interval excludes 0 (up to the resampling's granularity).
+exact test for one seed (its interval is the one that inverts the test), and with the two-level
+bootstrap of the per-image differences (paired by image and by seed) for several (its p-value is the
+percentile bootstrap's). Either way p < 1 − confidence exactly when the interval excludes 0 (for the
+bootstrap, up to the resampling's granularity), so a marked difference is a significant one.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def paired_comparison(
     seed: int = 0,
 ) -> dict:  # fmt: skip
     """top-1(correct) − top-1(reference) in points on the same images (and seeds), with its interval and
-    a paired test: McNemar's exact test for one seed, the paired two-level bootstrap for several.
+    a paired test: McNemar's exact test and the interval that inverts it for one seed, the paired
+    two-level bootstrap (interval and p-value from the same replicates) for several. Either way the
+    interval excludes 0 exactly when p < 1 − confidence.
 
     Returns diff, diff_ci_low, diff_ci_high, p_value and test (mcnemar_exact | paired_bootstrap).
     """
@@ -94,7 +97,7 @@ def paired_comparison(
         raise ValueError(f"paired runs need the same seeds and images, got {a.shape} and {b.shape}")
     diff = 100.0 * float(a.mean() - b.mean())
     if a.shape[0] == 1:
-        low, high = _interval(a - b, confidence, resamples, seed)
+        low, high = mcnemar_interval(a[0], b[0], confidence)
         p_value, test = mcnemar_exact(a[0], b[0]), "mcnemar_exact"
     else:
         replicates = two_level_bootstrap(a - b, resamples, seed)
@@ -103,13 +106,31 @@ def paired_comparison(
     return {"diff": diff, "diff_ci_low": float(low), "diff_ci_high": float(high), "p_value": p_value, "test": test}
 
 
-def mcnemar_exact(correct: np.ndarray, reference: np.ndarray) -> float:
-    """McNemar's exact test of two classifiers on the same images: the two-sided binomial test of the
-    discordant pairs (right for one and wrong for the other) against 1/2. 1.0 when there are none."""
+def _discordant(correct: np.ndarray, reference: np.ndarray) -> tuple[int, int]:
     a, b = np.asarray(correct, bool), np.asarray(reference, bool)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"McNemar's test pairs one run per classifier on the same images, got {a.shape}, {b.shape}")
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    return int((a & ~b).sum()), int((~a & b).sum())
+
+
+def mcnemar_interval(correct: np.ndarray, reference: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The interval of top-1(correct) − top-1(reference) (points) that inverts McNemar's exact test: given the
+    m discordant pairs of n images, the difference is (m/n)(2π − 1) with π the share of them that favour
+    ``correct``, and π's exact (Clopper-Pearson) interval gives the bounds. The binomial at π = 1/2 is
+    symmetric, so the interval excludes 0 exactly when the test's p < 1 − confidence."""
+    gained, lost = _discordant(correct, reference)
+    pairs, images = gained + lost, len(correct)
+    if pairs == 0:
+        return 0.0, 0.0
+    share = stats.binomtest(gained, pairs, 0.5).proportion_ci(confidence, method="exact")
+    scale = 100.0 * pairs / images
+    return scale * (2 * share.low - 1), scale * (2 * share.high - 1)
+
+
+def mcnemar_exact(correct: np.ndarray, reference: np.ndarray) -> float:
+    """McNemar's exact test of two classifiers on the same images: the two-sided binomial test of the
+    discordant pairs (right for one and wrong for the other) against 1/2. 1.0 when there are none."""
+    only_a, only_b = _discordant(correct, reference)
     if only_a + only_b == 0:
         return 1.0
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
