@@ -70,6 +70,14 @@ def with_change(path, value):
             r"(?s)less than the minimum of 0.*instance\['semantics'\]\['masking'\]\['ratios'\]",
         ),
         (("semantics",), {"keypoints": {"assign": "nearest"}}, r"'nearest' is not one of \['location', 'region'\]"),
+        (("seeds",), [0, 0], r"(?s)has non-unique elements.*instance\['seeds'\]"),
+        (("seeds",), [], r"(?s)should be non-empty.*instance\['seeds'\]"),
+        (("seeds",), ["1"], r"(?s)'1' is not of type 'integer'.*instance\['seeds'\]"),
+        (
+            ("tables",),
+            {"confidence": 1.0},
+            r"(?s)greater than or equal to the maximum of 1.*\['tables'\]\['confidence'\]",
+        ),
     ],
 )
 def test_schema_errors_name_the_key(path, value, message):
