@@ -129,7 +129,8 @@ def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
         axis.set_ylabel("val top-1 (%)")
         axis.set_title(experiment)
         axis.legend(fontsize=8)
-    figure.suptitle("Accuracy against the number of patch interactions (Table I); filled: differs from ViT")
+    figure.suptitle("Accuracy against the number of patch interactions (Table I)\n"
+                    "bars and band: intervals of top-1; filled: differs from the ViT", fontsize=10)  # fmt: skip
     figure.tight_layout()
     return figure
 
