@@ -20,12 +20,12 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
-# Two pytest calls: everything but the Slurm tests on two workers (one test file each at a time),
-# then the Slurm tests alone (their time-out test sizes its work by this machine's measured speed,
-# so nothing else may share the CPU while it runs).
+# Two pytest calls: every test file on one of three workers (the Slurm tests mostly wait on the
+# scheduler, so they run beside the rest), then the tests marked exclusive alone (the Slurm
+# time-out test sizes its work by this machine's measured speed: nothing else may share the CPU).
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -ra --durations=10 -n 2 --dist loadfile --ignore=tests/test_slurm.py
-	$(BIN)/python -m pytest -ra --durations=5 tests/test_slurm.py
+	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile -m "not exclusive"
+	$(BIN)/python -m pytest -ra --durations=5 -m exclusive
 
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/

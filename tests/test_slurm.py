@@ -205,6 +205,7 @@ def training_steps_per_second(config: dict, batch_size: int, threads: int) -> fl
     return 50 / (time.perf_counter() - start)
 
 
+@pytest.mark.exclusive  # sizes its work by this machine's measured speed: run alone (make test)
 def test_time_limit_sigterm_checkpoints_and_a_rerun_resumes(slurm_cluster, tmp_path):
     """Training sized to ~1.5-3 min of this machine's time; its job gets 1 min. Slurm's SIGTERM at
     the limit (enforced 60-90 s in) makes it checkpoint; a rerun (here on the login node, no time
@@ -256,4 +257,4 @@ def test_profile_is_found_as_typed_from_the_repository_root(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Using profile slurm" in result.stdout + result.stderr
-    assert planned_jobs(result.stdout)["retrain_awd"] == 2
+    assert planned_jobs(result.stdout)["retrain_awd"] == 2 * len(TINY_CONFIG["seeds"])  # two α, every seed
