@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from patchinteract.data.manifest import read_manifest  # noqa: E402
+from patchinteract.report.statistics import excludes_zero  # noqa: E402
 
 matplotlib.use("Agg")  # headless: notebooks run under papermill on cluster nodes
 
@@ -114,7 +115,7 @@ def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
         rows = table1[table1["experiment"] == experiment]
         awd = rows[rows["method"] == "awd"].sort_values("eo")
         lines = axis.errorbar(awd["eo"], awd["top1_mean"], yerr=interval_errors(awd), fmt="-", capsize=3, label="AWD")
-        significant = (awd["diff_ci_low"] > 0) | (awd["diff_ci_high"] < 0)
+        significant = excludes_zero(awd["diff_ci_low"], awd["diff_ci_high"])
         colour = lines[0].get_color()
         axis.scatter(awd["eo"], awd["top1_mean"], s=30, zorder=3, edgecolors=colour,
                      facecolors=[colour if s else "white" for s in significant])  # fmt: skip

@@ -73,6 +73,12 @@ def accuracy_interval(
     return _interval(_per_seed(correct), confidence, resamples, seed)
 
 
+def excludes_zero(low, high):
+    """Whether an interval of a difference excludes 0 (scalars or arrays; NaN bounds: no): the mark of a
+    difference the data can tell from none."""
+    return (low > 0) | (high < 0)
+
+
 def bootstrap_pvalue(differences: np.ndarray) -> float:
     """Two-sided p-value of "no difference" from bootstrap replicates of a difference: twice the smaller
     share of replicates at or beyond 0 on either side, each share counted as (count + 1) / (B + 1) so

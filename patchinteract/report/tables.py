@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from patchinteract.layout import PREDICTIONS, TABLE_NAMES, VIT_BRANCH
-from patchinteract.report.statistics import CONFIDENCE, RESAMPLES, accuracy_interval, paired_comparison
+from patchinteract.report.statistics import (
+    CONFIDENCE,
+    RESAMPLES,
+    accuracy_interval,
+    excludes_zero,
+    paired_comparison,
+)
 
 # Columns first in every table, in this order; the rest follow alphabetically.
 LEADING_COLUMNS = [
@@ -125,7 +131,7 @@ def comparisons(runs: pd.DataFrame, correct: list[np.ndarray], uncertainty: Unce
                     "beta": first["beta"], "reference": VIT_BRANCH, "seeds": ",".join(map(str, seeds)),
                     "n_seeds": len(seeds), "n_images": ours.shape[1], "top1_mean": 100.0 * ours.mean(),
                     "reference_top1_mean": 100.0 * theirs.mean(),
-                } | test | {"significant": test["diff_ci_low"] > 0 or test["diff_ci_high"] < 0})  # fmt: skip
+                } | test | {"significant": bool(excludes_zero(test["diff_ci_low"], test["diff_ci_high"]))})  # fmt: skip
     columns = ["experiment", "branch", "method", "alpha", "beta", "reference", "seeds", "n_seeds", "n_images",
                "top1_mean", "reference_top1_mean", *DIFF_COLUMNS, "significant"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
@@ -198,7 +204,7 @@ def interval_cells(table: pd.DataFrame) -> pd.DataFrame:
         def cell(v, lo, hi, marked=marked):
             if pd.isna(v):
                 return ""
-            mark = " *" if marked and (lo > 0 or hi < 0) else ""
+            mark = " *" if marked and excludes_zero(lo, hi) else ""
             return f"{v:.2f} ± {(hi - lo) / 2:.2f}{mark}"
 
         shown[value] = [cell(v, lo, hi) for v, lo, hi in zip(values, lows, highs, strict=True)]
