@@ -2,9 +2,12 @@
 
 Masks travel in the batch in compact form, windows (image, N, 4) int16 and
 keep (image, N) bool, and are expanded here, on the device that trains. The
-blocks are timm's own: the boolean mask goes to timm's Attention, which hands
-it to ``F.scaled_dot_product_attention`` (True = may attend; False becomes -inf
-before the softmax), so the fused GPU kernels stay in use.
+blocks are timm's own: the mask goes to timm's Attention, which hands it to
+``F.scaled_dot_product_attention`` (boolean: True = may attend, False becomes -inf
+before the softmax; float: added to the logits), so the fused kernels stay in use.
+The boolean mask is built once per batch, for all layers and heads. With kept
+tokens the blocks run on the prefix and kept tokens only (exactly the dense model:
+:meth:`MaskedViT.reduced_forward`), so a DIP branch costs about (1 - β) of a ViT.
 """
 
 from __future__ import annotations
@@ -64,10 +67,12 @@ class MaskedViT(nn.Module):
     """``vit`` (a timm VisionTransformer) run under optional windows and kept-token masks.
 
     ``forward(images)`` is the plain model; ``forward(images, windows)`` is AWD;
-    ``forward(images, windows, keep)`` is AWD + DIP. ``dip_mode`` multiply
-    multiplies the token sequence by the keep mask at the input of every block
-    (and before the final norm), so dropped tokens stay zero; drop_keys also
-    removes them as keys from every attention.
+    ``forward(images, windows, keep)`` is AWD + DIP. What DIP means is
+    :meth:`dense_forward`: ``dip_mode`` multiply multiplies the token sequence by
+    the keep mask at the input of every block and before the final norm, so
+    dropped tokens stay zero; drop_keys removes them as keys from every attention
+    row but their own. :meth:`forward` computes the same model on fewer tokens
+    (:meth:`reduced_forward`; docs/method.md, "DIP on fewer tokens").
     """
 
     def __init__(self, vit: nn.Module, cls_in_window: bool = True, dip_mode: str = "multiply"):
@@ -78,21 +83,31 @@ class MaskedViT(nn.Module):
         self.cls_in_window, self.dip_mode = cls_in_window, dip_mode
         self.grid, self.n_prefix = patch_grid(vit), n_prefix_tokens(vit)
 
+    def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
+        if keep is None:
+            return self.dense_forward(images, windows)
+        return self.reduced_forward(images, windows, keep)
+
+    def attention_mask(self, images: torch.Tensor, windows: torch.Tensor | None, keep: torch.Tensor | None):
+        """The dense boolean mask (image, 1, T, T) of :func:`window_attention_mask`; None for plain attention."""
+        if windows is None and (keep is None or self.dip_mode != "drop_keys"):
+            return None
+        if windows is None:
+            windows = keep_all_windows(images.shape[0], self.grid, images.device)
+        return window_attention_mask(
+            windows.to(images.device), self.grid, self.n_prefix,
+            keep=None if keep is None else keep.to(images.device),
+            cls_in_window=self.cls_in_window, drop_keys=self.dip_mode == "drop_keys",
+        )  # fmt: skip
+
     def token_scale(self, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(image, T, 1): 1 for prefix tokens and kept patches, 0 for dropped patches."""
         prefix = torch.ones(keep.shape[0], self.n_prefix, dtype=dtype, device=keep.device)
         return torch.cat([prefix, keep.to(dtype)], dim=1)[..., None]
 
-    def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
-        mask = None
-        if windows is not None or (keep is not None and self.dip_mode == "drop_keys"):
-            if windows is None:
-                windows = keep_all_windows(images.shape[0], self.grid, images.device)
-            mask = window_attention_mask(
-                windows.to(images.device), self.grid, self.n_prefix,
-                keep=None if keep is None else keep.to(images.device),
-                cls_in_window=self.cls_in_window, drop_keys=self.dip_mode == "drop_keys",
-            )  # fmt: skip
+    def dense_forward(self, images, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
+        """The model as defined: every token computed, dropped ones zeroed or masked (the reference for DIP)."""
+        mask = self.attention_mask(images, windows, keep)
         with contextlib.ExitStack() as scaling:
             if keep is not None and self.dip_mode == "multiply":
                 # timm has no extension point for scaling tokens between blocks: forward pre-hooks
@@ -101,6 +116,92 @@ class MaskedViT(nn.Module):
                 for module in (*self.vit.blocks, self.vit.norm):
                     scaling.enter_context(scaled_input(module, scale))
             return self.vit.forward_head(self.vit.forward_features(images, attn_mask=mask))
+
+    def reduced_forward(self, images: torch.Tensor, windows: torch.Tensor | None, keep: torch.Tensor):
+        """:meth:`dense_forward` with keep, computed on the prefix and kept tokens only.
+
+        drop_keys: no dropped token is a key of another token, so nothing flows from
+        one into a kept or prefix token: they are left out. multiply: every dropped
+        token is the zero vector at each block input, so all of them have one key and
+        one value; a single zero token stands for them, its attention logit raised by
+        log(number of dropped keys the query may attend to), which is the softmax over
+        the identical copies (:func:`reduced_attention_bias`). Pooling: the class token
+        as in the dense model; an average or maximum over patch tokens counts the shared
+        token once per dropped patch (multiply, exact) or uses the kept tokens only
+        (drop_keys, where the dense model would pool computed but unused tokens).
+        """
+        vit, keep = self.vit, keep.to(images.device)
+        if vit.attn_pool is not None or not vit.global_pool:
+            raise ValueError(
+                "DIP on fewer tokens pools by class token, avg, max or avgmax; this ViT has "
+                + ("an attention pool" if vit.attn_pool is not None else "no pooling")
+            )
+        multiply = self.dip_mode == "multiply"
+        index = kept_token_index(keep, self.n_prefix)  # (image, T_kept): prefix, then kept patches
+        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+        tokens = tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+        mask = self.attention_mask(images, windows, keep)
+        bias = reduced_attention_bias(mask, keep, index, self.n_prefix, shared_token=multiply, dtype=tokens.dtype)
+        if multiply:
+            tokens = torch.cat([tokens, tokens.new_zeros(tokens.shape[0], 1, tokens.shape[-1])], dim=1)
+            # The shared token is zero at every block input and before the final norm, as the tokens it stands for.
+            scale = torch.ones(tokens.shape[1], 1, dtype=tokens.dtype, device=tokens.device)
+            scale[-1] = 0
+        for block in vit.blocks:
+            tokens = block(tokens * scale if multiply else tokens, attn_mask=bias)
+        tokens = vit.norm(tokens * scale if multiply else tokens)
+        if multiply and vit.global_pool != "token":
+            dropped = keep.shape[1] - (index.shape[1] - self.n_prefix)  # the same for every image
+            tokens = torch.cat([tokens[:, :-1], tokens[:, -1:].expand(-1, dropped, -1)], dim=1)
+        return vit.forward_head(tokens)
+
+
+def kept_token_index(keep: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """(image, n_prefix + kept) token positions: the prefix tokens, then the kept patches in row-major order.
+
+    Every image must keep as many patches (DIP keeps ⌊β·N⌋-based counts), so the tokens form one batch.
+    """
+    kept = keep.sum(dim=1)
+    if kept.numel() and not bool((kept == kept[0]).all()):
+        counts = kept.unique().tolist()
+        raise ValueError(f"every image must keep as many patches to compute on kept tokens, got {counts}")
+    patches = keep.nonzero()[:, 1].view(keep.shape[0], -1) + n_prefix
+    prefix = torch.arange(n_prefix, device=keep.device).expand(keep.shape[0], -1)
+    return torch.cat([prefix, patches], dim=1)
+
+
+def reduced_attention_bias(
+    mask: torch.Tensor | None,
+    keep: torch.Tensor,
+    index: torch.Tensor,
+    n_prefix: int,
+    shared_token: bool,
+    dtype: torch.dtype,
+) -> torch.Tensor | None:
+    """The attention mask of the kept tokens (``index`` rows and columns of the dense ``mask``).
+
+    Without ``shared_token``: that boolean (image, 1, T_kept, T_kept), or None when
+    ``mask`` is None. With it (multiply): an additive float mask over the kept tokens
+    and one last shared token, (image, 1, T_kept + 1, T_kept + 1): 0 where allowed,
+    -inf where not, and in the shared column log(the number of dropped patches the
+    query may attend to), -inf where none. The shared token's own row is all 0: its
+    output is zeroed before any use.
+    """
+    images, tokens = index.shape
+    rows = None if mask is None else mask[:, 0].gather(1, index[..., None].expand(-1, -1, mask.shape[-1]))
+    allowed = None if rows is None else rows.gather(2, index[:, None, :].expand(-1, tokens, -1))
+    if not shared_token:
+        return None if allowed is None else allowed[:, None]
+    dropped = ~keep
+    if rows is None:
+        count = dropped.sum(dim=1, keepdim=True).expand(-1, tokens)
+    else:
+        count = (rows[:, :, n_prefix:] & dropped[:, None, :]).sum(dim=-1)
+    bias = torch.zeros(images, tokens + 1, tokens + 1, dtype=dtype, device=index.device)
+    if allowed is not None:
+        bias[:, :tokens, :tokens].masked_fill_(~allowed, float("-inf"))
+    bias[:, :tokens, tokens] = count.to(dtype).log()  # log 0 = -inf
+    return bias[:, None]
 
 
 @contextlib.contextmanager
@@ -124,15 +225,10 @@ def dropped_tokens(vit: nn.Module, keep: torch.Tensor):
     timm has no token-selection hook outside training (its PatchDropout is random), so a forward
     hook on ``patch_drop`` gathers the kept tokens; prefix tokens always stay.
     """
-    kept = keep.sum(dim=1)
-    if kept.numel() and not bool((kept == kept[0]).all()):
-        raise ValueError(f"every image must keep as many patches to drop tokens, got {kept.unique().tolist()}")
-    prefix = n_prefix_tokens(vit)
-    index = keep.nonzero()[:, 1].view(keep.shape[0], -1)  # row-major order of the kept patches
+    index = kept_token_index(keep, n_prefix_tokens(vit))
 
     def gather(_module, _args, tokens):
-        index_ = index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1])
-        return torch.cat([tokens[:, :prefix], tokens[:, prefix:].gather(1, index_)], dim=1)
+        return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
 
     handle = vit.patch_drop.register_forward_hook(gather)
     try:
