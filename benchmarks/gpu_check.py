@@ -1,8 +1,9 @@
 """One command that proves the GPU path: `make gpu-check`.
 
 On the device it finds (CUDA if present), runs the training jobs' own code:
-attention capture of a batch into a Zarr store, the streaming U of the same
-batch, masks from that U (windows, DIP keep flags, responsive fields), then for
+plain inference of a batch (the baseline of the next two), attention capture of
+it into a Zarr store, the streaming U of the same batch (computed on the device),
+masks from that U (windows, DIP keep flags, responsive fields), then for
 every branch (vit, awd, awd_dip in both DIP modes, winft in both mask modes) a
 few optimizer steps through ``patchinteract.training.loop.training_loss`` (bf16
 autocast on CUDA) and one evaluation pass. Prints images/s per branch, each
@@ -74,10 +75,25 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+@torch.no_grad()
+def plain_inference(vit, images: RandomImages, device: torch.device) -> dict:
+    """The baseline of the stages below: the same batch through the model with fused attention, nothing kept."""
+    vit.to(device).eval()
+    loader = torch.utils.data.DataLoader(images, batch_size=len(images))
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    for batch, _labels, _ids in loader:
+        vit(batch.to(device))
+    synchronize(device)
+    return {"images_per_s": len(images) / (time.perf_counter() - start), "peak_gib": peak_memory_gib(device)}
+
+
 def interaction_stages(vit, images: RandomImages, device: torch.device, scratch) -> tuple[dict, zarr.Group]:
-    """Attention capture and streaming U of one batch, as the rules run them: (images/s of each, U store)."""
+    """Plain inference, attention capture and streaming U (on the model's device) of one batch, as the rules
+    run them: (images/s of each, U store)."""
     options = dict(device=device, batch_size=len(images), workers=0, compression_level=1, attributes={})
-    rates = {}
+    plain_inference(vit, images, device)  # warm-up: kernels chosen
+    rates = {"plain inference": plain_inference(vit, images, device)}
     for name, write, extra in (
         ("attention capture", write_attention_store, {"chunk_setting": "auto"}),
         ("streaming U", write_interaction_store_streaming, {}),
@@ -192,8 +208,11 @@ def main() -> int:
     for figures in report["branches"].values():
         figures["step_vs_vit"] = figures["step_ms"] / dense
 
+    plain = report["stages"]["plain inference"]["images_per_s"]
     for stage, figures in report["stages"].items():
-        print(f"  {stage:<20} {figures['images_per_s']:9.1f} images/s" + memory_text(figures))
+        figures["vs_plain_inference"] = figures["images_per_s"] / plain
+        print(f"  {stage:<20} {figures['images_per_s']:9.1f} images/s {figures['vs_plain_inference']:5.2f} x plain"
+              + memory_text(figures))  # fmt: skip
     print(f"  {'branch':<20} {'images/s':>9} {'step ms':>9} {'x vit':>6} {'loss':>15} {'eval top-1':>10}")
     for name, figures in report["branches"].items():
         loss = f"{figures['loss_first']:.3f}->{figures['loss_last']:.3f}"

@@ -21,7 +21,9 @@ def test_gpu_check_runs_every_branch_on_cpu(tmp_path):
     assert "gpu-check passed" in result.stdout
     report = json.loads((tmp_path / "check.json").read_text())
     assert report["precision"] == "float32" and set(report["branches"]) == BRANCHES
-    assert set(report["stages"]) == {"attention capture", "streaming U"}
+    assert set(report["stages"]) == {"plain inference", "attention capture", "streaming U"}
+    assert report["stages"]["plain inference"]["vs_plain_inference"] == 1.0
+    assert all(stage["images_per_s"] > 0 for stage in report["stages"].values())
     for name, figures in report["branches"].items():
         assert figures["images_per_s"] > 0 and math.isfinite(figures["loss_last"]), name
         assert figures["step_vs_vit"] > 0 and 0 <= figures["eval_top1"] <= 100, name

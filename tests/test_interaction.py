@@ -1,11 +1,18 @@
-"""U (eq. 2-3) and dip_score against a float64 NumPy reference; invalid attention; Dask path."""
+"""U (eq. 2-3) and dip_score against a float64 NumPy reference; invalid attention; Dask path; the device path."""
 
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 import zarr
 
-from patchinteract.interaction.maps import AttentionValueError, check_attention_rows, dip_score, interaction_map
+from patchinteract.interaction.maps import (
+    AttentionValueError,
+    check_attention_rows,
+    dip_score,
+    interaction_map,
+    interaction_map_on_device,
+)
 from patchinteract.interaction.store import compute_interaction_store, interaction_arrays
 
 
@@ -97,3 +104,21 @@ def test_dask_path_reports_invalid_attention(tmp_path):
     with pytest.raises(AttentionValueError, match="image 3"):
         compute_interaction_store(tmp_path / "a.zarr", tmp_path / "u.zarr")
     assert not (tmp_path / "u.zarr").exists()
+
+
+@pytest.mark.parametrize("images_per_step", [1, 3, 8])
+def test_u_on_the_model_device_equals_the_store_path(images_per_step):
+    """The streaming path (whole images at a time, in float32 on the tensor's device; here the CPU)."""
+    attn = random_attention(np.random.default_rng(7), images=5, prefix=2)
+    on_device, score = interaction_map_on_device(torch.from_numpy(attn), 2, images_per_step=images_per_step)
+    assert on_device.dtype == torch.float32 and on_device.shape == (5, 16, 16)
+    np.testing.assert_allclose(on_device.numpy(), interaction_map(attn, 2), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(score.numpy(), dip_score(interaction_map(attn, 2)), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(on_device.numpy(), reference_u(attn, 2), rtol=1e-4, atol=1e-7)
+
+
+def test_u_on_the_model_device_rejects_invalid_rows_with_their_location():
+    attn = random_attention(np.random.default_rng(8), images=4)
+    attn[3, 2, 1, 7, 0] = np.inf
+    with pytest.raises(AttentionValueError, match=r"image 23, layer 2, head 1, query 7"):
+        interaction_map_on_device(torch.from_numpy(attn), 1, first_image=20, images_per_step=2)

@@ -3,8 +3,9 @@
 Both paths share one loop (:func:`fill_store`): forward passes of
 ``batch_size`` images in manifest order, each batch's outputs assembled into
 whole chunks of a resumable :class:`patchinteract.stores.chunked.ChunkedStore`. The
-streaming path rounds attention to float16 exactly like the store, then applies
-the same kernel, so its U and dip_score equal the store path's.
+streaming path rounds attention to float16 exactly like the store, then computes U
+and dip_score with the same equations on the model's device (equal to the store
+path's within float32 round-off).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from patchinteract.attention.capture import record_attention
-from patchinteract.interaction.maps import dip_score, interaction_map
+from patchinteract.interaction.maps import interaction_map_on_device
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 from patchinteract.stores.chunked import ChunkedStore, images_per_chunk
 from patchinteract.stores.layouts import attention_shape, attention_specs, interaction_chunk, interaction_specs
@@ -35,7 +36,8 @@ def store_attributes(vit, **extra) -> dict:
 def attention_batches(
     model, dataset, indices: list[int], device: torch.device, batch_size: int, workers: int
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Forward passes over ``indices`` of ``dataset``: (float16 attention (B, L, H, T, T), per-image arrays)."""
+    """Forward passes over ``indices`` of ``dataset``: (float16 attention (B, L, H, T, T) on ``device``,
+    per-image arrays)."""
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers)
     model.to(device).eval()
@@ -47,7 +49,7 @@ def attention_batches(
                 "prediction": logits.argmax(-1).cpu().numpy(),
                 "image_id": image_ids.numpy(),
             }
-            yield recorder.attention.cpu().numpy(), per_image
+            yield recorder.attention, per_image
 
 
 def fill_store(
@@ -61,7 +63,8 @@ def fill_store(
     workers: int,
 ) -> None:
     """Run the model over the store's pending chunks and write ``outputs(attention, images)`` per chunk
-    (``images``: the store indices of the batch).
+    (``attention``: the batch's float16 tensor on ``device``; ``images``: the store indices of the batch;
+    ``outputs`` returns NumPy arrays).
 
     Forward batches hold ``batch_size`` images whatever the chunk length; each
     batch's outputs are cut at chunk boundaries and a chunk is written as soon
@@ -106,7 +109,7 @@ def write_attention_store(
     chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
     store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
     fill_store(
-        model, dataset, store, lambda attention, _images: {"attn": attention},
+        model, dataset, store, lambda attention, _images: {"attn": attention.cpu().numpy()},
         device=device, batch_size=batch_size, workers=workers,
     )  # fmt: skip
     return store.finalize()
@@ -124,8 +127,8 @@ def write_interaction_store_streaming(
     )  # fmt: skip
 
     def interaction_outputs(attention, images):
-        interaction = interaction_map(attention, prefix, first_image=int(images[0]))
-        return {"U": interaction, "dip_score": dip_score(interaction)}
+        interaction, score = interaction_map_on_device(attention, prefix, first_image=int(images[0]))
+        return {"U": interaction.cpu().numpy(), "dip_score": score.cpu().numpy()}
 
     fill_store(model, dataset, store, interaction_outputs, device=device, batch_size=batch_size, workers=workers)
     return store.finalize()

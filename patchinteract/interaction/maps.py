@@ -1,10 +1,13 @@
 """Patch interaction map U (eq. 2-3) and the DIP column score, for batches of images.
 
-All functions take batched NumPy arrays with the image axis first. Attention is
-stored as float16; :func:`interaction_map` converts the patch-to-patch block to
-float32 exactly once, into a buffer reused by each thread, takes the row sums
-for validation from that same copy, and works in place from then on, so
-reading the store, not the arithmetic, sets the speed (benchmarks/bench_interaction.py).
+Two entry points share the functions of the equations. :func:`interaction_map`
+takes a NumPy block of a Zarr attention store (float16): it converts the
+patch-to-patch block to float32 exactly once, into a buffer reused by each
+thread, takes the row sums for validation from that same copy, and works in
+place from then on, so reading the store, not the arithmetic, sets the speed
+(benchmarks/bench_interaction.py). :func:`interaction_map_on_device` takes the
+attention a forward pass just recorded (``attention.store: none``) and computes
+U on the device that ran the model, so a GPU does not wait for the CPU.
 """
 
 from __future__ import annotations
@@ -88,27 +91,26 @@ def attention_row_sums(attn: np.ndarray, patch_block: np.ndarray, n_prefix_token
     return np.concatenate([prefix_rows, patch_rows], axis=-1)
 
 
-def uncertainty_across_layers(attn_patches: np.ndarray) -> np.ndarray:
+def uncertainty_across_layers(attn_patches: torch.Tensor) -> torch.Tensor:
     """Eq. 2: 𝒰 = (1/l) Σ_i (A_i - E_A)², the population variance over the layer axis.
 
-    ``attn_patches`` is float32 (image, layer, head, N, N) and is overwritten
-    (centred and squared in place) to avoid a second full-size temporary.
-    Returns (image, head, N, N).
+    ``attn_patches`` is a float32 tensor (image, layer, head, N, N) on any device
+    and is overwritten (centred and squared in place) to avoid a second full-size
+    temporary. Returns (image, head, N, N).
     """
-    if attn_patches.dtype != np.float32:
+    if attn_patches.dtype != torch.float32:
         raise TypeError(f"expected a float32 working copy, got {attn_patches.dtype}")
-    work = torch.from_numpy(attn_patches)  # torch's in-place kernels are vectorised and share memory
-    mean_over_layers = work.mean(dim=LAYER_AXIS, keepdim=True)
-    work.sub_(mean_over_layers).square_()
-    return work.mean(dim=LAYER_AXIS).numpy()
+    mean_over_layers = attn_patches.mean(dim=LAYER_AXIS, keepdim=True)
+    attn_patches.sub_(mean_over_layers).square_()
+    return attn_patches.mean(dim=LAYER_AXIS)
 
 
-def uncertainty_across_heads(layer_uncertainty: np.ndarray) -> np.ndarray:
+def uncertainty_across_heads(layer_uncertainty: torch.Tensor) -> torch.Tensor:
     """Eq. 3: U = (1/k) Σ_j (𝒰_j - E_𝒰)², the population variance over heads.
 
     ``layer_uncertainty`` is (image, head, N, N); returns U as (image, N, N).
     """
-    return layer_uncertainty.var(axis=HEAD_AXIS_AFTER_LAYERS, dtype=np.float32)
+    return layer_uncertainty.var(dim=HEAD_AXIS_AFTER_LAYERS, correction=0)
 
 
 def interaction_map(attn: np.ndarray, n_prefix_tokens: int, first_image: int = 0) -> np.ndarray:
@@ -122,7 +124,7 @@ def interaction_map(attn: np.ndarray, n_prefix_tokens: int, first_image: int = 0
         raise ValueError(f"attention must be (image, layer, head, query, key); got shape {attn.shape}")
     images, layers, heads, tokens, _ = attn.shape
     n = tokens - n_prefix_tokens
-    layer_uncertainty = np.empty((images, heads, n, n), np.float32)
+    layer_uncertainty = torch.empty((images, heads, n, n), dtype=torch.float32)
     row_sums = np.empty((images, layers, heads, tokens), np.float32)
     # One (image, head) at a time: its float32 copy (layers x N x N) stays in cache
     # through the passes of eq. 2, instead of streaming the whole chunk through memory.
@@ -131,16 +133,43 @@ def interaction_map(attn: np.ndarray, n_prefix_tokens: int, first_image: int = 0
             one = attn[image : image + 1, :, head : head + 1]
             block = patch_block_float32(one, n_prefix_tokens)
             row_sums[image, :, head] = attention_row_sums(one, block, n_prefix_tokens)[0, :, 0]
-            layer_uncertainty[image, head] = uncertainty_across_layers(block)[0, 0]
+            layer_uncertainty[image, head] = uncertainty_across_layers(torch.from_numpy(block))[0, 0]
     check_row_sums(row_sums, first_image=first_image)
-    return uncertainty_across_heads(layer_uncertainty)
+    return uncertainty_across_heads(layer_uncertainty).numpy()
 
 
-def dip_score(interaction: np.ndarray) -> np.ndarray:
+def interaction_map_on_device(
+    attn: torch.Tensor, n_prefix_tokens: int, first_image: int = 0, images_per_step: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, dip_score) of a batch of recorded attention, in float32 on the tensor's device.
+
+    ``attn`` is (image, layer, head, T, T) in any float dtype (the recorder's
+    float16, so U is that of the stored attention); rows are checked as in
+    :func:`interaction_map`. ``images_per_step`` images are converted to float32
+    at a time, which bounds the working memory (ViT-B/16: 22 MB per image).
+    """
+    if attn.ndim != 5:
+        raise ValueError(f"attention must be (image, layer, head, query, key); got shape {tuple(attn.shape)}")
+    p = n_prefix_tokens
+    interaction, row_sums = [], []
+    for start in range(0, attn.shape[0], images_per_step):
+        block = attn[start : start + images_per_step].float()
+        row_sums.append(block.sum(dim=-1).cpu())
+        patches = block[..., p:, p:].contiguous()
+        del block
+        interaction.append(uncertainty_across_heads(uncertainty_across_layers(patches)))
+    check_row_sums(torch.cat(row_sums).numpy(), first_image=first_image)
+    interaction = torch.cat(interaction)
+    return interaction, dip_score(interaction)
+
+
+def dip_score(interaction: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """DIP score: population variance of each column of U over its N rows.
 
     Column p of U says how informative patch p is to all others; a low variance
-    marks an indiscriminative patch. ``interaction`` is (image, N, N); returns
-    (image, N), float32.
+    marks an indiscriminative patch. ``interaction`` is (image, N, N), a NumPy
+    array or a tensor on any device; returns (image, N), float32, of the same kind.
     """
+    if isinstance(interaction, torch.Tensor):
+        return interaction.var(dim=-2, correction=0)
     return interaction.var(axis=-2, dtype=np.float32)

@@ -107,7 +107,7 @@ def write_head_store_streaming(
     grid, prefix, count = tuple(attributes["grid"]), int(attributes["n_prefix_tokens"]), attributes["top_count"]
     store = ChunkedStore(path, len(dataset), chunk, specs, attributes, compression_level)
     fill_store(
-        model, dataset, store, lambda attention, _images: head_reductions(attention, prefix, grid, count),
+        model, dataset, store, lambda attention, _images: head_reductions(attention.cpu().numpy(), prefix, grid, count),
         device=device, batch_size=batch_size, workers=workers,
     )  # fmt: skip
     return store.finalize()

@@ -97,11 +97,11 @@ def write_semantics_store_streaming(
     attributes = semantics_attributes(store_attributes(model, **attributes), gamma, weighting)
     store = ChunkedStore(path, len(dataset), auto_chunk(specs, len(dataset)), specs, attributes, compression_level)
     prefix = int(attributes["n_prefix_tokens"])
-    fill_store(
-        model, dataset, store,
-        lambda attention, images: semantic_reductions(attention, prefix, counts[images], gamma, weighting),
-        device=device, batch_size=batch_size, workers=workers,
-    )  # fmt: skip
+
+    def reductions(attention, images):  # on the CPU: θ and the focus index are NumPy (docs/scaling.md)
+        return semantic_reductions(attention.cpu().numpy(), prefix, counts[images], gamma, weighting)
+
+    fill_store(model, dataset, store, reductions, device=device, batch_size=batch_size, workers=workers)
     return store.finalize()
 
 
