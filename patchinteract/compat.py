@@ -14,16 +14,20 @@ and datasets then work; ``torchvision.ops`` raises a clear "no kernel" error if
 called, and this project never calls ``torchvision.ops`` or ``torchvision.io``.
 Where the extension loads (a matching CUDA install) this module does nothing.
 
-``patchinteract/__init__.py`` imports this module first, so any
-``import patchinteract...`` placed before ``import timm`` is enough.
+When: just before torchvision is first imported. ``patchinteract/__init__.py``
+calls :func:`install`, which puts a finder at the front of ``sys.meta_path``
+that applies the patch when ``torchvision`` is about to be imported, so any
+``import patchinteract...`` placed before ``import timm`` is enough, and a job
+that never touches timm or torchvision (mask stores, tables) never pays for
+importing torch (2 s per job).
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
+import sys
 from pathlib import Path
-
-import torch
 
 # The two operators that torchvision registers fake kernels for unconditionally.
 _UNGUARDED_OPERATOR_SCHEMAS = {
@@ -32,7 +36,10 @@ _UNGUARDED_OPERATOR_SCHEMAS = {
 }
 
 # Kept alive for the life of the process: the definitions vanish with it.
-_schema_library: torch.library.Library | None = None
+_schema_library = None
+
+# Whether this process needed the patch; None until torchvision is imported (or the patch is applied by hand).
+PATCHED: bool | None = None
 
 
 def torchvision_extension_loads() -> bool:
@@ -44,6 +51,8 @@ def torchvision_extension_loads() -> bool:
     libraries = sorted(package_dir.glob("_C*.so")) + sorted(package_dir.glob("_C*.pyd"))
     if not libraries:
         return False
+    import torch
+
     try:
         torch.ops.load_library(str(libraries[0]))
     except (OSError, RuntimeError):
@@ -53,13 +62,37 @@ def torchvision_extension_loads() -> bool:
 
 def patch_torchvision_operators() -> bool:
     """Define the operator schemas torchvision needs at import time. Returns True if it patched."""
-    global _schema_library
+    global _schema_library, PATCHED
+    # Called by hand before torchvision was imported: the finder must not patch a second time
+    # (finding torchvision's spec below would call it).
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _PatchBeforeTorchvision)]
     if _schema_library is not None or torchvision_extension_loads():
+        PATCHED = bool(PATCHED)
         return False
+    import torch
+
     _schema_library = torch.library.Library("torchvision", "DEF")
     for schema in _UNGUARDED_OPERATOR_SCHEMAS.values():
         _schema_library.define(schema)
+    PATCHED = True
     return True
 
 
-PATCHED = patch_torchvision_operators()
+class _PatchBeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Applies the patch when ``torchvision`` is about to be imported; finds nothing itself."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            patch_torchvision_operators()  # which removes this finder: once is enough
+        return None
+
+
+def install() -> None:
+    """Patch just before torchvision is first imported (now, if it is already importing)."""
+    if "torchvision" in sys.modules:
+        patch_torchvision_operators()
+    elif not any(isinstance(finder, _PatchBeforeTorchvision) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchBeforeTorchvision())
+
+
+install()

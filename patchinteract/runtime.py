@@ -9,8 +9,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 
 @contextlib.contextmanager
 def logged_to(log_path: str | Path | None):
@@ -37,6 +35,8 @@ def logged_to(log_path: str | Path | None):
 
 def torch_threads(threads: int) -> None:
     """Use the cores the scheduler gave the job, not every core of the node."""
+    import torch  # here: jobs that never compute with torch do not import it (2 s)
+
     torch.set_num_threads(max(1, int(threads)))
 
 

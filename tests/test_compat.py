@@ -22,7 +22,20 @@ def test_timm_and_torchvision_import_after_the_shim():
 def test_shim_is_idempotent():
     from patchinteract import compat
 
+    compat.patch_torchvision_operators()
     assert compat.patch_torchvision_operators() is False  # second call: nothing to do
+
+
+def test_the_shim_imports_torch_only_when_torchvision_is_imported():
+    """Jobs that never use timm (masks, tables) must not pay for importing torch; timm still imports."""
+    code = (
+        "import sys, patchinteract.compat as c, patchinteract.masks.stores, patchinteract.data.manifest;"
+        "before = ('torch' in sys.modules, c.PATCHED);"
+        "import timm;"
+        "print(*before, 'torch' in sys.modules, c.PATCHED == (not c.torchvision_extension_loads()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "None", "True", "True"]
 
 
 IMPORT = re.compile(r"^\s*(?:import|from)\s+(timm|torchvision|patchinteract)\b", re.MULTILINE)

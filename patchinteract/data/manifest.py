@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -156,8 +155,12 @@ def number_of_classes(manifest: pd.DataFrame) -> int:
     return int(manifest["label"].max()) + 1
 
 
-class ManifestDataset(torch.utils.data.Dataset):
-    """Images of one manifest split, in manifest order: (image tensor, label, image_id)."""
+class ManifestDataset:
+    """Images of one manifest split, in manifest order: (image tensor, label, image_id).
+
+    A map-style dataset for torch's DataLoader (``__getitem__`` and ``__len__``), written without
+    torch's base class so that reading a manifest (dataset jobs, tables, notebooks) does not import torch.
+    """
 
     def __init__(self, manifest: pd.DataFrame, root: Path, transform: Callable):
         self.paths = [root / p for p in manifest["path"]]

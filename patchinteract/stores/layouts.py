@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from patchinteract.models.vit import n_prefix_tokens, patch_grid
 from patchinteract.stores.chunked import ArraySpec, images_per_chunk
 
 ATTENTION_DIMENSIONS = ("image", "layer", "head", "query", "key")
@@ -19,6 +18,8 @@ PER_IMAGE_SPECS = {
 
 def attention_shape(model) -> tuple[int, int, int, int]:
     """(layer, head, T, T) of one image's attention, prefix tokens included."""
+    from patchinteract.models.vit import n_prefix_tokens, patch_grid  # here: mask and table jobs never load timm
+
     rows, cols = patch_grid(model)
     tokens = n_prefix_tokens(model) + rows * cols
     return len(model.blocks), model.blocks[0].attn.num_heads, tokens, tokens
