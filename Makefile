@@ -2,19 +2,23 @@
 #   make demo   run the embedded demo (digits, small ViT) with snakemake --cores 2
 #   make test   run the test suite
 # Both create .venv (Python >= 3.11) on first use and install with constraints.txt,
-# which pins the CPU torch and its torchvision; later calls reuse .venv.
+# which pins the CPU torch and its torchvision; later calls reuse .venv. The install
+# runs through uv (from PyPI into .venv): the same versions as pip in seconds instead of
+# ~1.5 minutes. uv does not read pip's settings, so pip's find-links (a local wheel
+# directory, e.g. for the CPU torch) are passed on.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+FIND_LINKS := $(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir))
 
 .PHONY: demo test lint format benchmarks gpu-check clean-demo
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(FIND_LINKS) -c constraints.txt -e ".[dev]"
 	touch $@
 
 demo: $(BIN)/snakemake

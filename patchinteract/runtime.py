@@ -49,8 +49,8 @@ def share_library_with_jobs(repository: str) -> None:
 @dataclass(frozen=True)
 class Execution:
     """How a job runs, not what it computes: the device, DataLoader workers, the batch size of
-    inference, and for the Dask stage its scheduler (interaction.dask, workers, scheduler_address,
-    slurm).
+    inference, for the Dask stage its scheduler (interaction.dask, workers, scheduler_address,
+    slurm), and whether training keeps decoded images in memory (data.cache_images).
 
     Rules pass it as one params value. Snakemake's params rerun trigger compares only params of
     builtin types, so changing one of these settings reruns nothing (tests/test_config.py checks it);
@@ -61,6 +61,7 @@ class Execution:
     loader_workers: int = 0
     batch_size: int = 1
     dask: dict = field(default_factory=dict)
+    cache_images: bool = False
 
     def dask_scheduler(self, log_directory: str) -> dict:
         """The Dask settings as interaction.clusters.store_with_dask takes them (mode, workers, address, slurm),

@@ -93,7 +93,11 @@ def threads_of(kind):
 def execution(batch_size=1, dask=None):
     """How a job runs (device, loader workers, batch size, Dask): not a rerun trigger."""
     return Execution(
-        config["device"], config["data"]["loader_workers"], batch_size, dask or {}
+        config["device"],
+        config["data"]["loader_workers"],
+        batch_size,
+        dask or {},
+        config["data"]["cache_images"],
     )
 
 

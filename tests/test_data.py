@@ -203,3 +203,31 @@ def test_cut_transfer_of_the_download_function_leaves_nothing(tmp_path, server):
     assert list((tmp_path / "dl").iterdir()) == []
     download(f"{base}/big.bin", destination, hashlib.sha256(files["big.bin"]).hexdigest())
     assert destination.read_bytes() == files["big.bin"]
+
+
+def test_cached_images_are_decoded_once_and_give_the_same_augmented_samples(tmp_path):
+    """data.cache_images: the same seeded samples epoch after epoch, without reading the files again."""
+    import shutil
+
+    import torch
+    from torchvision import transforms
+
+    from patchinteract.data.manifest import check_images, finalize_manifest, split_dataset, write_manifest
+    from patchinteract.training.loop import SeededSamples
+
+    table = write_digits_imagefolder(tmp_path / "images", image_size=16, val_fraction=0.5, seed=0, per_class=2)
+    write_manifest(finalize_manifest(check_images(table, tmp_path / "images", "error")), tmp_path / "m.parquet",
+                   tmp_path / "images")  # fmt: skip
+    augment = transforms.Compose([transforms.RandomResizedCrop(16, scale=(0.5, 1.0)), transforms.ToTensor()])
+    plain = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", augment), seed=3)
+    cached = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", augment, cache_images=True), seed=3)
+    keys = [(epoch, index) for epoch in range(2) for index in range(len(plain))]
+    expected = [plain[key][0] for key in keys]
+    first = [cached[key][0] for key in keys[: len(plain)]]
+    shutil.rmtree(tmp_path / "images")  # the second epoch reads nothing from disk
+    second = [cached[key][0] for key in keys[len(plain) :]]
+    for want, got in zip(expected, first + second, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(expected[0], expected[len(plain)])  # the augmentation differs per epoch
+    with pytest.raises(DatasetError, match="cannot read image"):
+        plain[(0, 0)]  # without the cache the files are needed

@@ -19,7 +19,8 @@ with logged_to(snakemake.log[0]) as log:
     )  # fmt: skip
 
     def train_samples(vit):  # no masks: the flip only
-        images = split_dataset(run.manifest, "train", train_transform(vit, recipe.crop_scale))
+        transform = train_transform(vit, recipe.crop_scale)
+        images = split_dataset(run.manifest, "train", transform, run.execution.cache_images)
         return MaskedSamples(images, {}, patch_grid(vit), recipe.hflip)
 
     _vit, _model, summary = run.train(TrainingInit(snakemake.input.get("init")), train_samples)

@@ -160,26 +160,36 @@ class ManifestDataset:
 
     A map-style dataset for torch's DataLoader (``__getitem__`` and ``__len__``), written without
     torch's base class so that reading a manifest (dataset jobs, tables, notebooks) does not import torch.
+    With ``cache_images`` every image is decoded once and kept (as RGB, before the transform, so random
+    augmentation still differs per epoch): for small datasets read many times (``data.cache_images``).
     """
 
-    def __init__(self, manifest: pd.DataFrame, root: Path, transform: Callable):
+    def __init__(self, manifest: pd.DataFrame, root: Path, transform: Callable, cache_images: bool = False):
         self.paths = [root / p for p in manifest["path"]]
         self.labels = manifest["label"].to_numpy(np.int64)
         self.image_ids = manifest["image_id"].to_numpy(np.int64)
         self.transform = transform
+        self.decoded: dict[int, Image.Image] | None = {} if cache_images else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def rgb_image(self, index: int) -> Image.Image:
+        if self.decoded is not None and index in self.decoded:
+            return self.decoded[index]
         try:
             with Image.open(self.paths[index]) as image:
                 image = image.convert("RGB")
         except Exception as exc:
             raise DatasetError(f"cannot read image {self.paths[index]}: {exc}") from exc
-        return self.transform(image), self.labels[index], self.image_ids[index]
+        if self.decoded is not None:
+            self.decoded[index] = image
+        return image
+
+    def __getitem__(self, index: int):
+        return self.transform(self.rgb_image(index)), self.labels[index], self.image_ids[index]
 
 
-def split_dataset(manifest: str | Path, split: str, transform) -> ManifestDataset:
+def split_dataset(manifest: str | Path, split: str, transform, cache_images: bool = False) -> ManifestDataset:
     table, root = read_manifest(manifest, split=split)
-    return ManifestDataset(table, root, transform)
+    return ManifestDataset(table, root, transform, cache_images)

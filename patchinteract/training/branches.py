@@ -166,9 +166,11 @@ def branch_of(method: str, settings: dict) -> Branch:
     return BRANCH_KINDS[method](settings)
 
 
-def split_with_masks(branch: Branch, manifest, split: str, transform, stores: dict[str, Path], grid, hflip=False):
+def split_with_masks(
+    branch: Branch, manifest, split: str, transform, stores: dict[str, Path], grid, hflip=False, cache_images=False
+):
     """The split's samples followed by the branch's compact masks (MaskedSamples)."""
-    dataset = split_dataset(manifest, split, transform)
+    dataset = split_dataset(manifest, split, transform, cache_images)
     masks = {
         name: load_mask_array(store, name, dataset.image_ids) for name, store in branch.mask_arrays(stores).items()
     }
@@ -182,7 +184,8 @@ def retrain_branch(branch: Branch, run: TrainingRun, init: TrainingInit, stores:
     """
     vit, model, summary = run.train(
         init, lambda vit: split_with_masks(branch, run.manifest, "train", train_transform(vit, run.recipe.crop_scale),
-                                           stores["train"], patch_grid(vit), run.recipe.hflip),
+                                           stores["train"], patch_grid(vit), run.recipe.hflip,
+                                           run.execution.cache_images),
         wrap=branch.model, attn_layer=branch.attn_layer, loss_weights=branch.loss_weights,
     )  # fmt: skip
     val = split_with_masks(branch, run.manifest, "val", eval_transform(vit), stores["val"], patch_grid(vit))
