@@ -167,6 +167,10 @@ def test_dip_on_kept_tokens_computes_fewer_tokens_and_needs_equal_counts():
     ragged[0, keep[0].nonzero()[0]] = False
     with pytest.raises(ValueError, match="as many patches"):
         model(torch.randn(2, 3, 16, 16), windows, ragged)
+    dropout = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 2,
+                                                          "patch_drop_rate": 0.25})  # fmt: skip
+    with pytest.raises(ValueError, match="patch_drop_rate"):
+        MaskedViT(dropout)(torch.randn(2, 3, 16, 16), windows, keep)
 
 
 def test_dip_on_kept_tokens_runs_under_bf16_autocast():

@@ -136,6 +136,8 @@ class MaskedViT(nn.Module):
                 "DIP on fewer tokens pools by class token, avg, max or avgmax; this ViT has "
                 + ("an attention pool" if vit.attn_pool is not None else "no pooling")
             )
+        if not isinstance(vit.patch_drop, nn.Identity):  # timm's random patch dropout would reorder the tokens
+            raise ValueError("DIP masks cannot be combined with timm's patch dropout (model_args.patch_drop_rate)")
         multiply = self.dip_mode == "multiply"
         index = kept_token_index(keep, self.n_prefix)  # (image, T_kept): prefix, then kept patches
         tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
