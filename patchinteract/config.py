@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = False) -> list[str]:
-    from patchinteract.models.vit import has_pretrained_weights
+    from patchinteract.models.registry import has_pretrained_weights
 
     source = weights_source(value)
     if source == "none" or (source == "baseline" and allow_baseline):
@@ -43,7 +43,7 @@ def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = F
 
 def config_problems(config: dict) -> list[str]:
     """Every semantic problem of a schema-valid config, as 'key: what is wrong'."""
-    from patchinteract.models.vit import is_known_model
+    from patchinteract.models.registry import is_known_model
 
     problems = []
     for name, dataset in config["datasets"].items():

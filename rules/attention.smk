@@ -11,6 +11,7 @@ if config["attention"]["store"] == "zarr":
             store=zarr_target(layout.attention_store("{experiment}", "{split}")),
         log:
             log_file("attention_store", "{experiment}_{split}"),
+        priority: RETRAINING_PATH
         conda:
             CONDA_ENV
         threads: threads_of("inference")

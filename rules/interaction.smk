@@ -10,6 +10,7 @@ if config["attention"]["store"] == "zarr":
             store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
         log:
             log_file("interaction_store", "{experiment}_{split}"),
+        priority: RETRAINING_PATH
         conda:
             CONDA_ENV
         threads: threads_of("interaction")
@@ -33,6 +34,7 @@ else:
             store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
         log:
             log_file("interaction_streaming", "{experiment}_{split}"),
+        priority: RETRAINING_PATH
         conda:
             CONDA_ENV
         threads: threads_of("inference")

@@ -9,6 +9,7 @@ rule window_masks:
         store=zarr_target(layout.window_store("{experiment}", "{split}", "{alpha}")),
     log:
         log_file("window_masks", "{experiment}_{split}_a{alpha}"),
+    priority: RETRAINING_PATH
     conda:
         CONDA_ENV
     threads: 1
@@ -29,6 +30,7 @@ rule token_masks:
         store=zarr_target(layout.keep_store("{experiment}", "{split}", "{beta}")),
     log:
         log_file("token_masks", "{experiment}_{split}_b{beta}"),
+    priority: RETRAINING_PATH
     conda:
         CONDA_ENV
     threads: 1
@@ -52,6 +54,7 @@ rule responsive_fields:
         ),
     log:
         log_file("responsive_fields", "{experiment}_{split}_a{alpha}_b{beta}"),
+    priority: RETRAINING_PATH
     conda:
         CONDA_ENV
     threads: 1

@@ -16,6 +16,7 @@ rule retrain_vit:
         weights=branch_output(layout.VIT_BRANCH, "model.safetensors"),
     log:
         log_file("retrain", "{experiment}_vit_seed{seed}"),
+    priority: RETRAINING_PATH
     conda:
         CONDA_ENV
     threads: threads_of("train")

@@ -12,19 +12,8 @@ import timm
 import torch
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.registry import EXPLICIT_VIT
 from patchinteract.models.weights import load_weights
-
-# Build timm's VisionTransformer class directly with explicit sizes (the demo).
-EXPLICIT_VIT = "VisionTransformer"
-
-
-def is_known_model(name: str) -> bool:
-    return name == EXPLICIT_VIT or timm.is_model(name)
-
-
-def has_pretrained_weights(name: str) -> bool:
-    """Whether timm knows hub weights for ``name`` (with or without a ``.tag``)."""
-    return name != EXPLICIT_VIT and bool(timm.list_pretrained(name) or timm.list_pretrained(name + ".*"))
 
 
 def create_vit(
