@@ -5,25 +5,22 @@
 # which pins the CPU torch and its torchvision; later calls reuse .venv. The install
 # runs through uv (from PyPI into .venv): the same versions as pip in ~40 s instead of
 # ~100 s. uv does not read pip's settings, so pip's find-links (a local wheel directory,
-# e.g. for the CPU torch) are passed on.
-# Bytecode: Python caches it for each module on first import; where PYTHONDONTWRITEBYTECODE is
-# set it never does, and every job would compile torch's modules again (~10 s each). The commands
-# below clear it, so the first jobs cache what the jobs import (~2,600 files, ~10 s once) instead
-# of compiling all 15,000 files of .venv at install (~30 s of the demo's time).
+# e.g. for the CPU torch) are passed on; it compiles the bytecode as pip does (without it,
+# where PYTHONDONTWRITEBYTECODE is set, every job would compile torch's modules: ~10 s more each;
+# compiling lazily instead, in the first jobs, cost the demo more than the ~10 s it saved here).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 FIND_LINKS := $(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir))
-unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test lint format benchmarks gpu-check clean-demo
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python $(FIND_LINKS) -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(FIND_LINKS) -c constraints.txt -e ".[dev]"
 	touch $@
 
 # Greedy scheduling: the default ILP scheduler solves a model at every scheduling round, which cost the

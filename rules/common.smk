@@ -40,9 +40,11 @@ check_config(config)
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"
 
-# Jobs on the way to retraining (baseline, attention, U, masks, retraining) start before the analyses
-# and figures when both are ready: the long training jobs then begin as early as they can and the
-# short jobs fill the cores at the end. Without it, the demo ended with one core idle for ~70 s.
+# Scheduling priorities. The baseline gates every later stage: it starts first. Jobs on the way to
+# retraining (attention, U, masks, retraining) start before the analyses and figures when both are
+# ready: the long training jobs then begin as early as they can and the short jobs fill the cores at
+# the end. Without them, the demo ended with one core idle for ~70 s.
+BASELINE_FIRST = 2
 RETRAINING_PATH = 1
 
 

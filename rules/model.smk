@@ -60,7 +60,7 @@ rule import_weights:
         log_file("import_weights", "{experiment}"),
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("path")),
-    priority: RETRAINING_PATH
+    priority: BASELINE_FIRST
     conda:
         CONDA_ENV
     threads: 1
@@ -83,7 +83,7 @@ rule train_baseline:
         log_file("train_baseline", "{experiment}"),
     wildcard_constraints:
         experiment=one_of(experiments_by_weights("none")),
-    priority: RETRAINING_PATH
+    priority: BASELINE_FIRST
     conda:
         CONDA_ENV
     threads: threads_of("train")

@@ -231,3 +231,37 @@ def test_cached_images_are_decoded_once_and_give_the_same_augmented_samples(tmp_
     assert not torch.equal(expected[0], expected[len(plain)])  # the augmentation differs per epoch
     with pytest.raises(DatasetError, match="cannot read image"):
         plain[(0, 0)]  # without the cache the files are needed
+
+
+def test_batches_are_the_per_image_pipeline_bit_for_bit(tmp_path):
+    """Training batches: uint8 crops normalised per batch equal torchvision's ToTensor + Normalize per image,
+    and a batch fetched at once (__getitems__) holds each key's own sample and leaves the global RNG alone."""
+    import torch
+    from torchvision import transforms
+
+    from patchinteract.data.manifest import check_images, finalize_manifest, split_dataset, write_manifest
+    from patchinteract.models.transforms import batch_normalization, data_config, train_transform
+    from patchinteract.models.vit import create_vit
+    from patchinteract.training.loop import SeededSamples
+
+    table = write_digits_imagefolder(tmp_path / "images", image_size=16, val_fraction=0.5, seed=0, per_class=2)
+    write_manifest(finalize_manifest(check_images(table, tmp_path / "images", "error")), tmp_path / "m.parquet",
+                   tmp_path / "images")  # fmt: skip
+    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 2})
+    crop = train_transform(vit, (0.5, 1.0))
+    config = data_config(vit)
+    per_image = transforms.Compose([crop.transforms[0], transforms.ToTensor(),
+                                    transforms.Normalize(config["mean"], config["std"])])  # fmt: skip
+    reference = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", per_image), seed=5)
+    batched = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", crop), seed=5)
+    keys = [(epoch, index) for epoch in range(2) for index in range(len(reference))]
+    state = torch.get_rng_state()
+    samples = batched.__getitems__(keys)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert samples[0][0].dtype == torch.uint8
+    images = batch_normalization(vit)(torch.stack([sample[0] for sample in samples]))
+    expected = torch.stack([reference[key][0] for key in keys])
+    assert torch.equal(images, expected)  # bit for bit
+    assert not torch.equal(images[0], images[len(reference)])  # the crop differs per epoch
+    with pytest.raises(TypeError, match="uint8"):
+        batch_normalization(vit)(expected)

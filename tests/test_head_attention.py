@@ -9,13 +9,11 @@ import torch
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
+from patchinteract.analyses.heads.autoencoder import BinarisedPatterns, PatternAutoencoder, encode_patterns
 from patchinteract.analyses.heads.patterns import (
-    BinarisedPatterns,
-    PatternAutoencoder,
     binarised_matrices,
     cls_pattern,
     cluster_codes,
-    encode_patterns,
     pattern_name,
     pattern_scores,
     top_count,

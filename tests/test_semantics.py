@@ -30,15 +30,14 @@ from patchinteract.analyses.semantics.keypoints import (
     region_patches,
     sift_detector,
 )
-from patchinteract.analyses.semantics.masking import (
+from patchinteract.analyses.semantics.masking import masking_accuracy, zeroed_patches
+from patchinteract.analyses.semantics.ranking import (
     check_ratios,
     keep_mask,
     masked_count,
-    masking_accuracy,
     masking_rankings,
     patch_ranking,
     patch_scores,
-    zeroed_patches,
 )
 from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import create_vit

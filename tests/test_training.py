@@ -23,7 +23,7 @@ import patchinteract
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit
 from patchinteract.models.weights import save_weights
-from patchinteract.models.transforms import train_transform
+from patchinteract.models.transforms import batch_normalization, train_transform
 from patchinteract.training.branches import MaskedSamples
 from patchinteract.training.loop import Recipe, seed_everything, train_classifier
 from patchinteract.data.manifest import split_dataset
@@ -42,7 +42,7 @@ def slow_augment(image):  # slows the run so the test can stop it part-way
 
 dataset = MaskedSamples(split_dataset(manifest, "train", slow_augment), {}, (4, 4), recipe.hflip)
 summary = train_classifier(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
-                           checkpoint=checkpoint, fingerprint="test")
+                           checkpoint=checkpoint, fingerprint="test", normalize=batch_normalization(vit))
 save_weights(vit, weights)
 print(json.dumps(summary))
 """

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import zarr
 
-from patchinteract.analyses.heads.patterns import train_pattern_autoencoder
+from patchinteract.analyses.heads.autoencoder import train_pattern_autoencoder
 from patchinteract.config import fingerprint
 from patchinteract.models.vit import select_device
 from patchinteract.models.weights import save_weights

@@ -4,12 +4,8 @@ ranked by θ_i averaged over heads and layers (Wu et al. Sec. 5.1, Fig. 8)."""
 import torch
 import zarr
 
-from patchinteract.analyses.semantics.masking import (
-    check_ratios,
-    masking_accuracy,
-    masking_rankings,
-    patch_scores,
-)
+from patchinteract.analyses.semantics.masking import masking_accuracy
+from patchinteract.analyses.semantics.ranking import check_ratios, masking_rankings, patch_scores
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
 from patchinteract.runtime import logged_to, torch_threads

@@ -8,7 +8,6 @@ import logging
 import sys
 
 import dask
-import torch
 from distributed import WorkerPlugin
 
 log = logging.getLogger(__name__)
@@ -22,11 +21,18 @@ class SingleThreadedTorch(WorkerPlugin):
     A worker plugin, so it also reaches workers that join later."""
 
     def setup(self, worker) -> None:
+        import torch
+
         torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
 def limited_torch_threads(count: int):
+    # Only in a process that uses torch (U does, θ does not): importing it would cost ~2 s.
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.heads.pruning import PRUNING_MODES
 from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS, cluster_matrices
 
 METRIC_LABELS = {
@@ -67,7 +66,7 @@ def plot_pruning_modes(importance: pd.DataFrame, heads: list[tuple[int, int]]) -
                 axis.set_ylabel(METRIC_LABELS[metric], fontsize=7)
             if row == 0:
                 axis.set_title(f"layer {layer}, head {head}", fontsize=9)
-    figure.suptitle(f"Pruning modes ({len(PRUNING_MODES)} defined) of the heads with the largest mean I_prob")
+    figure.suptitle(f"Pruning modes ({len(MODE_LABELS)} defined) of the heads with the largest mean I_prob")
     figure.tight_layout()
     return figure
 

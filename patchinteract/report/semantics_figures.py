@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.semantics.masking import keep_mask, masked_count, patch_ranking
+from patchinteract.analyses.semantics.ranking import keep_mask, masked_count, patch_ranking
 from patchinteract.report.figures import show_dropped_patches
 
 THETA_LABELS = {

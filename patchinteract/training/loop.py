@@ -11,6 +11,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,14 +168,21 @@ class SeededSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _seeded_sample(self, epoch: int, index: int):
+        # The CPU generator only (what CPU-side augmentation draws from): torch.manual_seed would
+        # also queue a lazy seed for every accelerator backend, ~0.2 ms per sample.
+        torch.default_generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+        return self.dataset[index]
+
     def __getitem__(self, key):
-        epoch, index = key
-        sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
-            # The CPU generator only (what CPU-side augmentation draws from): torch.manual_seed would
-            # also queue a lazy seed for every accelerator backend, ~0.2 ms per sample.
-            torch.default_generator.manual_seed(sample_seed)
-            return self.dataset[index]
+            return self._seeded_sample(*key)
+
+    def __getitems__(self, keys):
+        # What the DataLoader calls for a batch: the generator's state is saved and restored once per
+        # batch, not per sample; each sample is still seeded by its own key, so the data are the same.
+        with torch.random.fork_rng(devices=[]):
+            return [self._seeded_sample(*key) for key in keys]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -196,12 +204,14 @@ def train_classifier(
     checkpoint: Path | str | None = None,
     fingerprint: str = "",
     loss_weights: tuple[float, float] = (1.0, 1.0),
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """Train ``model`` in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}.
 
     ``dataset`` yields (image, label, image_id, *masks); the model is called as
     ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
     the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
+    ``normalize``, if given, turns each batch of images into the model's input on the device.
     A checkpoint (model, optimizer, schedule, step, position in the epoch, RNG
     state, ``fingerprint``) is written after every epoch and when SIGTERM
     arrives; then TrainingInterrupted is raised. A later call with the same
@@ -256,6 +266,8 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             for batch_index, (images, labels, _ids, *masks) in enumerate(loader, start=order.first_batch):
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                if normalize is not None:
+                    images = normalize(images)
                 masks = [m.to(device, non_blocking=True) for m in masks]
                 loss = training_loss(model, images, labels, masks, loss_weights, recipe.label_smoothing)
                 if not torch.isfinite(loss):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.transforms import batch_normalization
 from patchinteract.models.vit import build_model, select_device
 from patchinteract.models.weights import load_weights, save_weights
 from patchinteract.runtime import Execution
@@ -52,7 +53,8 @@ class TrainingRun:
         attn_layer: type | None = None,
         loss_weights: tuple[float, float] = (1.0, 1.0),
     ):
-        """Build, initialise, wrap (``wrap(vit)``: masks or WinFT) and train on ``samples(vit)``.
+        """Build, initialise, wrap (``wrap(vit)``: masks or WinFT) and train on ``samples(vit)``, whose
+        images are uint8 (:func:`patchinteract.models.transforms.train_transform`), normalised per batch.
 
         Returns (vit, trained model, training summary with the number of train images); the ViT's weights
         are saved.
@@ -67,7 +69,7 @@ class TrainingRun:
         summary = train_classifier(
             model, dataset, self.recipe, select_device(self.execution.device), seed=self.seed,
             workers=self.execution.loader_workers, checkpoint=self.checkpoint, fingerprint=self.fingerprint,
-            loss_weights=loss_weights,
+            loss_weights=loss_weights, normalize=batch_normalization(vit),
         )  # fmt: skip
         save_weights(vit, self.weights)
         return vit, model, summary | {"train_images": len(dataset)}

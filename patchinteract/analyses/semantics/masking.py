@@ -1,5 +1,6 @@
 """Masking by θ (Wu et al., Sec. 5.1, Fig. 8): mask the patches of highest (top) or lowest (bottom) θ_i,
-or random ones (the control), and measure the baseline's top-1 on val.
+or random ones (the control), and measure the baseline's top-1 on val. Which patches are masked is
+decided in :mod:`patchinteract.analyses.semantics.ranking`; this module runs the model.
 
 A patch's score is θ_i averaged over heads (the semantics store's ``theta_patch``) and then over the
 chosen layers. Ratio r masks floor(r·N + 1/2) patches. Masking either zeroes the patch's pixels after
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from patchinteract.analyses.semantics.interrelation import nan_mean
+from patchinteract.analyses.semantics.ranking import check_ratios, keep_mask, masked_count
 from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import patch_grid
 from patchinteract.training.evaluation import PREDICTION_COLUMNS, Predictions
@@ -24,55 +25,7 @@ from patchinteract.training.loop import autocast
 
 log = logging.getLogger(__name__)
 
-MASK_ORDERS = ("top", "bottom", "random")
 MASK_MODES = ("zero", "drop")
-
-
-def check_ratios(ratios: list[float]) -> list[float]:
-    """The sorted distinct ratios, each in [0, 1); raises ValueError naming semantics.masking.ratios."""
-    bad = [r for r in ratios if not 0 <= r < 1]
-    if bad:
-        raise ValueError(f"semantics.masking.ratios must lie in [0, 1), got {bad}")
-    return sorted(set(float(r) for r in ratios))
-
-
-def patch_scores(theta_patch: np.ndarray, layers: str | list[int]) -> np.ndarray:
-    """(image, N): θ_i averaged over heads (already, in the store) and over ``layers`` ("all" or indices).
-    A patch without θ (an empty attended set in every head, only possible for γ > 1) scores NaN."""
-    if layers != "all":
-        n_layers = theta_patch.shape[1]
-        if not layers or any(not 0 <= int(layer) < n_layers for layer in layers):
-            raise ValueError(f"semantics.masking.layers: {layers} is not a list of layers in 0..{n_layers - 1}")
-        theta_patch = theta_patch[:, sorted({int(layer) for layer in layers})]
-    return nan_mean(theta_patch, axis=1)
-
-
-def masked_count(ratio: float, n_patches: int) -> int:
-    """floor(r·N + 1/2) patches are masked at ratio r."""
-    return int(np.floor(ratio * n_patches + 0.5))
-
-
-def patch_ranking(scores: np.ndarray, order: str, seed: int = 0) -> np.ndarray:
-    """(image, N): the patches of every image in the order they are masked.
-
-    top: highest score first; bottom: lowest first (ties: lower patch index first; NaN scores rank
-    as the lowest in both); random: a permutation per image drawn from ``seed``.
-    """
-    filled = np.nan_to_num(scores, nan=-np.inf)
-    if order == "top":
-        return np.argsort(-filled, axis=1, kind="stable")
-    if order == "bottom":
-        return np.argsort(filled, axis=1, kind="stable")
-    if order == "random":
-        return np.argsort(np.random.default_rng(seed).random(scores.shape), axis=1)
-    raise ValueError(f"masking order must be one of {MASK_ORDERS}, got '{order}'")
-
-
-def keep_mask(ranking: np.ndarray, count: int) -> np.ndarray:
-    """(image, N) bool: False for the first ``count`` patches of each ranking."""
-    keep = np.ones(ranking.shape, dtype=bool)
-    np.put_along_axis(keep, ranking[:, :count], False, axis=1)
-    return keep
 
 
 def zeroed_patches(images: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -137,11 +90,3 @@ def masking_accuracy(
         frame["seed"] = frame["seed"].astype("Int64")
     per_image = per_image[["r", "order", "seed", *PREDICTION_COLUMNS]]
     return table[["r", "order", "seed", "masked_patches", "top1", "top5", "n_images"]], per_image
-
-
-def masking_rankings(scores: np.ndarray, random_seeds: int, seed: int) -> dict[tuple[str, int | None], np.ndarray]:
-    """Top, bottom and ``random_seeds`` random rankings (seeds seed, seed + 1, ...)."""
-    rankings = {("top", None): patch_ranking(scores, "top"), ("bottom", None): patch_ranking(scores, "bottom")}
-    for offset in range(random_seeds):
-        rankings["random", seed + offset] = patch_ranking(scores, "random", seed + offset)
-    return rankings
