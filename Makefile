@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 FIND_LINKS := $(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir))
 
-.PHONY: demo test lint format benchmarks gpu-check clean-demo
+.PHONY: demo test lint format benchmarks gpu-check explorer-check clean-demo
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ benchmarks: $(BIN)/snakemake
 # (CUDA: ViT-B/16, bf16 autocast; CPU: a tiny ViT in float32). Fails on any error or NaN.
 gpu-check: $(BIN)/snakemake
 	$(BIN)/python benchmarks/gpu_check.py
+
+# The demo's explorer pages in headless Chromium (apt install chromium chromium-driver): seconds until
+# each is interactive, sizes, console errors; a screenshot of the last one.
+explorer-check: $(BIN)/snakemake
+	$(BIN)/python -m patchinteract.report.browser results/*/explorer/index.html --screenshot results/explorer.png
 
 clean-demo:
 	rm -rf results .snakemake

@@ -34,6 +34,7 @@ include: "rules/retrain.smk"
 include: "rules/report.smk"
 include: "rules/heads.smk"
 include: "rules/semantics.smk"
+include: "rules/explorer.smk"
 
 
 rule all:
@@ -47,3 +48,4 @@ rule all:
         figures(),
         head_analyses(),
         semantic_analyses(),
+        explorers(),

@@ -143,6 +143,16 @@ def semantics_file(experiment: str, split: str, name: str) -> str:
     return f"{RESULTS}/{experiment}/semantics/{split}/{name}"
 
 
+def explorer_folder(experiment: str) -> str:
+    """The explorer page of an experiment: index.html, and data/<image_id>.js for each of its images."""
+    return f"{RESULTS}/{experiment}/explorer"
+
+
+def explorer_attention_store(experiment: str, split: str) -> str:
+    """The attention of the explorer's images only (attention.store: none)."""
+    return f"{RESULTS}/{experiment}/attention/{split}_explorer.zarr"
+
+
 def branch_file(experiment: str, branch: str, seed: int | str, name: str) -> str:
     """Files of one seed of a retrained branch: metrics.json, predictions.parquet, model.safetensors,
     checkpoint.pt, figure_windows.zarr (WinFT)."""

@@ -399,3 +399,63 @@ def semantic_analyses():
             layout.figure_file("theta_masking", ".png", experiment),
         ]
     return targets
+
+
+def explorer_inputs(wildcards):
+    """Every store and table the explorer page of an experiment reads (split: heads.split)."""
+    experiment, split = wildcards.experiment, config["heads"]["split"]
+    attention = (
+        layout.attention_store(experiment, split)
+        if config["attention"]["store"] == "zarr"
+        else layout.explorer_attention_store(experiment, split)
+    )
+    inputs = {
+        "manifest": manifest_of(wildcards),
+        "attention": zarr_target(attention),
+        "interaction": zarr_target(layout.interaction_store(experiment, split)),
+    }
+    inputs |= {
+        f"window_{value_label(alpha)}": zarr_target(
+            layout.window_store(experiment, split, alpha)
+        )
+        for alpha in config["alphas"]
+    }
+    inputs |= {
+        f"keep_{value_label(beta)}": zarr_target(
+            layout.keep_store(experiment, split, beta)
+        )
+        for beta in config["betas"]
+    }
+    inputs |= {
+        f"fields_a{value_label(alpha)}_b{value_label(beta)}": zarr_target(
+            layout.field_store(experiment, split, alpha, beta)
+        )
+        for alpha in config["dip_alphas"]
+        for beta in config["betas"]
+    }
+    inputs |= {
+        name: layout.head_file(experiment, split, f"{name}.parquet")
+        for name in (
+            "head_importance",
+            "image_overview",
+            "head_strength",
+            "attention_strength",
+            "attention_patterns",
+        )
+    }
+    if config["semantics"]["enabled"] and split in config["semantics"]["splits"]:
+        inputs |= {
+            name: zarr_target(layout.semantics_file(experiment, split, f"{name}.zarr"))
+            for name in ("keypoints", "semantics")
+        }
+    return inputs
+
+
+def explorers():
+    """The explorer page of every experiment, when the page and the head analyses are enabled."""
+    if not (config["explorer"]["enabled"] and config["heads"]["enabled"]):
+        return []
+    return [
+        f"{layout.explorer_folder(experiment)}/index.html"
+        for experiment in config["experiments"]
+    ]

@@ -171,6 +171,9 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     # The semantic analyses of every experiment: val keypoints, θ streamed through the baseline, masking.
     for rule in ("keypoints", "semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):
         assert counts[rule] == REAL_SCALE[name], rule
+    # The explorer page of every experiment, its images' attention computed again (store none), its size bounded.
+    assert counts["explorer"] == counts["explorer_attention_store"] == REAL_SCALE[name]
+    assert config["explorer"]["images"] != "all" and config["explorer"]["attention_layers"] != "all"
 
 
 @pytest.mark.slow

@@ -1,9 +1,11 @@
-"""Rules attention_store, interaction_streaming and attention_figure_store: run the baseline over
-a split and keep its attention (Zarr), or with attention.store: none only U and dip_score, and
-the attention of the first attention.figure_images images (for Fig. 3)."""
+"""Rules attention_store, interaction_streaming, attention_figure_store and explorer_attention_store:
+run the baseline over a split and keep its attention (Zarr), or with attention.store: none only U
+and dip_score, and the attention of the first attention.figure_images images (for Fig. 3) and of
+the explorer's images."""
 
 import torch
 
+from patchinteract.analyses.heads.store import image_subset
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
@@ -18,6 +20,11 @@ with logged_to(snakemake.log[0]) as log:
     dataset = eval_dataset(model, snakemake.input.manifest, split)
     if params.first_images:  # the figure images only (attention.store: none)
         dataset = torch.utils.data.Subset(dataset, range(min(params.first_images, len(dataset))))
+    if params.get("explorer_images"):  # the explorer's: the first of the head analyses' images
+        chosen = params.explorer_images
+        indices = image_subset(len(dataset), chosen["heads_images"], chosen["seed"])
+        count = len(indices) if chosen["count"] == "all" else chosen["count"]
+        dataset = torch.utils.data.Subset(dataset, indices[:count].tolist())
     options = {}
     if params.keep_attention:
         write, options["chunk_setting"] = write_attention_store, params.images_per_chunk

@@ -1,0 +1,35 @@
+"""The explorer's data: what the page receives (its browser test runs on the tiny run in test_workflow.py)."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from patchinteract.report.explorer import dequantised_rows, encode_array, explorer_image_ids, quantised_rows
+
+
+def test_rows_survive_the_uint8_transport_within_half_a_step():
+    rng = np.random.default_rng(0)
+    attention = rng.dirichlet(np.ones(17), size=(2, 3, 17)).astype(np.float32)
+    attention[0, 0, 0] = 0.0  # an all-zero row stays zero
+    encoded = quantised_rows(attention)
+    shown = dequantised_rows(encoded)
+    assert shown.shape == attention.shape
+    bound = attention.max(axis=-1, keepdims=True) / 510 + 1e-7
+    assert np.all(np.abs(shown - attention) <= bound)
+    assert np.all(shown[0, 0, 0] == 0)
+    assert np.abs(shown - attention).max() > 0  # it is a quantisation, not a copy
+    assert len(base64.b64decode(encoded["q"])) == attention.size  # one byte per entry
+
+
+def test_arrays_travel_as_little_endian_bytes():
+    values = np.array([1.5, -2.0, 3.25], dtype=">f4")  # big-endian in memory
+    assert np.array_equal(np.frombuffer(base64.b64decode(encode_array(values, "float32")), "<f4"), values)
+
+
+def test_explorer_images_are_the_first_of_the_analysed_ones():
+    analysed = np.array([40, 12, 7, 99])
+    assert explorer_image_ids(analysed, "all").tolist() == [40, 12, 7, 99]
+    assert explorer_image_ids(analysed, 2).tolist() == [40, 12]
+    with pytest.raises(ValueError, match="explorer.images"):
+        explorer_image_ids(analysed, 0)
