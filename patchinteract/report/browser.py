@@ -78,10 +78,21 @@ def open_explorer(driver, page: Path | str, timeout: float = 30.0) -> float:
     return time.perf_counter() - start
 
 
+def select(driver, image_id: int, head: int, patch: int, timeout: float = 30.0) -> None:
+    """Pick an image, a head and a patch as a user does (the id box, a click on a head, on a patch)."""
+    driver.execute_script("PatchExplorer.pickImage(arguments[0])", image_id)
+    wait_for(driver, "return !!PatchExplorer.payloads[arguments[0]]", timeout, image_id)
+    driver.execute_script("PatchExplorer.pickHead(arguments[0]); PatchExplorer.pickPatch(arguments[1])", head, patch)
+    wait_for(driver, "return PatchExplorer.state.head === arguments[0] && PatchExplorer.state.patch === arguments[1]",
+             timeout, head, patch)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pages", nargs="+", type=Path, help="explorer index.html files")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the (last) page here")
+    parser.add_argument("--select", nargs=3, type=int, metavar=("IMAGE_ID", "HEAD", "PATCH"),
+                        help="pick this image, head (layer-major index) and patch before the screenshot")  # fmt: skip
     args = parser.parse_args()
     with chromium() as driver:
         for page in args.pages:
@@ -92,6 +103,8 @@ def main() -> None:
                   f"folder {size / 1e6:.1f} MB; console errors: {len(errors)}")  # fmt: skip
             for error in errors:
                 print("  ", error)
+        if args.select:
+            select(driver, *args.select)
         if args.screenshot:
             driver.save_screenshot(str(args.screenshot))
             print(f"screenshot: {args.screenshot}")
