@@ -288,9 +288,10 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["alphas"] = [0.5, 0.3]  # 0.1 stays as a dip_alpha
     counts = planned_jobs(run_from_root(tiny_run, changed, "--dry-run").stdout)
-    # Its two seeds; the tables and the figure drawn from Table I follow.
+    # Its two seeds; the tables and the figure drawn from Table I follow, and the explorer, which shows every α.
     assert counts == {
-        "window_masks": 2, "retrain_awd": 2, "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
+        "window_masks": 2, "retrain_awd": 2, "tables": 1, "figure_accuracy_vs_interactions": 1, "explorer": 1,
+        "all": 1,
     }  # fmt: skip
 
 
@@ -324,11 +325,11 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     assert not {"train_baseline", "evaluate_baseline", "attention_store", "interaction_store", "window_masks",
                 "token_masks", "responsive_fields"} & set(plan)  # fmt: skip
     # The number of pattern clusters: the clustering and what shows it; γ of the detection line: θ and
-    # everything read from it, not the keypoints.
+    # everything read from it, not the keypoints. The explorer shows both.
     assert changed_plan(tiny_run, **{"heads.clusters": 3, "semantics.gamma": 0.9}) == {
         "attention_patterns": experiments, "head_summary": experiments, "figure_heads": experiments,
         "semantics_store": experiments, "semantics_summary": experiments, "theta_masking": experiments,
-        "figure_semantics": experiments, "all": 1,
+        "figure_semantics": experiments, "explorer": experiments, "all": 1,
     }  # fmt: skip
     # How jobs run (device, loader workers, batch sizes): nothing.
     assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
