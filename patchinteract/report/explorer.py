@@ -29,7 +29,6 @@ from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS
 
 CONTROLLER = Path(__file__).with_name("explorer.js")
 MODES = (0, 1, 2, 3, 4, 5)  # the six pruning modes (docs/analyses.md)
-TOP_CLASSES = 5
 ATTENTION_BLOCK = 64  # images whose attention is read at once
 PALETTE = (  # class colours (Category10, then Category20's light tones)
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
