@@ -26,6 +26,7 @@ import zarr
 from PIL import Image
 
 from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS
+from patchinteract.data.manifest import read_manifest
 
 CONTROLLER = Path(__file__).with_name("explorer.js")
 MODES = (0, 1, 2, 3, 4, 5)  # the six pruning modes (docs/analyses.md)
@@ -150,6 +151,7 @@ def page_data(
     hops = head_table(stores.attention_strength, image_ids)
     patterns = head_table(stores.attention_patterns, image_ids)
     n_head_rows = n_layers * n_heads
+    entropy = strength["entropy"].to_numpy(np.float32).reshape(len(image_ids), n_head_rows)  # (image, layer·heads)
     whole = importance[importance["mode"] == 1]
     band = {
         metric: {
@@ -172,8 +174,8 @@ def page_data(
             "true_prob": overview["true_prob"].round(4).to_list(), "metric": str(overview["metric"].iloc[0]),
         },
         "band": band,
-        # (image, layer·heads) entropy: the distribution of a head's entropy over the images
-        "entropy": strength["entropy"].to_numpy(np.float32).reshape(len(image_ids), n_head_rows).round(4).tolist(),
+        # the distribution of a head's entropy over the images
+        "entropy": entropy.round(4).tolist(),
         "patterns": {
             column: patterns[column].to_numpy().round(3).tolist() if patterns[column].dtype.kind == "f"
             else patterns[column].astype(int).tolist()
@@ -181,7 +183,7 @@ def page_data(
         },
     }  # fmt: skip
 
-    manifest_table, root = _manifest(stores.manifest)
+    manifest_table, root = read_manifest(stores.manifest)
     attention_rows = _rows_of(stores.attention, image_ids)[1]
     interaction = _selected_rows(stores.interaction, ("U", "dip_score"), image_ids)
     windows = {label: _selected_rows(path, ("window",), image_ids)["window"] for label, path in stores.windows.items()}
@@ -195,7 +197,6 @@ def page_data(
     top_class = np.stack(importance["top5_class"].to_numpy()).reshape(len(image_ids), n_head_rows, len(MODES), -1)
     top_prob = np.stack(importance["top5_prob"].to_numpy()).reshape(len(image_ids), n_head_rows, len(MODES), -1)
     hop_values = hops["strength"].to_numpy(np.float32).reshape(len(image_ids), n_head_rows, -1)
-    entropy = strength["entropy"].to_numpy(np.float32).reshape(len(image_ids), -1)
 
     payloads = {}
     for start in range(0, len(image_ids), ATTENTION_BLOCK):
@@ -226,12 +227,6 @@ def page_data(
                 payload["theta"] = np.nan_to_num(theta[i], nan=-1.0).round(4).tolist()
             payloads[int(image_id)] = payload
     return page, payloads
-
-
-def _manifest(path: str) -> tuple[pd.DataFrame, Path]:
-    from patchinteract.data.manifest import read_manifest
-
-    return read_manifest(path)
 
 
 def write_payloads(folder: Path, payloads: dict[int, dict]) -> None:
