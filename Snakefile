@@ -5,10 +5,19 @@ On a cluster:      snakemake --cores 8 --profile slurm --configfile config/<sett
 Results layout and every config key: README.md and config/schema.yaml.
 """
 
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
+# The library lives beside the Snakefile: importable here and in every job, with or without
+# `pip install -e .` (e.g. inside the conda env of --software-deployment-method conda).
+sys.path.insert(0, workflow.basedir)
+
+import patchinteract  # torchvision compatibility shim before anything imports timm
+from patchinteract.config import command_line_values
+from patchinteract.records import canonical_params_records
 
 # The demo is the default config. A config given with --configfile replaces it: Snakemake
 # would merge that file into a `configfile:` default, so the default loads only when none is
@@ -21,6 +30,9 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
+# --config values mean what the same YAML means in a config file (Snakemake hands nested ones over
+# as strings); then the schema checks them and fills in defaults.
+update_config(config, command_line_values(workflow.config_settings.config))
 validate(config, "config/schema.yaml")
 
 
@@ -49,3 +61,11 @@ rule all:
         head_analyses(),
         semantic_analyses(),
         explorers(),
+
+
+# A config's meaning alone decides reruns: every rule's params reach Snakemake's rerun check in
+# canonical form (dicts with sorted keys), and records written before that are re-spelled so.
+for rule in workflow.rules:
+    canonical_params(rule.params)
+if workflow.is_main_process:
+    canonical_params_records(".snakemake/metadata")

@@ -149,6 +149,44 @@ def label_problems(keys: str, values: list[float]) -> list[str]:
     return problems
 
 
+def canonical(value):
+    """``value`` with every dict's keys sorted, at every depth (lists and tuples keep their order).
+
+    Snakemake decides whether a job's params changed by comparing their ``repr``, and a dict's repr
+    follows its insertion order: the config passes through here once, so that a reordered config file,
+    one written by a script (``yaml.safe_dump`` sorts keys), a JSON config (read as OrderedDict) or a
+    default spelled out plans the same jobs as the original.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(canonical(item) for item in value)
+    return value
+
+
+def command_line_values(overrides):
+    """``--config`` overrides with the meaning the same YAML has in a config file.
+
+    Snakemake parses a top-level ``--config`` value as a number or bool, but hands nested values over
+    as strings (``betas=[0.1,0.2]`` arrives as ``['0.1', '0.2']``): each such string is read as a YAML
+    scalar (``'0.1'`` → 0.1, ``'true'`` → True, ``'null'`` → None, ``'cuda'`` stays a string).
+    """
+    import yaml
+
+    if isinstance(overrides, dict):
+        return {key: command_line_values(value) for key, value in overrides.items()}
+    if isinstance(overrides, list):
+        return [command_line_values(item) for item in overrides]
+    if isinstance(overrides, str):
+        try:
+            value = yaml.safe_load(overrides)
+        except yaml.YAMLError:
+            return overrides
+        # a string that reads as a list or mapping was quoted on the command line: it stays a string
+        return overrides if isinstance(value, (dict, list)) else value
+    return overrides
+
+
 def fingerprint(*parts) -> str:
     """Short stable hash of JSON-serialisable settings (the config hash in metrics and stores)."""
     text = json.dumps(parts, sort_keys=True, default=str)

@@ -1,16 +1,13 @@
 # Config checks, wildcard constraints, and the params and input functions shared by the rules.
 # Paths and branch names come from patchinteract/layout.py; settings reach jobs only through
 # params (every value that can change a result) and one Execution value (how the job runs).
-import sys
+import functools
+import re
 from pathlib import Path
 
-# The library lives beside the Snakefile: importable here and in every job, with or
-# without `pip install -e .` (e.g. inside the conda env of --software-deployment-method conda).
-sys.path.insert(0, workflow.basedir)
-
-import patchinteract  # torchvision compatibility shim before anything imports timm
 from patchinteract import layout
 from patchinteract.config import (
+    canonical,
     check_config,
     experiment_fingerprint,
     experiment_record,
@@ -109,6 +106,31 @@ def execution(batch_size=1, dask=None):
 
 
 # ----------------------------------------------------------------------- params functions
+
+
+def canonical_params(params):
+    """Make every value of a rule's params canonical (config.canonical), functions' results too.
+
+    Snakemake reruns a job whose params' reprs changed; a dict's repr follows its insertion order,
+    which a reordered or script-written config changes without changing what it means.
+    """
+
+    def canonical_value(value):
+        if not callable(value):
+            return canonical(value)
+
+        @functools.wraps(
+            value
+        )  # keeps the signature: Snakemake passes what it asks for
+        def canonical_result(*args, **kwargs):
+            return canonical(value(*args, **kwargs))
+
+        return canonical_result
+
+    for index, value in enumerate(params):
+        params[index] = canonical_value(value)
+    for name, value in list(params.items()):
+        setattr(params, name, canonical_value(value))
 
 
 def model_of(wildcards):
