@@ -1,6 +1,7 @@
 """The real Snakemake DAG on the tiny config, every stage; rerunning one branch; lint and formatting."""
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import zarr
-from conftest import planned_jobs, repository_copy, run_from_root, run_snakemake
+from conftest import REPO, planned_jobs, repository_copy, run_from_root, run_snakemake
 
 from patchinteract.interaction.maps import dip_score, interaction_map
 
@@ -334,6 +335,111 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     # How jobs run (device, loader workers, batch sizes): nothing.
     assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
                                      "heads.batch_images": 3}) == {}  # fmt: skip
+
+
+def dry_run_of_text(root, text: str, *args: str, name: str = "config.yaml") -> str:
+    """A dry run from the root with a config file written as ``text``: its output, or '' for nothing to do."""
+    import subprocess
+
+    from conftest import SNAKEMAKE
+
+    (root / name).write_text(text)
+    result = subprocess.run([*SNAKEMAKE, "--configfile", name, "--cores", "2", "--dry-run", *args], cwd=root,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return "" if "Nothing to be done" in result.stdout + result.stderr else result.stdout
+
+
+def planned_job_list(dry_run_stdout: str) -> list[tuple[str, str]]:
+    """Every planned job of a dry run as (rule, wildcards), sorted."""
+    jobs, rule = [], None
+    for line in dry_run_stdout.splitlines():
+        if line.startswith("rule ") or line.startswith("localrule "):
+            if rule:
+                jobs.append((rule, ""))
+            rule = line.split()[1].rstrip(":")
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs.append((rule, line.strip()))
+            rule = None
+    return sorted(jobs + ([(rule, "")] if rule else []))
+
+
+def test_a_config_rewritten_in_another_key_order_reruns_nothing(tiny_run):
+    """A rerun follows what the config means: keys sorted by a script (yaml.safe_dump), sections swapped,
+    a key moved within its section, or the same config as JSON plan nothing on a finished run."""
+    import yaml
+    from conftest import TINY_CONFIG
+
+    by_script = yaml.safe_dump(TINY_CONFIG)  # sorts keys at every depth, as sweep scripts write configs
+    assert dry_run_of_text(tiny_run, by_script) == ""
+    swapped = dict(reversed(list(TINY_CONFIG.items())))
+    dataset = TINY_CONFIG["datasets"]["digits"]
+    swapped["datasets"] = {"digits": {"val_fraction": dataset["val_fraction"]} | dataset}  # above `source`
+    swapped["experiments"] = {"tiny": dict(reversed(list(TINY_CONFIG["experiments"]["tiny"].items())))}
+    assert list(swapped) != list(TINY_CONFIG) and list(swapped["datasets"]["digits"])[0] == "val_fraction"
+    assert dry_run_of_text(tiny_run, yaml.safe_dump(swapped, sort_keys=False)) == ""
+    assert dry_run_of_text(tiny_run, json.dumps(swapped), name="config.json") == ""  # read as an OrderedDict
+    # A change of meaning in a sorted rewrite still reruns exactly what reads it.
+    changed = json.loads(json.dumps(TINY_CONFIG))
+    changed["tables"] = {"transfer_datasets": ["digits"]}
+    assert planned_jobs(dry_run_of_text(tiny_run, yaml.safe_dump(changed))) == {
+        "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("betas=[0.1,0.2,0.3]", "betas", [0.1, 0.2, 0.3]),
+        ("seeds=[0,1,2]", "seeds", [0, 1, 2]),
+        ("data={check_threads: 1}", "data", {"check_threads": 1}),
+        ("dip_alphas=[0.05]", "dip_alphas", [0.05]),
+        ("winft={alpha: 0.05, beta: .5}", "winft", {"alpha": 0.05, "beta": 0.5}),
+    ],
+)
+def test_command_line_values_plan_what_the_same_config_file_plans(tiny_run, override, key, value):
+    """``--config`` as typed: list items and nested values mean what the same YAML means in a config file
+    (Snakemake hands them over as strings, which the schema refused)."""
+    import yaml
+    from conftest import TINY_CONFIG
+
+    from_file = json.loads(json.dumps(TINY_CONFIG))
+    from_file[key] = from_file[key] | value if isinstance(value, dict) else value
+    expected = planned_job_list(dry_run_of_text(tiny_run, yaml.safe_dump(from_file, sort_keys=False)))
+    typed = dry_run_of_text(tiny_run, yaml.safe_dump(TINY_CONFIG, sort_keys=False), "--config", override)
+    assert planned_job_list(typed) == expected
+    assert expected or key == "data"  # a grid change plans jobs; the threads that check images plan none
+
+
+# The last commit whose Snakemake records hold params dicts in config-file order.
+PREVIOUS_CODE = "d57cc42"
+
+
+def test_results_of_the_previous_code_are_not_rerun(tmp_path):
+    """A results folder made by the code before params were canonical: today's code re-spells its records
+    on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
+    import subprocess
+
+    from conftest import TINY_CONFIG, repository_copy
+
+    from patchinteract.records import canonical_params_records
+
+    archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    targets = ["results/tiny/model/metrics.json", "results/tiny/masks/val/window_a0.5.zarr/zarr.json"]
+    run_from_root(tmp_path, TINY_CONFIG, *targets)
+    records = tmp_path / ".snakemake/metadata"
+    before = {path.name: path.read_text() for path in records.iterdir()}
+    scratch = tmp_path.parent / "records_copy"
+    shutil.copytree(records, scratch)
+    assert canonical_params_records(scratch) >= 5  # the records are not canonical: they would rerun
+
+    repository_copy(tmp_path)  # today's code over the same checkout, as `git pull` does
+    result = run_from_root(tmp_path, TINY_CONFIG, "--dry-run", *targets)
+    assert "Nothing to be done" in result.stdout + result.stderr
+    after = {path.name: path.read_text() for path in records.iterdir()}
+    assert after.keys() == before.keys() and after != before
+    assert after == {path.name: path.read_text() for path in scratch.iterdir()}
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
