@@ -173,6 +173,23 @@ def test_dip_on_kept_tokens_computes_fewer_tokens_and_needs_equal_counts():
         MaskedViT(dropout)(torch.randn(2, 3, 16, 16), windows, keep)
 
 
+@pytest.mark.parametrize("dip_mode", ["multiply", "drop_keys"])
+def test_dip_with_an_attention_pool_is_the_dense_model(dip_mode):
+    """An attention pool (global_pool: map) attends over every token: DIP runs the dense forward for it."""
+    model = randomised_model(global_pool="map", dip_mode=dip_mode).eval()
+    windows, keep = random_masks(alpha=0.08, beta=0.5, images=2, seed=7)
+    images = torch.randn(2, 3, 16, 16)
+    lengths = []
+    handle = model.vit.blocks[0].register_forward_pre_hook(lambda _m, args: lengths.append(args[0].shape[1]))
+    with torch.no_grad():
+        logits = model(images, windows, keep)
+        dense = model.dense_forward(images, windows, keep)
+    handle.remove()
+    assert lengths[0] == 1 + 16  # every token computed
+    torch.testing.assert_close(logits, dense, rtol=0, atol=0)
+    assert not torch.allclose(logits, model.dense_forward(images, windows))  # DIP did change the output
+
+
 def test_dip_on_kept_tokens_runs_under_bf16_autocast():
     """The additive mask meets bf16 queries under autocast (what CUDA training uses): no dtype error."""
     model = randomised_model(dip_mode="multiply").train()

@@ -86,7 +86,15 @@ class MaskedViT(nn.Module):
     def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
         if keep is None:
             return self.dense_forward(images, windows)
+        if not self.pools_reduced_tokens:
+            return self.dense_forward(images, windows, keep)  # exact, without the saving
         return self.reduced_forward(images, windows, keep)
+
+    @property
+    def pools_reduced_tokens(self) -> bool:
+        """Whether :meth:`reduced_forward` can pool: by class token, avg, max or avgmax (an attention
+        pool, e.g. ``global_pool: map``, attends over every token; the dense forward serves it)."""
+        return self.vit.attn_pool is None and bool(self.vit.global_pool)
 
     def attention_mask(self, images: torch.Tensor, windows: torch.Tensor | None, keep: torch.Tensor | None):
         """The dense boolean mask (image, 1, T, T) of :func:`window_attention_mask`; None for plain attention."""
@@ -131,7 +139,7 @@ class MaskedViT(nn.Module):
         (drop_keys, where the dense model would pool computed but unused tokens).
         """
         vit, keep = self.vit, keep.to(images.device)
-        if vit.attn_pool is not None or not vit.global_pool:
+        if not self.pools_reduced_tokens:
             raise ValueError(
                 "DIP on fewer tokens pools by class token, avg, max or avgmax; this ViT has "
                 + ("an attention pool" if vit.attn_pool is not None else "no pooling")

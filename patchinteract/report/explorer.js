@@ -10,6 +10,7 @@ const PatchExplorer = (() => {
   const waiting = {};
   const state = { image: null, head: 0, patch: 0, busy: false };
   const nHeadRows = page.n_layers * page.n_heads;
+  const wholeHead = page.modes.indexOf(1); // the importance views show mode 1, the whole head pruned
   const nPatches = page.grid[0] * page.grid[1];
 
   const model = (name) => Bokeh.documents[0].get_model_by_name(name);
@@ -112,9 +113,10 @@ const PatchExplorer = (() => {
     renderPatches(payload, layer, head);
   }
 
-  function importanceOf(payload, flat, mode, metric) {
+  // position: the mode's index in page.modes (a model without prefix tokens has modes 0, 1 and 4)
+  function importanceOf(payload, flat, position, metric) {
     const m = page.metrics.length, k = page.modes.length;
-    return payload.importanceValues[(flat * k + mode) * m + metric];
+    return payload.importanceValues[(flat * k + position) * m + metric];
   }
 
   function renderImportance(payload) {
@@ -123,14 +125,14 @@ const PatchExplorer = (() => {
     for (let flat = 0; flat < nHeadRows; flat++) {
       data.flat.push(flat);
       data.name.push(headName(flat));
-      page.metrics.forEach((metric, m) => data[metric].push(importanceOf(payload, flat, 1, m)));
+      page.metrics.forEach((metric, m) => data[metric].push(importanceOf(payload, flat, wholeHead, m)));
     }
     model("importance_source").data = data;
     select("importance_source", [state.head]);
     const metric = page.metrics.indexOf(model("mode_metric").value);
     model("modes_source").data = {
-      mode: page.modes.map((mode) => model("modes_figure").x_range.factors[mode]),
-      value: page.modes.map((mode) => importanceOf(payload, state.head, mode, metric)),
+      mode: model("modes_figure").x_range.factors,
+      value: page.modes.map((mode, position) => importanceOf(payload, state.head, position, metric)),
     };
     const mode = page.modes.indexOf(parseInt(model("pruning_mode").value, 10));
     const classes = payload.top_class[state.head][mode], probs = payload.top_prob[state.head][mode];

@@ -29,7 +29,8 @@ from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS
 from patchinteract.data.manifest import read_manifest
 
 CONTROLLER = Path(__file__).with_name("explorer.js")
-MODES = (0, 1, 2, 3, 4, 5)  # the six pruning modes (docs/analyses.md)
+# The six pruning modes (docs/analyses.md); a model without prefix tokens has 0, 1 and 4 only.
+MODE_LABELS = {0: "0 none", 1: "1 whole", 2: "2 CLS→CLS", 3: "3 CLS↔patch", 4: "4 patch→patch", 5: "5 CLS-all"}
 ATTENTION_BLOCK = 64  # images whose attention is read at once
 PALETTE = (  # class colours (Category10, then Category20's light tones)
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -147,6 +148,7 @@ def page_data(
 
     overview = overview.set_index("image_id").loc[image_ids].reset_index()
     importance = head_table(stores.head_importance, image_ids)
+    modes = sorted(int(mode) for mode in importance["mode"].unique())  # the modes the model has
     strength = head_table(stores.head_strength, image_ids)
     hops = head_table(stores.attention_strength, image_ids)
     patterns = head_table(stores.attention_patterns, image_ids)
@@ -164,7 +166,7 @@ def page_data(
         "n_layers": int(n_layers), "n_heads": int(n_heads), "grid": [int(rows), int(cols)],
         "n_prefix": n_prefix, "n_tokens": int(attention["attn"].shape[-1]), "attention_layers": layers,
         "metrics": list(IMPORTANCE_METRICS),
-        "modes": list(MODES), "alphas": list(stores.windows), "betas": list(stores.keeps),
+        "modes": modes, "alphas": list(stores.windows), "betas": list(stores.keeps),
         "fields": list(stores.fields), "semantics": stores.semantics is not None, "palette": list(PALETTE),
         "image_ids": [int(i) for i in image_ids],
         "overview": {
@@ -193,9 +195,9 @@ def page_data(
     keypoints = _selected_rows(stores.keypoints, ("keypoints",), image_ids)["keypoints"] if stores.keypoints else None
     theta = _selected_rows(stores.semantics, ("theta_patch",), image_ids)["theta_patch"] if stores.semantics else None
     importance_values = importance[list(IMPORTANCE_METRICS)].to_numpy(np.float32)
-    importance_values = importance_values.reshape(len(image_ids), n_head_rows, len(MODES), len(IMPORTANCE_METRICS))
-    top_class = np.stack(importance["top5_class"].to_numpy()).reshape(len(image_ids), n_head_rows, len(MODES), -1)
-    top_prob = np.stack(importance["top5_prob"].to_numpy()).reshape(len(image_ids), n_head_rows, len(MODES), -1)
+    importance_values = importance_values.reshape(len(image_ids), n_head_rows, len(modes), len(IMPORTANCE_METRICS))
+    top_class = np.stack(importance["top5_class"].to_numpy()).reshape(len(image_ids), n_head_rows, len(modes), -1)
+    top_prob = np.stack(importance["top5_prob"].to_numpy()).reshape(len(image_ids), n_head_rows, len(modes), -1)
     hop_values = hops["strength"].to_numpy(np.float32).reshape(len(image_ids), n_head_rows, -1)
 
     payloads = {}
@@ -332,7 +334,7 @@ def explorer_html(page: dict, title: str) -> str:
         plot.yaxis.formatter = PrintfTickFormatter(format="%.2g")
         importance_figures.append(plot)
     tap("head", importance_source)
-    mode_labels = ["0 none", "1 whole", "2 CLS→CLS", "3 CLS↔patch", "4 patch→patch", "5 CLS-all"]
+    mode_labels = [MODE_LABELS[mode] for mode in page["modes"]]
     modes_figure = figure(name="modes_figure", width=330, height=220, x_range=mode_labels, tools="",
                           title="Pruning modes")  # fmt: skip
     modes_figure.vbar(x="mode", top="value", width=0.8, source=ColumnDataSource(dict(mode=[], value=[]),

@@ -1,0 +1,122 @@
+"""The whole DAG on small timm ViTs of other families than the demo's: every stage (baseline, stores, U, masks,
+every retraining branch, tables, figures, head and semantic analyses, the explorer) handles each model."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_CONFIG, repository_copy, run_from_root
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
+# experiment: (model, model_args beyond SMALL, prefix tokens)
+FAMILIES = {
+    "gap": ("VisionTransformer", {"class_token": False, "global_pool": "avg"}, 0),  # no prefix, average pool
+    "attnpool": ("VisionTransformer", {"class_token": False, "global_pool": "map"}, 0),  # SigLIP's attention pool
+    "registers": ("VisionTransformer", {"reg_tokens": 4}, 5),  # CLS + 4 registers
+    "distilled": ("deit_tiny_distilled_patch16_224", {}, 2),  # CLS + distillation token, two heads
+    "clip": ("VisionTransformer", {"pre_norm": True, "no_embed_class": True}, 1),  # CLIP-style stem
+}
+
+
+def family_config() -> dict:
+    """The tiny config with one experiment per family: one seed, one α, one epoch of retraining."""
+    config = json.loads(json.dumps(TINY_CONFIG))
+    tiny = config["experiments"].pop("tiny")
+    for name, (model, args, _) in FAMILIES.items():
+        config["experiments"][name] = tiny | {"model": model, "model_args": SMALL | args}
+    config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}}
+    return config
+
+
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory):
+    root = repository_copy(tmp_path_factory.mktemp("families"))
+    run_from_root(root, family_config())
+    return root
+
+
+def test_every_stage_runs_for_every_family(family_run):
+    results = family_run / "results"
+    runs = pd.read_parquet(results / "tables/runs.parquet")
+    for name, (_, _, prefix) in FAMILIES.items():
+        rows = runs[runs["experiment"] == name]
+        assert sorted(rows["method"]) == ["awd", "awd_dip", "baseline", "vit", "winft"], name
+        assert rows["top1"].between(0, 100).all(), name
+        assert (results / f"{name}/explorer/index.html").is_file(), name
+        assert len(list((results / f"{name}/explorer/data").glob("*.js"))) == 6, name
+        for figure in ("fig3_attention_rows", "fig5_interaction_map", "fig7_head_importance_val", "theta_masking"):
+            assert (results / f"figures/{name}/{figure}.png").stat().st_size > 10_000, (name, figure)
+        summary = pd.read_parquet(results / f"tables/head_summary_{name}_val.parquet")
+        assert len(summary) == 4 and summary["images"].eq(20).all(), name
+
+
+def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
+    """Without prefix tokens the pruning modes that prune CLS regions and the CLS-based measures do not
+    exist: the tables hold modes 0, 1, 4 and NaN for cls_distance and the CLS pattern's layout."""
+    for name, (_, _, prefix) in FAMILIES.items():
+        heads = family_run / f"results/{name}/heads/val"
+        importance = pd.read_parquet(heads / "head_importance.parquet")
+        patterns = pd.read_parquet(heads / "attention_patterns.parquet")
+        pruned = importance[importance["mode"] > 0]
+        assert pruned[["prob", "jsd", "patch_distance"]].notna().all().all(), name
+        assert patterns[["patch_x", "patch_y"]].notna().all().all(), name
+        if prefix:
+            assert sorted(importance["mode"].unique()) == [0, 1, 2, 3, 4, 5], name
+            assert pruned["cls_distance"].notna().all() and patterns[["cls_x", "cls_y"]].notna().all().all(), name
+        else:
+            assert sorted(importance["mode"].unique()) == [0, 1, 4], name
+            assert pruned["cls_distance"].isna().all() and patterns[["cls_x", "cls_y"]].isna().all().all(), name
+        import zarr
+
+        attention = zarr.open_group(family_run / f"results/{name}/attention/val.zarr", mode="r")
+        assert attention.attrs["n_prefix_tokens"] == prefix and attention["attn"].shape[-1] == prefix + 16, name
+
+
+@pytest.mark.parametrize("name", ["gap", "registers"])
+def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, name):
+    """The page of a model without prefix tokens (three pruning modes) and of one with registers: no console
+    error, the importance views show the table's mode-1 values and every mode of the picked head."""
+    from patchinteract.report.browser import BrowserMissing, chromium, console_errors, open_explorer, wait_for
+
+    heads = family_run / f"results/{name}/heads/val"
+    try:
+        browser = chromium()
+        driver = browser.__enter__()
+    except BrowserMissing as missing:
+        if os.environ.get("PATCHINTERACT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"Chromium required (PATCHINTERACT_REQUIRE_BROWSER=1): {missing}")
+        pytest.skip(str(missing))
+    try:
+
+        def page(script, *args):
+            return driver.execute_script(script, *args)
+
+        def source(model_name):
+            return page(f"return Bokeh.documents[0].get_model_by_name('{model_name}').data")
+
+        open_explorer(driver, family_run / f"results/{name}/explorer/index.html")
+        assert console_errors(driver) == []
+        image_id = page("return PatchExplorer.state.image")
+        importance = pd.read_parquet(heads / "head_importance.parquet").query("image_id == @image_id")
+        modes = sorted(importance["mode"].unique())
+        whole = importance.query("mode == 1")
+        np.testing.assert_allclose(source("importance_source")["prob"], whole["prob"], rtol=1e-6, atol=1e-9)
+        page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [2]")
+        wait_for(driver, "return PatchExplorer.state.head === 2", 10)
+        layer, head = divmod(2, 2)
+        shown = source("modes_source")
+        expected = importance.query("layer == @layer and head == @head").sort_values("mode")["prob"]  # the modes' metric: prob
+        assert len(shown["mode"]) == len(modes) and shown["mode"][0].startswith("0")
+        np.testing.assert_allclose(shown["value"], expected, rtol=1e-6, atol=1e-9)
+        for mode in modes:  # the top-5 under every mode the model has
+            page("Bokeh.documents[0].get_model_by_name('pruning_mode').value = arguments[0]", str(mode))
+        for overlay in ("U row", "AWD window", "responsive field", "DIP dropped", "keypoints", "θ"):
+            page("Bokeh.documents[0].get_model_by_name('overlay').value = arguments[0]", overlay)
+        page("Bokeh.documents[0].get_model_by_name('pattern_kind').active = 1")
+        assert console_errors(driver) == []
+    finally:
+        browser.__exit__(None, None, None)
