@@ -23,12 +23,12 @@ FAMILIES = {
 
 
 def family_config() -> dict:
-    """The tiny config with one experiment per family: one seed, one α, one epoch of retraining."""
+    """The tiny config with one experiment per family: one seed, one α, the figures' β only those of the grid."""
     config = json.loads(json.dumps(TINY_CONFIG))
     tiny = config["experiments"].pop("tiny")
     for name, (model, args, _) in FAMILIES.items():
         config["experiments"][name] = tiny | {"model": model, "model_args": SMALL | args}
-    config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}}
+    config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}, "figures": {"dip_betas": [0.2]}}
     return config
 
 
