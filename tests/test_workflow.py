@@ -645,7 +645,7 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
         if attempt:
             subprocess.run([*SNAKEMAKE, "--configfile", "config.yaml", "--unlock"], cwd=root, check=True,
                            capture_output=True)  # fmt: skip
-        if killed_after(root, moments.uniform(8, 30), *resume):
+        if killed_after(root, moments.uniform(6, 22), *resume):
             kills += 1
             complete = complete_outputs(root)
             assert all(complete.get(path) == mtime for path, mtime in kept.items()), "a complete output changed"
