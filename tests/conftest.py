@@ -62,6 +62,30 @@ def digits_manifest(tmp_path_factory):
 
 
 @pytest.fixture
+def browser():
+    """Headless Chromium (Selenium) for the explorer's pages; the test is skipped where Chromium is missing,
+    and fails instead with PATCHINTERACT_REQUIRE_BROWSER=1 (CI)."""
+    from patchinteract.report.browser import BrowserMissing, chromium
+
+    session = chromium()
+    try:
+        driver = session.__enter__()
+    except BrowserMissing as missing:
+        if os.environ.get("PATCHINTERACT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"Chromium required (PATCHINTERACT_REQUIRE_BROWSER=1): {missing}")
+        pytest.skip(str(missing))
+    try:
+        yield driver
+    finally:
+        session.__exit__(None, None, None)
+
+
+def bokeh_data(driver, name: str) -> dict:
+    """The data of the page's Bokeh model ``name`` (a ColumnDataSource)."""
+    return driver.execute_script(f"return Bokeh.documents[0].get_model_by_name('{name}').data")
+
+
+@pytest.fixture
 def tiny_config():
     return copy.deepcopy(TINY_CONFIG)
 

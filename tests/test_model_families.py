@@ -2,12 +2,11 @@
 every retraining branch, tables, figures, head and semantic analyses, the explorer) handles each model."""
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CONFIG, repository_copy, run_from_root
+from conftest import TINY_CONFIG, bokeh_data, repository_copy, run_from_root
 
 pytestmark = pytest.mark.slow
 
@@ -77,47 +76,38 @@ def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
 
 
 @pytest.mark.parametrize("name", ["gap", "registers"])
-def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, name):
+def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, browser, name):
     """The page of a model without prefix tokens (three pruning modes) and of one with registers: no console
     error, the importance views show the table's mode-1 values and every mode of the picked head."""
-    from patchinteract.report.browser import BrowserMissing, chromium, console_errors, open_explorer, wait_for
+    from patchinteract.report.browser import console_errors, open_explorer, wait_for
 
     heads = family_run / f"results/{name}/heads/val"
-    try:
-        browser = chromium()
-        driver = browser.__enter__()
-    except BrowserMissing as missing:
-        if os.environ.get("PATCHINTERACT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"Chromium required (PATCHINTERACT_REQUIRE_BROWSER=1): {missing}")
-        pytest.skip(str(missing))
-    try:
+    driver = browser
 
-        def page(script, *args):
-            return driver.execute_script(script, *args)
+    def page(script, *args):
+        return driver.execute_script(script, *args)
 
-        def source(model_name):
-            return page(f"return Bokeh.documents[0].get_model_by_name('{model_name}').data")
+    def source(model_name):
+        return bokeh_data(driver, model_name)
 
-        open_explorer(driver, family_run / f"results/{name}/explorer/index.html")
-        assert console_errors(driver) == []
-        importance = pd.read_parquet(heads / "head_importance.parquet")
-        importance = importance[importance["image_id"] == page("return PatchExplorer.state.image")]
-        modes = sorted(importance["mode"].unique())
-        whole = importance.query("mode == 1")
-        np.testing.assert_allclose(source("importance_source")["prob"], whole["prob"], rtol=1e-6, atol=1e-9)
-        page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [2]")
-        wait_for(driver, "return PatchExplorer.state.head === 2", 10)
-        layer, head = divmod(2, 2)
-        shown = source("modes_source")
-        # the modes' view shows the metric picked in it: prob
-        expected = importance.query("layer == @layer and head == @head").sort_values("mode")["prob"]
-        assert len(shown["mode"]) == len(modes) and shown["mode"][0].startswith("0")
-        np.testing.assert_allclose(shown["value"], expected, rtol=1e-6, atol=1e-9)
-        for mode in modes:  # the top-5 under every mode the model has
-            page("Bokeh.documents[0].get_model_by_name('pruning_mode').value = arguments[0]", str(mode))
-        for overlay in ("U row", "AWD window", "responsive field", "DIP dropped", "keypoints", "θ"):
-            page("Bokeh.documents[0].get_model_by_name('overlay').value = arguments[0]", overlay)
-        page("Bokeh.documents[0].get_model_by_name('pattern_kind').active = 1")
-        assert console_errors(driver) == []
-    finally:
-        browser.__exit__(None, None, None)
+    open_explorer(driver, family_run / f"results/{name}/explorer/index.html")
+    assert console_errors(driver) == []
+    importance = pd.read_parquet(heads / "head_importance.parquet")
+    importance = importance[importance["image_id"] == page("return PatchExplorer.state.image")]
+    modes = sorted(importance["mode"].unique())
+    whole = importance.query("mode == 1")
+    np.testing.assert_allclose(source("importance_source")["prob"], whole["prob"], rtol=1e-6, atol=1e-9)
+    page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [2]")
+    wait_for(driver, "return PatchExplorer.state.head === 2", 10)
+    layer, head = divmod(2, 2)
+    shown = source("modes_source")
+    # the modes' view shows the metric picked in it: prob
+    expected = importance.query("layer == @layer and head == @head").sort_values("mode")["prob"]
+    assert len(shown["mode"]) == len(modes) and shown["mode"][0].startswith("0")
+    np.testing.assert_allclose(shown["value"], expected, rtol=1e-6, atol=1e-9)
+    for mode in modes:  # the top-5 under every mode the model has
+        page("Bokeh.documents[0].get_model_by_name('pruning_mode').value = arguments[0]", str(mode))
+    for overlay in ("U row", "AWD window", "responsive field", "DIP dropped", "keypoints", "θ"):
+        page("Bokeh.documents[0].get_model_by_name('overlay').value = arguments[0]", overlay)
+    page("Bokeh.documents[0].get_model_by_name('pattern_kind').active = 1")
+    assert console_errors(driver) == []

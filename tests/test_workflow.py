@@ -18,6 +18,7 @@ import zarr
 from conftest import (
     REPO,
     SNAKEMAKE,
+    bokeh_data,
     planned_jobs,
     repository_copy,
     run_from_root,
@@ -508,77 +509,67 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     assert (tmp_path / "results/logs/semantics_store/tiny_val.log").is_file()
 
 
-def test_explorer_page_works_in_a_real_browser(tiny_run):
+def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     """The explorer page, opened from disk in headless Chromium: no console error; picking an image, a head
     and a patch shows exactly their stored data (attention rows within the page's uint8 quantisation)."""
-
-    from patchinteract.report.browser import BrowserMissing, chromium, console_errors, open_explorer, wait_for
+    from patchinteract.report.browser import console_errors, open_explorer, wait_for
 
     explorer = tiny_run / "results/tiny/explorer"
     heads = tiny_run / "results/tiny/heads/val"
     attention = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
     overview = pd.read_parquet(heads / "image_overview.parquet")
     assert len(list((explorer / "data").glob("*.js"))) == len(overview) == 20
-    try:
-        browser = chromium()
-        driver = browser.__enter__()
-    except BrowserMissing as missing:
-        if os.environ.get("PATCHINTERACT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"Chromium required (PATCHINTERACT_REQUIRE_BROWSER=1): {missing}")
-        pytest.skip(str(missing))
-    try:
+    driver = browser
 
-        def page(script, *args):
-            return driver.execute_script(script, *args)
+    def page(script, *args):
+        return driver.execute_script(script, *args)
 
-        def source(name):
-            return page(f"return Bokeh.documents[0].get_model_by_name('{name}').data")
+    def source(name):
+        return bokeh_data(driver, name)
 
-        seconds = open_explorer(driver, explorer / "index.html")
-        print(f"explorer interactive after {seconds:.2f} s")
-        assert console_errors(driver) == []
-        first = int(overview["image_id"].iloc[0])
-        assert page("return PatchExplorer.state.image") == first
+    seconds = open_explorer(driver, explorer / "index.html")
+    print(f"explorer interactive after {seconds:.2f} s")
+    assert console_errors(driver) == []
+    first = int(overview["image_id"].iloc[0])
+    assert page("return PatchExplorer.state.image") == first
 
-        # Pick an image as typing its id does: every view shows that image's data.
-        image_id = int(overview["image_id"].iloc[7])
-        page("Bokeh.documents[0].get_model_by_name('search').value = arguments[0]", str(image_id))
-        wait_for(driver, "return PatchExplorer.state.image === arguments[0] && "
-                 "Bokeh.documents[0].get_model_by_name('status').text.includes('Image ' + arguments[0])",
-                 10, image_id)  # fmt: skip
-        importance = pd.read_parquet(heads / "head_importance.parquet").query("image_id == @image_id and mode == 1")
-        for metric in ("prob", "jsd", "cls_distance", "patch_distance"):
-            np.testing.assert_allclose(source("importance_source")[metric], importance[metric], rtol=1e-6, atol=1e-9)
-        entropy = pd.read_parquet(heads / "head_strength.parquet").query("image_id == @image_id")["entropy"]
-        np.testing.assert_allclose(source("entropy_source")["entropy"], entropy, atol=1e-4)
-        picked = overview.index[overview["image_id"] == image_id][0]
-        assert page("return Bokeh.documents[0].get_model_by_name('overview_source').selected.indices") == [picked]
+    # Pick an image as typing its id does: every view shows that image's data.
+    image_id = int(overview["image_id"].iloc[7])
+    page("Bokeh.documents[0].get_model_by_name('search').value = arguments[0]", str(image_id))
+    wait_for(driver, "return PatchExplorer.state.image === arguments[0] && "
+             "Bokeh.documents[0].get_model_by_name('status').text.includes('Image ' + arguments[0])",
+             10, image_id)  # fmt: skip
+    importance = pd.read_parquet(heads / "head_importance.parquet").query("image_id == @image_id and mode == 1")
+    for metric in ("prob", "jsd", "cls_distance", "patch_distance"):
+        np.testing.assert_allclose(source("importance_source")[metric], importance[metric], rtol=1e-6, atol=1e-9)
+    entropy = pd.read_parquet(heads / "head_strength.parquet").query("image_id == @image_id")["entropy"]
+    np.testing.assert_allclose(source("entropy_source")["entropy"], entropy, atol=1e-4)
+    picked = overview.index[overview["image_id"] == image_id][0]
+    assert page("return Bokeh.documents[0].get_model_by_name('overview_source').selected.indices") == [picked]
 
-        # Pick a head (as a click on it does) and a patch: the k-hop bars and the attention row are that head's.
-        head_flat, layer, head, patch = 3, 1, 1, 5
-        page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [arguments[0]]", head_flat)
-        page("Bokeh.documents[0].get_model_by_name('patch_source').selected.indices = [arguments[0]]", patch)
-        wait_for(driver, "return PatchExplorer.state.head === 3 && PatchExplorer.state.patch === 5", 10)
-        hops = pd.read_parquet(heads / "attention_strength.parquet").query(
-            "image_id == @image_id and layer == @layer and head == @head"
-        )["strength"]  # fmt: skip
-        np.testing.assert_allclose(source("khop_source")["strength"], hops, atol=1e-5)
-        row = attention["attn"][int(np.flatnonzero(attention["image_id"][:] == image_id)[0]), layer, head, 1 + patch]
-        shown = np.array(source("patch_source")["raw"], dtype=np.float64)
-        np.testing.assert_allclose(shown, row[1:].astype(np.float64), atol=float(row.max()) / 510 + 1e-6)
-        assert f"patch {patch}" in page("return Bokeh.documents[0].get_model_by_name('status').text")
+    # Pick a head (as a click on it does) and a patch: the k-hop bars and the attention row are that head's.
+    head_flat, layer, head, patch = 3, 1, 1, 5
+    page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [arguments[0]]", head_flat)
+    page("Bokeh.documents[0].get_model_by_name('patch_source').selected.indices = [arguments[0]]", patch)
+    wait_for(driver, "return PatchExplorer.state.head === 3 && PatchExplorer.state.patch === 5", 10)
+    hops = pd.read_parquet(heads / "attention_strength.parquet").query(
+        "image_id == @image_id and layer == @layer and head == @head"
+    )["strength"]  # fmt: skip
+    np.testing.assert_allclose(source("khop_source")["strength"], hops, atol=1e-5)
+    row = attention["attn"][int(np.flatnonzero(attention["image_id"][:] == image_id)[0]), layer, head, 1 + patch]
+    shown = np.array(source("patch_source")["raw"], dtype=np.float64)
+    np.testing.assert_allclose(shown, row[1:].astype(np.float64), atol=float(row.max()) / 510 + 1e-6)
+    assert f"patch {patch}" in page("return Bokeh.documents[0].get_model_by_name('status').text")
 
-        # Other overlays and the pattern toggle draw without errors.
-        for overlay in ("U row", "AWD window", "responsive field", "DIP dropped", "keypoints", "θ"):
-            page("Bokeh.documents[0].get_model_by_name('overlay').value = arguments[0]", overlay)
-        page("Bokeh.documents[0].get_model_by_name('pattern_kind').active = 1")
-        assert console_errors(driver) == []
-        artifacts = Path(os.environ.get("PATCHINTERACT_ARTIFACTS", tiny_run))
-        artifacts.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(artifacts / "explorer_tiny.png"))
-        print(f"screenshot: {artifacts / 'explorer_tiny.png'}")
-    finally:
-        browser.__exit__(None, None, None)
+    # Other overlays and the pattern toggle draw without errors.
+    for overlay in ("U row", "AWD window", "responsive field", "DIP dropped", "keypoints", "θ"):
+        page("Bokeh.documents[0].get_model_by_name('overlay').value = arguments[0]", overlay)
+    page("Bokeh.documents[0].get_model_by_name('pattern_kind').active = 1")
+    assert console_errors(driver) == []
+    artifacts = Path(os.environ.get("PATCHINTERACT_ARTIFACTS", tiny_run))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(artifacts / "explorer_tiny.png"))
+    print(f"screenshot: {artifacts / 'explorer_tiny.png'}")
 
 
 KILLS = 3
