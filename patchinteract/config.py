@@ -153,9 +153,9 @@ def canonical(value):
     """``value`` with every dict's keys sorted, at every depth (lists and tuples keep their order).
 
     Snakemake decides whether a job's params changed by comparing their ``repr``, and a dict's repr
-    follows its insertion order: the config passes through here once, so that a reordered config file,
-    one written by a script (``yaml.safe_dump`` sorts keys), a JSON config (read as OrderedDict) or a
-    default spelled out plans the same jobs as the original.
+    follows its insertion order: every rule's params pass through here (the Snakefile's last lines),
+    so that a reordered config file, one written by a script (``yaml.safe_dump`` sorts keys), a JSON
+    config (read as OrderedDict) or a default spelled out plans the same jobs as the original.
     """
     if isinstance(value, dict):
         return {key: canonical(value[key]) for key in sorted(value, key=str)}
