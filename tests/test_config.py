@@ -227,3 +227,54 @@ def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
         "interaction_store": 2, "window_masks": 2, "token_masks": 2, "retrain_awd_dip": 1,
         "responsive_fields": 1,  # the val field store: E_O over kept patches is read from its o
     }  # fmt: skip
+
+
+def test_canonical_sorts_every_dict_and_keeps_sequences_in_order():
+    from collections import OrderedDict
+
+    from patchinteract.config import canonical
+
+    value = OrderedDict(b=[{"y": 1, "x": (2, {"q": 0, "p": 1})}], a={"d": None, "c": 0.5})
+    result = canonical(value)
+    assert repr(result) == "{'a': {'c': 0.5, 'd': None}, 'b': [{'x': (2, {'p': 1, 'q': 0}), 'y': 1}]}"
+    assert type(result) is dict and result == value  # the same meaning
+    assert canonical([3, 1, 2]) == [3, 1, 2] and canonical("s") == "s"
+
+
+def test_command_line_values_read_as_yaml_scalars():
+    from patchinteract.config import command_line_values
+
+    # What Snakemake's parse_config hands over for: betas=[0.1,.2] data={check_threads: 2, on_corrupt: skip}
+    # device=cuda:1 experiments={x: {pretrained: null, model_args: {class_token: false}}} and a quoted '[1]'
+    overrides = {
+        "betas": ["0.1", ".2"], "data": {"check_threads": "2", "on_corrupt": "skip"}, "device": "cuda:1",
+        "experiments": {"x": {"pretrained": "null", "model_args": {"class_token": "false"}}}, "seed": 3,
+        "name": "[1]",
+    }  # fmt: skip
+    assert command_line_values(overrides) == {
+        "betas": [0.1, 0.2], "data": {"check_threads": 2, "on_corrupt": "skip"}, "device": "cuda:1",
+        "experiments": {"x": {"pretrained": None, "model_args": {"class_token": False}}}, "seed": 3,
+        "name": "[1]",
+    }  # fmt: skip
+
+
+def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
+    import json
+
+    from patchinteract.records import canonical_params_records
+
+    metadata = tmp_path / "metadata"
+    (metadata / "@long").mkdir(parents=True)  # Snakemake splits a long record name into folders
+    old = ["0.1", "{'model': 'VisionTransformer', 'img_size': 16}", "OrderedDict({'b': 1, 'a': 2})", "'text'"]
+    record = {"rule": "train", "params": old, "input": ["a"], "record_format_version": 6}
+    (metadata / "@long" / "rest").write_text(json.dumps(record))
+    (metadata / "canonical").write_text(json.dumps(record | {"params": ["0.1", "{'a': 1}"]}))
+    (metadata / "partial").write_text('{"rule": "tra')  # being written: left alone
+    assert canonical_params_records(metadata) == 1
+    rewritten = json.loads((metadata / "@long" / "rest").read_text())
+    assert rewritten == record | {"params": sorted(
+        ["0.1", "{'img_size': 16, 'model': 'VisionTransformer'}", "OrderedDict({'b': 1, 'a': 2})", "'text'"]
+    )}  # fmt: skip
+    assert (metadata / "partial").read_text() == '{"rule": "tra'
+    assert canonical_params_records(metadata) == 0  # idempotent
+    assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]
