@@ -81,6 +81,7 @@ rule head_importance:
         seed=config["seed"],
         model=model_of,
         variants_per_pass=HEADS["variants_per_pass"],
+        activation=HEADS["activation"],
         execution=execution(HEADS["batch_images"]),
     script:
         "../workflow_scripts/head_importance.py"

@@ -3,11 +3,13 @@
 import patchinteract.compat  # noqa: F401
 
 import numpy as np
+import pytest
 import timm
 import torch
 import torch.nn.functional as F
 
 from patchinteract.analyses.heads.pruning import (
+    ACTIVATIONS,
     PRUNING_MODES,
     head_importance,
     head_importance_batch,
@@ -37,12 +39,13 @@ def images_and_labels(n=3, seed=1):
 
 def hand_written_forward(model, images, prune_layer, prune_head, pruned_region):
     """ViT forward written out from the parameters, with head ``prune_head`` of block ``prune_layer``
-    multiplied by 1 - ``pruned_region`` (T, T) after its softmax. Returns (probabilities, block output)."""
+    multiplied by 1 - ``pruned_region`` (T, T) after its softmax. Returns (probabilities, {activation: that
+    block's z of eq. 2, the attention output after W_O and its bias, or its output})."""
     b = images.shape[0]
     x = F.conv2d(images, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=4)
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([model.cls_token.expand(b, -1, -1), x], 1) + model.pos_embed
-    head_dim, output = DIM // HEADS, None
+    head_dim, activations = DIM // HEADS, {}
     for index, block in enumerate(model.blocks):
         h = F.layer_norm(x, (DIM,), block.norm1.weight, block.norm1.bias, block.norm1.eps)
         qkv = (h @ block.attn.qkv.weight.T + block.attn.qkv.bias).reshape(b, -1, 3, HEADS, head_dim)
@@ -51,13 +54,14 @@ def hand_written_forward(model, images, prune_layer, prune_head, pruned_region):
         if index == prune_layer:
             attention[:, prune_head] = attention[:, prune_head] * (1 - pruned_region.float())
         heads = (attention @ v).transpose(1, 2).reshape(b, -1, DIM)
-        x = x + heads @ block.attn.proj.weight.T + block.attn.proj.bias
+        z = heads @ block.attn.proj.weight.T + block.attn.proj.bias  # eq. 2
+        x = x + z
         h = F.layer_norm(x, (DIM,), block.norm2.weight, block.norm2.bias, block.norm2.eps)
         x = x + F.gelu(h @ block.mlp.fc1.weight.T + block.mlp.fc1.bias) @ block.mlp.fc2.weight.T + block.mlp.fc2.bias
         if index == prune_layer:
-            output = x
+            activations = {"attention_output": z, "block_output": x}
     x = F.layer_norm(x, (DIM,), model.norm.weight, model.norm.bias, model.norm.eps)
-    return (x[:, 0] @ model.head.weight.T + model.head.bias).softmax(-1), output
+    return (x[:, 0] @ model.head.weight.T + model.head.bias).softmax(-1), activations
 
 
 def variant(arrays, head, mode):
@@ -65,24 +69,30 @@ def variant(arrays, head, mode):
     return int(matches.item())
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @torch.no_grad()
-def test_pruned_variants_match_a_hand_written_forward_in_every_mode():
+def test_pruned_variants_match_a_hand_written_forward_in_every_mode(activation):
     model = tiny_vit()
     images, labels = images_and_labels()
-    arrays = head_importance_batch(model, images, labels, variants_per_pass=10)  # several passes per layer
+    # several passes per layer
+    arrays = head_importance_batch(model, images, labels, variants_per_pass=10, activation=activation)
     unpruned, _ = hand_written_forward(model, images, -1, 0, torch.zeros(17, 17))
     np.testing.assert_allclose(arrays["probabilities"], unpruned.numpy(), atol=1e-5)
     regions = region_masks(17, 1)
     for layer, head in [(0, 2), (1, 0), (2, 3)]:
-        _, unpruned_output = hand_written_forward(model, images, layer, head, torch.zeros(17, 17))
+        _, unpruned_activations = hand_written_forward(model, images, layer, head, torch.zeros(17, 17))
+        unpruned_output = unpruned_activations[activation]
         for mode, pruned_regions in PRUNING_MODES.items():
             region = torch.zeros(17, 17, dtype=torch.bool)
             for name in pruned_regions:
                 region |= regions[name]
-            probabilities, output = hand_written_forward(model, images, layer, head, region)
+            probabilities, activations = hand_written_forward(model, images, layer, head, region)
+            output = activations[activation]
             v = variant(arrays, head, mode)
             expected_prob = unpruned[torch.arange(3), labels] - probabilities[torch.arange(3), labels]
             np.testing.assert_allclose(arrays["prob"][:, layer, v], expected_prob.numpy(), atol=2e-5)
+            pruned_prob = probabilities[torch.arange(3), labels]  # P_ij[y]
+            np.testing.assert_allclose(arrays["pruned_prob"][:, layer, v], pruned_prob.numpy(), atol=2e-5)
             middle = (unpruned + probabilities) / 2
             jsd = 0.5 * (unpruned * (unpruned / middle).log()).sum(-1) + 0.5 * (
                 probabilities * (probabilities / middle).log()
@@ -152,3 +162,17 @@ def test_without_prefix_tokens_the_cls_measures_are_skipped(caplog):
     assert rows["cls_distance"].isna().all() and rows["patch_distance"].notna().all()
     assert rows.query("mode == 1")["patch_distance"].max() > 1e-4
     assert "no prefix (CLS) token" in caplog.text
+
+
+@torch.no_grad()
+def test_the_two_activations_differ_and_bad_names_are_refused():
+    """z of eq. 2 and the block output are different readings (the block adds the residual and the MLP)."""
+    model = tiny_vit()
+    images, labels = images_and_labels()
+    on_z = head_importance_batch(model, images, labels, activation="attention_output")
+    on_block = head_importance_batch(model, images, labels, activation="block_output")
+    whole = on_z["mode"] == 1
+    assert np.abs(on_z["patch_distance"][:, :, whole] - on_block["patch_distance"][:, :, whole]).max() > 1e-3
+    np.testing.assert_array_equal(on_z["prob"], on_block["prob"])  # the same pruned forward
+    with pytest.raises(ValueError, match="heads.activation"):
+        head_importance_batch(model, images, labels, activation="residual")

@@ -61,7 +61,7 @@ def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
         importance = pd.read_parquet(heads / "head_importance.parquet")
         patterns = pd.read_parquet(heads / "attention_patterns.parquet")
         pruned = importance[importance["mode"] > 0]
-        assert pruned[["prob", "jsd", "patch_distance"]].notna().all().all(), name
+        assert pruned[["prob", "pruned_prob", "jsd", "patch_distance"]].notna().all().all(), name
         assert patterns[["patch_x", "patch_y"]].notna().all().all(), name
         if prefix:
             assert sorted(importance["mode"].unique()) == [0, 1, 2, 3, 4, 5], name
@@ -96,13 +96,13 @@ def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, browser
     importance = importance[importance["image_id"] == page("return PatchExplorer.state.image")]
     modes = sorted(importance["mode"].unique())
     whole = importance.query("mode == 1")
-    np.testing.assert_allclose(source("importance_source")["prob"], whole["prob"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(source("importance_source")["pruned_prob"], whole["pruned_prob"], rtol=1e-6, atol=1e-9)
     page("Bokeh.documents[0].get_model_by_name('importance_source').selected.indices = [2]")
     wait_for(driver, "return PatchExplorer.state.head === 2", 10)
     layer, head = divmod(2, 2)
     shown = source("modes_source")
-    # the modes' view shows the metric picked in it: prob
-    expected = importance.query("layer == @layer and head == @head").sort_values("mode")["prob"]
+    # the modes' view shows the metric picked in it, first P_ij[y]
+    expected = importance.query("layer == @layer and head == @head").sort_values("mode")["pruned_prob"]
     assert len(shown["mode"]) == len(modes) and shown["mode"][0].startswith("0")
     np.testing.assert_allclose(shown["value"], expected, rtol=1e-6, atol=1e-9)
     for mode in modes:  # the top-5 under every mode the model has

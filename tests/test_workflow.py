@@ -212,6 +212,9 @@ def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
     assert importance.query("mode == 0")[["prob", "jsd", "cls_distance", "patch_distance"]].abs().max().max() < 1e-5
     images = pd.read_parquet(heads / "head_importance_images.parquet")
     assert len(images) == 20 and len(images["top5_class"].iloc[0]) == 5
+    # P_ij[y] beside I_prob = P[y] - P_ij[y]: together the unpruned true-class probability
+    merged = importance.merge(images[["image_id", "true_prob"]], on="image_id")
+    np.testing.assert_allclose(merged["prob"] + merged["pruned_prob"], merged["true_prob"], atol=1e-6)
     # The head-attention store holds eq. 7 of the attention store's maps, image for image.
     attention = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
     store = zarr.open_group(heads / "attention.zarr", mode="r")
@@ -541,7 +544,8 @@ def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
              "Bokeh.documents[0].get_model_by_name('status').text.includes('Image ' + arguments[0])",
              10, image_id)  # fmt: skip
     importance = pd.read_parquet(heads / "head_importance.parquet").query("image_id == @image_id and mode == 1")
-    for metric in ("prob", "jsd", "cls_distance", "patch_distance"):
+    # the probability line shows P_ij[y] (pruned_prob), as the paper's Head Importance View does
+    for metric in ("pruned_prob", "jsd", "cls_distance", "patch_distance"):
         np.testing.assert_allclose(source("importance_source")[metric], importance[metric], rtol=1e-6, atol=1e-9)
     entropy = pd.read_parquet(heads / "head_strength.parquet").query("image_id == @image_id")["entropy"]
     np.testing.assert_allclose(source("entropy_source")["entropy"], entropy, atol=1e-4)

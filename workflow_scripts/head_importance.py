@@ -18,7 +18,7 @@ with logged_to(snakemake.log[0]) as log:
     rows, per_image = head_importance(
         model, torch.utils.data.Subset(dataset, images.tolist()), device=select_device(execution.device),
         batch_images=execution.batch_size, workers=execution.loader_workers,
-        variants_per_pass=params.variants_per_pass,
+        variants_per_pass=params.variants_per_pass, activation=params.activation,
     )  # fmt: skip
     rows.to_parquet(snakemake.output.rows, index=False)
     per_image.to_parquet(snakemake.output.images, index=False)

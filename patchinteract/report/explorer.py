@@ -25,12 +25,10 @@ import pandas as pd
 import zarr
 from PIL import Image
 
-from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS
+from patchinteract.analyses.heads.tables import IMPORTANCE_LABELS, IMPORTANCE_VIEWS, MODE_LABELS
 from patchinteract.data.manifest import read_manifest
 
 CONTROLLER = Path(__file__).with_name("explorer.js")
-# The six pruning modes (docs/analyses.md); a model without prefix tokens has 0, 1 and 4 only.
-MODE_LABELS = {0: "0 none", 1: "1 whole", 2: "2 CLS→CLS", 3: "3 CLS↔patch", 4: "4 patch→patch", 5: "5 CLS-all"}
 ATTENTION_BLOCK = 64  # images whose attention is read at once
 PALETTE = (  # class colours (Category10, then Category20's light tones)
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -160,12 +158,12 @@ def page_data(
             "mean": whole.groupby(["layer", "head"])[metric].mean().to_list(),
             "std": whole.groupby(["layer", "head"])[metric].std(ddof=0).to_list(),
         }
-        for metric in IMPORTANCE_METRICS
+        for metric in IMPORTANCE_VIEWS
     }
     page = {
         "n_layers": int(n_layers), "n_heads": int(n_heads), "grid": [int(rows), int(cols)],
         "n_prefix": n_prefix, "n_tokens": int(attention["attn"].shape[-1]), "attention_layers": layers,
-        "metrics": list(IMPORTANCE_METRICS),
+        "metrics": list(IMPORTANCE_VIEWS),
         "modes": modes, "alphas": list(stores.windows), "betas": list(stores.keeps),
         "fields": list(stores.fields), "semantics": stores.semantics is not None, "palette": list(PALETTE),
         "image_ids": [int(i) for i in image_ids],
@@ -194,8 +192,8 @@ def page_data(
               for label, path in stores.fields.items()}  # fmt: skip
     keypoints = _selected_rows(stores.keypoints, ("keypoints",), image_ids)["keypoints"] if stores.keypoints else None
     theta = _selected_rows(stores.semantics, ("theta_patch",), image_ids)["theta_patch"] if stores.semantics else None
-    importance_values = importance[list(IMPORTANCE_METRICS)].to_numpy(np.float32)
-    importance_values = importance_values.reshape(len(image_ids), n_head_rows, len(modes), len(IMPORTANCE_METRICS))
+    importance_values = importance[list(IMPORTANCE_VIEWS)].to_numpy(np.float32)
+    importance_values = importance_values.reshape(len(image_ids), n_head_rows, len(modes), len(IMPORTANCE_VIEWS))
     top_class = np.stack(importance["top5_class"].to_numpy()).reshape(len(image_ids), n_head_rows, len(modes), -1)
     top_prob = np.stack(importance["top5_prob"].to_numpy()).reshape(len(image_ids), n_head_rows, len(modes), -1)
     hop_values = hops["strength"].to_numpy(np.float32).reshape(len(image_ids), n_head_rows, -1)
@@ -324,7 +322,7 @@ def explorer_html(page: dict, title: str) -> str:
             lower=[m - s for m, s in zip(band["mean"], band["std"], strict=True)],
             upper=[m + s for m, s in zip(band["mean"], band["std"], strict=True)],
         ))  # fmt: skip
-        plot = figure(name=f"importance_{metric}", width=300, height=170, tools="tap", title=f"I_{metric}",
+        plot = figure(name=f"importance_{metric}", width=300, height=170, tools="tap", title=IMPORTANCE_LABELS[metric],
                       x_axis_label="head (layer-major)")  # fmt: skip
         plot.varea("flat", "lower", "upper", source=band_source, fill_color="#cccccc", fill_alpha=0.6)
         plot.line("flat", "mean", source=band_source, color="#888888")

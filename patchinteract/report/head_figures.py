@@ -10,35 +10,33 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.heads.tables import IMPORTANCE_METRICS, cluster_matrices
-
-METRIC_LABELS = {
-    "prob": "I_prob = P[y] − P_ij[y]",
-    "jsd": "I_JSD (nats)",
-    "cls_distance": "I_CLS (cosine distance)",
-    "patch_distance": "I_patch (cosine distance)",
-}
-MODE_LABELS = {0: "0 none", 1: "1 whole", 2: "2 CLS→CLS", 3: "3 CLS↔patch", 4: "4 patch→patch", 5: "5 CLS-all"}
+from patchinteract.analyses.heads.tables import (
+    IMPORTANCE_COLUMNS,
+    IMPORTANCE_LABELS,
+    IMPORTANCE_VIEWS,
+    MODE_LABELS,
+    cluster_matrices,
+)
 
 
 def whole_head_statistics(importance: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over images of each metric for whole-head pruning (mode 1), indexed by (layer, head)."""
-    return importance[importance["mode"] == 1].groupby(["layer", "head"])[list(IMPORTANCE_METRICS)].agg(["mean", "std"])
+    return importance[importance["mode"] == 1].groupby(["layer", "head"])[list(IMPORTANCE_COLUMNS)].agg(["mean", "std"])
 
 
 def plot_head_importance(importance: pd.DataFrame) -> plt.Figure:
-    """Fig. 7: the four metrics over all l·k heads, mean ± std over the images."""
+    """Fig. 7: P_ij[y] and the three distances over all l·k heads, mean ± std over the images."""
     statistics = whole_head_statistics(importance)
     n_heads = statistics.index.get_level_values("head").max() + 1
     x = np.arange(len(statistics))
-    figure, axes = plt.subplots(len(IMPORTANCE_METRICS), 1, figsize=(max(6, len(x) * 0.12), 8), sharex=True)
-    for axis, metric in zip(axes, IMPORTANCE_METRICS, strict=True):
+    figure, axes = plt.subplots(len(IMPORTANCE_VIEWS), 1, figsize=(max(6, len(x) * 0.12), 8), sharex=True)
+    for axis, metric in zip(axes, IMPORTANCE_VIEWS, strict=True):
         mean, std = statistics[(metric, "mean")].to_numpy(), statistics[(metric, "std")].fillna(0).to_numpy()
         axis.plot(x, mean, color="tab:blue", linewidth=1)
         axis.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.25, linewidth=0)
         for boundary in range(n_heads, len(x), n_heads):
             axis.axvline(boundary - 0.5, color="grey", linewidth=0.5)
-        axis.set_ylabel(METRIC_LABELS[metric], fontsize=8)
+        axis.set_ylabel(IMPORTANCE_LABELS[metric], fontsize=8)
     axes[-1].set_xticks(x[::n_heads], [f"L{layer}" for layer in range(len(x) // n_heads)])
     axes[-1].set_xlabel("head (grouped by layer)")
     figure.suptitle(f"Head importance by pruning: mean ± std over {importance['image_id'].nunique()} images")
@@ -53,17 +51,17 @@ def most_important_heads(importance: pd.DataFrame, count: int, metric: str = "pr
 
 def plot_pruning_modes(importance: pd.DataFrame, heads: list[tuple[int, int]]) -> plt.Figure:
     """Mean of each metric per pruning mode for ``heads`` (the paper's Fig. 1B2, for several heads)."""
-    figure, axes = plt.subplots(len(IMPORTANCE_METRICS), len(heads), figsize=(2.6 * len(heads), 8), squeeze=False)
+    figure, axes = plt.subplots(len(IMPORTANCE_VIEWS), len(heads), figsize=(2.6 * len(heads), 8), squeeze=False)
     for column, (layer, head) in enumerate(heads):
         rows = importance[(importance["layer"] == layer) & (importance["head"] == head)]
-        means = rows.groupby("mode")[list(IMPORTANCE_METRICS)].mean()
-        for row, metric in enumerate(IMPORTANCE_METRICS):
+        means = rows.groupby("mode")[list(IMPORTANCE_VIEWS)].mean()
+        for row, metric in enumerate(IMPORTANCE_VIEWS):
             axis = axes[row, column]
             axis.bar(range(len(means)), means[metric].to_numpy(), color="tab:orange")
             axis.set_xticks(range(len(means)), [MODE_LABELS[m] for m in means.index], rotation=60, fontsize=6)
             axis.tick_params(axis="y", labelsize=7)
             if column == 0:
-                axis.set_ylabel(METRIC_LABELS[metric], fontsize=7)
+                axis.set_ylabel(IMPORTANCE_LABELS[metric], fontsize=7)
             if row == 0:
                 axis.set_title(f"layer {layer}, head {head}", fontsize=9)
     figure.suptitle(f"Pruning modes ({len(MODE_LABELS)} defined) of the heads with the largest mean I_prob")

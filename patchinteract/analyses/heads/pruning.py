@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS
 from patchinteract.attention.capture import attention_modules
 from patchinteract.models.vit import n_prefix_tokens
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 PRUNING_MODES = {0: (), 1: ("cc", "cp", "pp"), 2: ("cc",), 3: ("cp",), 4: ("pp",), 5: ("cc", "cp")}
 # Without prefix tokens only these modes are defined (the others prune CLS regions).
 MODES_WITHOUT_PREFIX = (0, 1, 4)
+# Where I_CLS and I_patch compare the unpruned and pruned activations of the pruned head's layer:
+# z of eq. 2, the attention output after W_O and its bias, before the residual (the paper's), or
+# the block's output (the residual stream handed to the next block).
+ACTIVATIONS = ("attention_output", "block_output")
 TOP_CLASSES = 5
 
 
@@ -96,6 +101,17 @@ def attention_multiplied(attention_module, masks: torch.Tensor):
         attention_module.fused_attn = previous
 
 
+@contextlib.contextmanager
+def recorded_outputs(module):
+    """Inside the context, every output of ``module``'s forward is appended to the yielded list."""
+    outputs = []
+    handle = module.register_forward_hook(lambda _m, _inputs, output: outputs.append(output))
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
 def stem(model, images: torch.Tensor) -> torch.Tensor:
     """Tokens entering block 0: patch embedding, prefix tokens, position embedding, pre-norm."""
     return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
@@ -109,10 +125,14 @@ def logits_from_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the four metrics
 
 
+def pruned_true_probability(pruned: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """P_ij[y] (eq. 3): the true class's probability with the head pruned. Shapes (B, V, C), (B,) -> (B, V)."""
+    return pruned.gather(2, labels[:, None, None].expand(-1, pruned.shape[1], 1))[..., 0]
+
+
 def probability_drop(reference: torch.Tensor, pruned: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """I_prob (eq. 3): P[y] - P_ij[y]; positive when the head helps the true class. Shapes (B, C), (B, V, C), (B,)."""
-    index = labels[:, None, None].expand(-1, pruned.shape[1], 1)
-    return reference.gather(1, labels[:, None]) - pruned.gather(2, index)[..., 0]
+    return reference.gather(1, labels[:, None]) - pruned_true_probability(pruned, labels)
 
 
 def jensen_shannon(reference: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
@@ -132,12 +152,13 @@ def cosine_distance(reference: torch.Tensor, pruned: torch.Tensor) -> torch.Tens
 
 
 def cls_distance(reference_tokens: torch.Tensor, pruned_tokens: torch.Tensor) -> torch.Tensor:
-    """I_CLS (eq. 5): cosine distance of the CLS rows of block i's output. (B, T, D), (B, V, T, D) -> (B, V)."""
+    """I_CLS (eq. 5): cosine distance of the CLS rows of layer i's activation (z of eq. 2, or block i's
+    output). (B, T, D), (B, V, T, D) -> (B, V)."""
     return cosine_distance(reference_tokens[:, None, 0], pruned_tokens[:, :, 0])
 
 
 def patch_distance(reference_tokens: torch.Tensor, pruned_tokens: torch.Tensor, n_prefix: int) -> torch.Tensor:
-    """I_patch (eq. 6): mean over the patch rows of block i's output of the cosine distance."""
+    """I_patch (eq. 6): mean over the patch rows of layer i's activation of the cosine distance."""
     return cosine_distance(reference_tokens[:, None, n_prefix:], pruned_tokens[:, :, n_prefix:]).mean(-1)
 
 
@@ -145,39 +166,47 @@ def patch_distance(reference_tokens: torch.Tensor, pruned_tokens: torch.Tensor, 
 
 
 @torch.no_grad()
-def head_importance_batch(model, images: torch.Tensor, labels: torch.Tensor, variants_per_pass: int = 256) -> dict:
+def head_importance_batch(
+    model, images: torch.Tensor, labels: torch.Tensor, variants_per_pass: int = 256,
+    activation: str = "attention_output",
+) -> dict:  # fmt: skip
     """Every variant of every layer for a batch of images.
 
     Returns numpy arrays: ``probabilities`` (B, C) of the unpruned model, and per
-    layer, variant and image ``prob``, ``jsd``, ``cls_distance`` (NaN without a
-    prefix token), ``patch_distance``, ``top_class`` / ``top_prob`` (B, L, V, 5);
-    ``head`` and ``mode`` (V,) name the variants (shared by all layers).
+    layer, variant and image ``prob``, ``pruned_prob``, ``jsd``, ``cls_distance`` (NaN
+    without a prefix token), ``patch_distance`` (both on ``activation``, one of
+    :data:`ACTIVATIONS`), ``top_class`` / ``top_prob`` (B, L, V, 5); ``head`` and
+    ``mode`` (V,) name the variants (shared by all layers).
     Variants of a layer pass through the model ``variants_per_pass`` image-copies at a time.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"heads.activation: '{activation}' is not one of {ACTIVATIONS}")
     model.eval()
     blocks, prefix = list(model.blocks), n_prefix_tokens(model)
     modules = attention_modules(model)
+    attention_output = activation == "attention_output"
     tokens = stem(model, images)
-    inputs = []  # the input of every block, unpruned
-    for block in blocks:
+    inputs, outputs = [], []  # the input of every block and layer i's activation, unpruned
+    for block, module in zip(blocks, modules, strict=True):
         inputs.append(tokens)
-        tokens = block(tokens)
-    outputs = inputs[1:] + [tokens]
+        with recorded_outputs(module) as z:
+            tokens = block(tokens)
+        outputs.append(z[0] if attention_output else tokens)
     reference = logits_from_tokens(model, tokens).softmax(-1)
     n_images, n_tokens, n_classes = images.shape[0], tokens.shape[1], reference.shape[-1]
     variants = layer_variants(modules[0].num_heads, n_tokens, prefix)
     masks = variants.masks.to(images.device)
     n_variants, top = len(masks), min(TOP_CLASSES, n_classes)
     per_pass = max(1, variants_per_pass // n_images)
-    results = {name: [] for name in ("prob", "jsd", "cls_distance", "patch_distance", "top_class", "top_prob")}
+    results = {name: [] for name in (*IMPORTANCE_COLUMNS, "top_class", "top_prob")}
     for layer, (block, module) in enumerate(zip(blocks, modules, strict=True)):
         probabilities, block_outputs = [], []
         for first in range(0, n_variants, per_pass):
             chunk = masks[first : first + per_pass]
             copies = inputs[layer][:, None].expand(-1, len(chunk), -1, -1).flatten(0, 1)
-            with attention_multiplied(module, chunk.repeat(n_images, 1, 1, 1)):
+            with attention_multiplied(module, chunk.repeat(n_images, 1, 1, 1)), recorded_outputs(module) as z:
                 pruned = block(copies)
-            block_outputs.append(pruned.unflatten(0, (n_images, len(chunk))))
+            block_outputs.append((z[0] if attention_output else pruned).unflatten(0, (n_images, len(chunk))))
             for later in blocks[layer + 1 :]:
                 pruned = later(pruned)
             probabilities.append(logits_from_tokens(model, pruned).softmax(-1).unflatten(0, (n_images, len(chunk))))
@@ -185,6 +214,7 @@ def head_importance_batch(model, images: torch.Tensor, labels: torch.Tensor, var
         top_prob, top_class = pruned_probabilities.topk(top, dim=-1)
         layer_results = {
             "prob": probability_drop(reference, pruned_probabilities, labels),
+            "pruned_prob": pruned_true_probability(pruned_probabilities, labels),
             "jsd": jensen_shannon(reference, pruned_probabilities),
             "cls_distance": cls_distance(outputs[layer], pruned_outputs)
             if prefix
@@ -221,7 +251,7 @@ def importance_rows(arrays: dict, image_ids: np.ndarray, n_heads: int) -> pd.Dat
             "mode": np.tile(modes, n_images * n_layers),
         }
     )
-    for name in ("prob", "jsd", "cls_distance", "patch_distance"):
+    for name in IMPORTANCE_COLUMNS:
         table[name] = arrays[name][:, :, index].reshape(-1).astype(np.float32)
     for name, column in (("top_class", "top5_class"), ("top_prob", "top5_prob")):
         values = arrays[name][:, :, index].reshape(int(np.prod(per_row)), -1)
@@ -246,8 +276,9 @@ def image_rows(probabilities: np.ndarray, labels: np.ndarray, image_ids: np.ndar
 
 
 def head_importance(
-    model, dataset, *, device: torch.device, batch_images: int, workers: int = 0, variants_per_pass: int = 256
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    model, dataset, *, device: torch.device, batch_images: int, workers: int = 0, variants_per_pass: int = 256,
+    activation: str = "attention_output",
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Head importance of every image of ``dataset`` (yielding image, label, image_id): (rows, images) tables."""
     model.to(device).eval()
     prefix = n_prefix_tokens(model)
@@ -257,7 +288,7 @@ def head_importance(
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_images, num_workers=workers)
     rows, images = [], []
     for batch, labels, image_ids in tqdm(loader, desc="head importance", unit="batch", mininterval=5):
-        arrays = head_importance_batch(model, batch.to(device), labels.to(device), variants_per_pass)
+        arrays = head_importance_batch(model, batch.to(device), labels.to(device), variants_per_pass, activation)
         rows.append(importance_rows(arrays, image_ids.numpy(), n_heads))
         images.append(image_rows(arrays["probabilities"], labels.numpy(), image_ids.numpy()))
     return pd.concat(rows, ignore_index=True), pd.concat(images, ignore_index=True)

@@ -15,7 +15,20 @@ from patchinteract.analyses.heads.patterns import (
     tsne_layout,
 )
 
-IMPORTANCE_METRICS = ("prob", "jsd", "cls_distance", "patch_distance")
+# Per (image, layer, head, mode) the importance table holds I_prob (eq. 3), P_ij[y] (the true class's
+# probability with the head pruned), I_JSD (eq. 4), I_CLS (eq. 5) and I_patch (eq. 6). The Head
+# Importance View and Fig. 7 show P_ij[y] "instead of the difference" (Li et al. Sec. 6), then the rest.
+IMPORTANCE_COLUMNS = ("prob", "pruned_prob", "jsd", "cls_distance", "patch_distance")
+IMPORTANCE_VIEWS = ("pruned_prob", "jsd", "cls_distance", "patch_distance")
+IMPORTANCE_LABELS = {
+    "pruned_prob": "P_ij[y] (head pruned)",
+    "prob": "I_prob = P[y] − P_ij[y]",
+    "jsd": "I_JSD (nats)",
+    "cls_distance": "I_CLS (cosine distance)",
+    "patch_distance": "I_patch (cosine distance)",
+}
+# The six pruning modes (docs/analyses.md); a model without prefix tokens has 0, 1 and 4 only.
+MODE_LABELS = {0: "0 none", 1: "1 whole", 2: "2 CLS→CLS", 3: "3 CLS↔patch", 4: "4 patch→patch", 5: "5 CLS-all"}
 HEAD_KEY = ["image_id", "layer", "head"]
 
 
@@ -88,12 +101,12 @@ def image_overview(
 def head_summary(
     importance: pd.DataFrame, head_strength: pd.DataFrame, patterns: pd.DataFrame, clusters: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per (layer, head) over the split: mean and std over images of the four importance metrics (whole
-    head, mode 1), of the strength entropy and of the mean distance; the head's most frequent pattern
-    cluster, its share of the head's images, and its name."""
+    """Per (layer, head) over the split: mean and std over images of the importance columns (whole
+    head, mode 1: the four metrics and P_ij[y]), of the strength entropy and of the mean distance; the
+    head's most frequent pattern cluster, its share of the head's images, and its name."""
     whole_heads = importance[importance["mode"] == 1]
     statistics = {
-        name: whole_heads.groupby(["layer", "head"])[name].agg(["mean", "std"]) for name in IMPORTANCE_METRICS
+        name: whole_heads.groupby(["layer", "head"])[name].agg(["mean", "std"]) for name in IMPORTANCE_COLUMNS
     } | {name: head_strength.groupby(["layer", "head"])[name].agg(["mean", "std"]) for name in
          ("entropy", "mean_distance")}  # fmt: skip
     summary = pd.concat(statistics, axis=1)
