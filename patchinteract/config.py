@@ -91,9 +91,32 @@ def config_problems(config: dict) -> list[str]:
                                                                     config["winft"]["alpha"]])  # fmt: skip
     problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
     problems += label_problems("figures.dip_betas", config["figures"]["dip_betas"])
+    problems += head_sample_problems(config["heads"])
     for kind, settings in config["resources"].items():
         if settings.get("gpus", 0) > 1:
             problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
+    return problems
+
+
+# The image overview lays the analysed images out by t-SNE, which needs at least this many.
+TSNE_MINIMUM = 4
+
+
+def head_sample_problems(heads: dict) -> list[str]:
+    """A head-analysis sample that cannot be laid out, or two sizes for one sample."""
+    sample = heads["sample"]
+    if sample["kind"] == "random":
+        if heads["images"] != "all" and heads["images"] < TSNE_MINIMUM:
+            return [f"heads.images: {heads['images']} images, but the image overview's t-SNE needs at least "
+                    f"{TSNE_MINIMUM}"]  # fmt: skip
+        return []
+    problems = []
+    if heads["images"] != "all":
+        problems.append(f"heads.images: {heads['images']} is the size of a random sample; with heads.sample.kind "
+                        "best_worst the sample is classes x per_class (leave heads.images at all)")  # fmt: skip
+    if sample["per_class"] != "all" and sample["classes"] * sample["per_class"] < TSNE_MINIMUM:
+        problems.append(f"heads.sample: {sample['classes']} x {sample['per_class']} images, but the image "
+                        f"overview's t-SNE needs at least {TSNE_MINIMUM}")  # fmt: skip
     return problems
 
 

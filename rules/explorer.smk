@@ -8,6 +8,10 @@ if config["attention"]["store"] == "none":
 
     # The attention of the explorer's images (the first explorer.images of the head analyses' images).
     use rule interaction_streaming as explorer_attention_store with:
+        input:
+            weights=layout.baseline_weights("{experiment}"),
+            manifest=manifest_of,
+            sample=head_file("sample_images.parquet"),
         output:
             store=zarr_target(
                 layout.explorer_attention_store("{experiment}", "{split}")
@@ -20,11 +24,7 @@ if config["attention"]["store"] == "none":
             record=record_of,
             keep_attention=True,
             first_images=None,
-            explorer_images=dict(
-                heads_images=config["heads"]["images"],
-                seed=config["seed"],
-                count=EXPLORER["images"],
-            ),
+            explorer_images=EXPLORER["images"],
             images_per_chunk=config["attention"]["images_per_chunk"],
             compression_level=config["attention"]["compression_level"],
             execution=execution(config["attention"]["batch_size"]),

@@ -7,17 +7,40 @@
 HEADS = config["heads"]
 
 HEAD_STORE_PARAMS = dict(
-    images=HEADS["images"],
-    seed=config["seed"],
     top_share=HEADS["top_share"],
     compression_level=config["attention"]["compression_level"],
 )
+
+
+# The analysed images (heads.sample) and which classes they are: every later head stage reads them.
+rule head_sample:
+    input:
+        manifest=manifest_of,
+        predictions=layout.model_file("{experiment}", layout.PREDICTIONS),
+    output:
+        images=head_file("sample_images.parquet"),
+        classes=head_file("sample.parquet"),
+    log:
+        log_file("head_sample", "{experiment}_{split}"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        sample=HEADS["sample"],
+        images=HEADS["images"],
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/head_sample.py"
+
 
 if config["attention"]["store"] == "zarr":
 
     rule head_attention_store:
         input:
             attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            sample=head_file("sample_images.parquet"),
         output:
             store=zarr_target(head_file("attention.zarr")),
             strength=head_file("attention_strength.parquet"),
@@ -42,6 +65,7 @@ else:
         input:
             weights=layout.baseline_weights("{experiment}"),
             manifest=manifest_of,
+            sample=head_file("sample_images.parquet"),
         output:
             store=zarr_target(head_file("attention.zarr")),
             strength=head_file("attention_strength.parquet"),
@@ -66,6 +90,7 @@ rule head_importance:
     input:
         weights=layout.baseline_weights("{experiment}"),
         manifest=manifest_of,
+        sample=head_file("sample_images.parquet"),
     output:
         rows=head_file("head_importance.parquet"),
         images=head_file("head_importance_images.parquet"),
@@ -77,8 +102,6 @@ rule head_importance:
     resources:
         **resources_of("inference"),
     params:
-        images=HEADS["images"],
-        seed=config["seed"],
         model=model_of,
         variants_per_pass=HEADS["variants_per_pass"],
         activation=HEADS["activation"],

@@ -109,6 +109,17 @@ def test_schema_errors_name_the_key(path, value, message):
             "alphas, dip_alphas, winft.alpha: 0.1 and 0.10000001 share the label '0.1' in file names",
         ),
         (("betas",), [0.1234567], "betas, winft.beta: 0.1234567 is written '0.123457' in file names"),
+        (("heads",), {"images": 2}, "heads.images: 2 images, but the image overview's t-SNE needs at least 4"),
+        (
+            ("heads",),
+            {"sample": {"kind": "best_worst", "classes": 1, "per_class": 3}},
+            "heads.sample: 1 x 3 images, but the image overview's t-SNE needs at least 4",
+        ),
+        (
+            ("heads",),
+            {"images": 100, "sample": {"kind": "best_worst"}},
+            "heads.images: 100 is the size of a random sample",
+        ),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):
@@ -163,10 +174,13 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     assert counts["figure_accuracy_vs_interactions"] == 1
     for rule in ("figure_attention_rows", "figure_patch_interactions", "figure_image_panels"):
         assert counts[rule] == REAL_SCALE[name], rule
-    # The head analyses of every experiment, on 1,000 val images streamed through the baseline.
-    assert config["heads"]["images"] == 1000
-    for rule in ("head_attention_streaming", "head_importance", "pattern_autoencoder", "attention_patterns",
-                 "image_overview", "head_summary", "figure_heads"):  # fmt: skip
+    # The head analyses of every experiment, on the paper's sample (the 10 best and 10 worst predicted classes,
+    # 50 val images each; CUB's test split has fewer: all of each) streamed through the baseline.
+    sample = config["heads"]["sample"]
+    assert (sample["kind"], sample["classes"], sample["per_class"]) == ("best_worst", 20, 50 if "imagenet" in name
+                                                                        else "all")  # fmt: skip
+    for rule in ("head_sample", "head_attention_streaming", "head_importance", "pattern_autoencoder",
+                 "attention_patterns", "image_overview", "head_summary", "figure_heads"):  # fmt: skip
         assert counts[rule] == REAL_SCALE[name], rule
     # The semantic analyses of every experiment: val keypoints, θ streamed through the baseline, masking.
     for rule in ("keypoints", "semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):

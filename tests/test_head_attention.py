@@ -20,7 +20,8 @@ from patchinteract.analyses.heads.patterns import (
     top_entries,
     tsne_layout,
 )
-from patchinteract.analyses.heads.store import image_subset, strength_tables
+from patchinteract.analyses.heads.sample import image_subset
+from patchinteract.analyses.heads.store import strength_tables
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
 from patchinteract.training.loop import Recipe, train_classifier
 
@@ -207,3 +208,37 @@ def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
     patterns, clusters = pattern_tables(tmp_path / "heads.zarr", codes, perplexity=30, n_clusters=2, seed=0)
     assert len(patterns) == 16 and patterns["cls_x"].isna().all() and patterns["patch_x"].notna().all()
     assert clusters["size"].sum() == 16
+
+
+def test_best_worst_sample_takes_the_best_and_worst_classes_with_ties_by_index():
+    import pandas as pd
+
+    from patchinteract.analyses.heads.sample import analysed_images, best_worst_classes
+
+    # per-class top-1: class 0: 100, 1: 50, 2: 100, 3: 0, 4: 50, 5: 0
+    correct = {0: [1, 1], 1: [1, 0], 2: [1, 1], 3: [0, 0], 4: [0, 1], 5: [0, 0]}
+    predictions = pd.DataFrame(
+        [(label, bool(c)) for label, values in correct.items() for c in values], columns=["label", "correct"]
+    )
+    chosen = best_worst_classes(100.0 * predictions.groupby("label")["correct"].mean(), 4)
+    assert chosen["class"].tolist() == [0, 2, 3, 5] and chosen["group"].tolist() == ["best"] * 2 + ["worst"] * 2
+    assert best_worst_classes(100.0 * predictions.groupby("label")["correct"].mean(), 3)["class"].tolist() == [0, 2, 3]
+    with pytest.raises(ValueError, match="heads.sample.classes: 7 classes requested, but .* have 6"):
+        best_worst_classes(100.0 * predictions.groupby("label")["correct"].mean(), 7)
+    # A split of 6 classes with 3 images each (class 5 only 2): positions in split order, seeded within each class.
+    labels = [0, 1, 2, 3, 4, 5] * 3
+    split = pd.DataFrame({"image_id": np.arange(100, 100 + len(labels)), "label": labels[:-1] + [0]})
+    sample = {"kind": "best_worst", "classes": 4, "per_class": 2}
+    images, classes = analysed_images(split, predictions, sample, "all", seed=0, split="val")
+    assert classes.to_dict("list") == {"class": [0, 2, 3, 5], "top1": [100.0, 100.0, 0.0, 0.0],
+                                       "group": ["best", "best", "worst", "worst"], "images": [2, 2, 2, 2]}  # fmt: skip
+    assert (np.diff(images["position"]) > 0).all() and set(images["label"]) == {0, 2, 3, 5}
+    np.testing.assert_array_equal(images["image_id"], split["image_id"].to_numpy()[images["position"]])
+    again, _ = analysed_images(split, predictions, sample, "all", seed=0, split="val")
+    assert again.equals(images)
+    with pytest.raises(ValueError, match="heads.sample.per_class: 3 images per class requested, but class 5 has 2"):
+        analysed_images(split, predictions, sample | {"per_class": 3}, "all", seed=0, split="val")
+    everything, _ = analysed_images(split, predictions, sample | {"per_class": "all"}, "all", seed=0, split="val")
+    assert len(everything) == 4 + 3 + 3 + 2  # class 0 took the last image
+    random, classes = analysed_images(split, predictions, {"kind": "random"}, 5, seed=1, split="val")
+    assert len(random) == 5 and set(classes["group"]) == {"random"} and classes["images"].sum() == 5

@@ -5,7 +5,7 @@ the explorer's images."""
 
 import torch
 
-from patchinteract.analyses.heads.store import image_subset
+from patchinteract.analyses.heads.sample import sample_positions
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
@@ -21,9 +21,8 @@ with logged_to(snakemake.log[0]) as log:
     if params.first_images:  # the figure images only (attention.store: none)
         dataset = torch.utils.data.Subset(dataset, range(min(params.first_images, len(dataset))))
     if params.get("explorer_images"):  # the explorer's: the first of the head analyses' images
-        chosen = params.explorer_images
-        indices = image_subset(len(dataset), chosen["heads_images"], chosen["seed"])
-        count = len(indices) if chosen["count"] == "all" else chosen["count"]
+        indices = sample_positions(snakemake.input.sample)
+        count = len(indices) if params.explorer_images == "all" else params.explorer_images
         dataset = torch.utils.data.Subset(dataset, indices[:count].tolist())
     options = {}
     if params.keep_attention:

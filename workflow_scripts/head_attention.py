@@ -1,16 +1,11 @@
 """Rules head_attention_store and head_attention_streaming: the head-attention store (Li et al.) of
-heads.images images of a split, from the attention store with Dask or streamed during inference, and
+the head analyses' sample of a split, from the attention store with Dask or streamed during inference, and
 its strength tables."""
 
 import torch
-import zarr
 
-from patchinteract.analyses.heads.store import (
-    compute_head_store,
-    image_subset,
-    strength_tables,
-    write_head_store_streaming,
-)
+from patchinteract.analyses.heads.sample import sample_positions
+from patchinteract.analyses.heads.store import compute_head_store, strength_tables, write_head_store_streaming
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder
 
@@ -19,7 +14,7 @@ with logged_to(snakemake.log[0]) as log:
     out = store_folder(snakemake.output.store)
     if "attention" in inputs.keys():
         attention = store_folder(inputs.attention)
-        images = image_subset(zarr.open_group(attention, mode="r")["attn"].shape[0], params.images, params.seed)
+        images = sample_positions(inputs.sample)
         compute_head_store(attention, out, images, params.top_share, compression_level=params.compression_level,
                            dask=execution.dask_scheduler(params.dask_logs))  # fmt: skip
     else:
@@ -30,7 +25,7 @@ with logged_to(snakemake.log[0]) as log:
         torch_threads(snakemake.threads)
         model = load_baseline(params.model, inputs.weights, inputs.manifest)
         dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
-        images = image_subset(len(dataset), params.images, params.seed)
+        images = sample_positions(inputs.sample)
         write_head_store_streaming(
             model, torch.utils.data.Subset(dataset, images.tolist()), out, params.top_share,
             device=select_device(execution.device), batch_size=execution.batch_size,

@@ -1,10 +1,10 @@
 """Rule head_importance: every head of the baseline pruned in six modes (Li et al. eq. 3-6) on
-heads.images images of a split."""
+the head analyses' sample of a split (heads.sample)."""
 
 import torch
 
 from patchinteract.analyses.heads.pruning import head_importance
-from patchinteract.analyses.heads.store import image_subset
+from patchinteract.analyses.heads.sample import sample_positions
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
 from patchinteract.runtime import logged_to, torch_threads
@@ -14,7 +14,7 @@ with logged_to(snakemake.log[0]) as log:
     torch_threads(snakemake.threads)
     model = load_baseline(params.model, inputs.weights, inputs.manifest)
     dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
-    images = image_subset(len(dataset), params.images, params.seed)
+    images = sample_positions(inputs.sample)
     rows, per_image = head_importance(
         model, torch.utils.data.Subset(dataset, images.tolist()), device=select_device(execution.device),
         batch_images=execution.batch_size, workers=execution.loader_workers,

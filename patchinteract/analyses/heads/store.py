@@ -5,7 +5,7 @@ the attention is not kept (``attention.store: none``).
 Arrays (stores/layouts.py, docs/design.md): ``strength`` (image, layer, head, hop), ``mean_distance``
 (image, layer, head), ``patch_top`` (image, layer, head, entry) and, with a prefix token,
 ``cls_pattern`` (image, layer, head, position); plus label, prediction and image_id. The images are
-a subset of the split (:func:`image_subset`), in manifest order.
+the head analyses' sample of the split (analyses/heads/sample.py), in manifest order.
 """
 
 from __future__ import annotations
@@ -25,16 +25,6 @@ from patchinteract.stores.chunked import ChunkedStore, auto_chunk
 from patchinteract.stores.layouts import PER_IMAGE_SPECS, head_attention_specs
 
 log = logging.getLogger(__name__)
-
-
-def image_subset(n_images: int, setting: int | str, seed: int, key: str = "heads.images") -> np.ndarray:
-    """Sorted indices of the analysed images: all (``"all"``), or ``setting`` drawn without replacement
-    with ``seed``. Raises ValueError naming ``key`` when the split has fewer images."""
-    if setting == "all":
-        return np.arange(n_images)
-    if not 1 <= int(setting) <= n_images:
-        raise ValueError(f"{key}: {setting} images requested, but the split has {n_images}")
-    return np.sort(np.random.default_rng(seed).choice(n_images, int(setting), replace=False))
 
 
 def head_reductions(

@@ -4,8 +4,8 @@ decided in :mod:`patchinteract.analyses.semantics.ranking`; this module runs the
 
 A patch's score is θ_i averaged over heads (the semantics store's ``theta_patch``) and then over the
 chosen layers. Ratio r masks floor(r·N + 1/2) patches. Masking either zeroes the patch's pixels after
-normalisation (``zero``: the data set's mean colour) or removes its token after the position embedding
-(``drop``).
+normalisation (``zero``: the normalisation mean of the model's transform, e.g. timm's ImageNet mean, which
+is not the data set's own mean colour) or removes its token after the position embedding (``drop``).
 """
 
 from __future__ import annotations
