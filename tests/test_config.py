@@ -198,6 +198,9 @@ def test_config_values_on_the_command_line_change_the_default():
     counts = planned_jobs(result.stdout)
     assert counts["retrain_vit"] == 2 and counts["train_baseline"] == 2
     assert "retrain_awd" not in counts and "retrain_awd_dip" not in counts  # the demo's methods were replaced
+    # The demo's head analyses run on the paper's kind of sample: its 5 best and 5 worst predicted digits.
+    assert default["heads"]["sample"] == {"kind": "best_worst", "classes": 10, "per_class": "all"}
+    assert counts["head_sample"] == counts["head_importance"] == 2
 
 
 def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
