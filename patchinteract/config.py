@@ -92,6 +92,10 @@ def config_problems(config: dict) -> list[str]:
     problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
     problems += label_problems("figures.dip_betas", config["figures"]["dip_betas"])
     problems += head_sample_problems(config["heads"])
+    masking = config["semantics"]["masking"]
+    if masking["fill"] == "dataset_mean" and masking["mode"] != "zero":
+        problems.append(f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} "
+                        "removes them")  # fmt: skip
     for kind, settings in config["resources"].items():
         if settings.get("gpus", 0) > 1:
             problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")

@@ -83,6 +83,11 @@ def manifest(dataset: str) -> str:
     return f"{RESULTS}/datasets/{dataset}/manifest.parquet"
 
 
+def mean_colour(dataset: str) -> str:
+    """The data set's mean colour over its train split (semantics.masking.fill: dataset_mean)."""
+    return f"{RESULTS}/datasets/{dataset}/mean_colour.json"
+
+
 def model_file(experiment: str, name: str) -> str:
     """Files of the baseline: baseline.safetensors, metrics.json, predictions.parquet, train_summary.json,
     checkpoint.pt."""

@@ -61,3 +61,20 @@ rule dataset_manifest:
         on_corrupt=config["data"]["on_corrupt"],
     script:
         "../workflow_scripts/make_manifest.py"
+
+
+# The data set's mean colour over its train split, read only with semantics.masking.fill: dataset_mean.
+rule dataset_mean_colour:
+    input:
+        manifest=layout.manifest("{dataset}"),
+    output:
+        colour=layout.mean_colour("{dataset}"),
+    log:
+        log_file("dataset_mean_colour", "{dataset}"),
+    conda:
+        CONDA_ENV
+    threads: config["data"]["check_threads"]
+    resources:
+        **resources_of("default"),
+    script:
+        "../workflow_scripts/mean_colour.py"

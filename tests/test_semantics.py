@@ -30,7 +30,7 @@ from patchinteract.analyses.semantics.keypoints import (
     region_patches,
     sift_detector,
 )
-from patchinteract.analyses.semantics.masking import masking_accuracy, zeroed_patches
+from patchinteract.analyses.semantics.masking import masking_accuracy, normalised_colour, zeroed_patches
 from patchinteract.analyses.semantics.ranking import (
     check_ratios,
     keep_mask,
@@ -403,3 +403,38 @@ def test_an_interrupted_keypoint_store_resumes_to_the_same_store(tmp_path, digit
     for name in ("keypoints", "label", "image_id"):
         np.testing.assert_array_equal(once[name][:], resumed[name][:])
     assert not (tmp_path / "k.zarr.partial").exists()
+
+
+def test_zeroed_patches_take_the_data_sets_mean_colour_where_asked():
+    images = torch.randn(2, 3, 16, 16)
+    keep = torch.ones(2, 16, dtype=torch.bool)
+    keep[:, [0, 9]] = False
+    grey = normalised_colour([0.3, 0.3, 0.3], (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    expected = [(0.3 - 0.485) / 0.229, (0.3 - 0.456) / 0.224, (0.3 - 0.406) / 0.225]
+    torch.testing.assert_close(grey, torch.tensor(expected))
+    filled = zeroed_patches(images, keep, (4, 4), grey)
+    for channel in range(3):  # patch 0 (rows 0-3, cols 0-3) and patch 9 (rows 8-11, cols 4-7)
+        assert (filled[:, channel, 0:4, 0:4] == grey[channel]).all()
+        assert (filled[:, channel, 8:12, 4:8] == grey[channel]).all()
+    kept = keep.view(2, 1, 4, 4).repeat_interleave(4, 2).repeat_interleave(4, 3).expand(-1, 3, -1, -1)
+    assert torch.equal(filled[kept], images[kept])
+    model, labels = tiny_vit(seed=2), torch.randint(0, 5, (2,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels, torch.arange(2)), batch_size=2)
+    scores = np.random.default_rng(1).random((2, 16)).astype(np.float32)
+    rankings = masking_rankings(scores, 1, seed=0)
+    _, zero = masking_accuracy(model, loader, rankings, [0.5], "zero", torch.device("cpu"))
+    _, mean = masking_accuracy(model, loader, rankings, [0.5], "zero", torch.device("cpu"), fill=grey)
+    at_zero = zero["r"] == 0
+    pd.testing.assert_frame_equal(zero[at_zero], mean[at_zero])  # r = 0 masks nothing
+    assert not np.allclose(np.stack(zero.loc[~at_zero, "p_true"]), np.stack(mean.loc[~at_zero, "p_true"]))
+
+
+def test_the_data_sets_mean_colour_is_the_mean_of_its_train_images(digits_manifest):
+    from patchinteract.data.manifest import mean_colour, read_manifest
+
+    colour = mean_colour(digits_manifest, "train", threads=2)
+    table, root = read_manifest(digits_manifest, "train")
+    by_hand = np.mean([np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float64).mean((0, 1)) / 255
+                       for p in table["path"]], axis=0)  # fmt: skip
+    np.testing.assert_allclose(colour, by_hand, rtol=1e-12)
+    assert colour.shape == (3,) and np.ptp(colour) < 1e-12 and 0.1 < colour[0] < 0.6  # grey digits on black

@@ -1,12 +1,14 @@
 """Rule theta_masking: the baseline's val top-1 with the top, bottom or random r of the patches masked,
 ranked by θ_i averaged over heads and layers (Wu et al. Sec. 5.1, Fig. 8)."""
 
+import json
+
 import torch
 import zarr
 
-from patchinteract.analyses.semantics.masking import masking_accuracy
+from patchinteract.analyses.semantics.masking import masking_accuracy, normalised_colour
 from patchinteract.analyses.semantics.ranking import check_ratios, masking_rankings, patch_scores
-from patchinteract.models.transforms import eval_dataset
+from patchinteract.models.transforms import data_config, eval_dataset
 from patchinteract.models.vit import load_baseline, select_device
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder
@@ -23,9 +25,15 @@ with logged_to(snakemake.log[0]) as log:
         raise ValueError(f"{snakemake.input.semantics} is not of the manifest's val images: rebuild it")
     # the baseline's evaluation loader (evaluate_baseline), so that r = 0 is its top-1 exactly
     loader = torch.utils.data.DataLoader(dataset, batch_size=execution.batch_size, num_workers=execution.loader_workers)
+    fill = None  # zeroed patches take the normalisation mean, or the data set's mean colour
+    if "mean_colour" in snakemake.input.keys():
+        normalisation = data_config(model)
+        colour = json.loads(open(snakemake.input.mean_colour).read())["mean"]
+        fill = normalised_colour(colour, normalisation["mean"], normalisation["std"])
+        log.info("masked patches take the data set's mean colour %s (normalised %s)", colour, fill.tolist())
     table, predictions = masking_accuracy(
         model, loader, masking_rankings(scores, masking["random_seeds"], params.seed), ratios, masking["mode"],
-        select_device(execution.device),
+        select_device(execution.device), fill,
     )  # fmt: skip
     table.to_parquet(snakemake.output.table, index=False)
     predictions.to_parquet(snakemake.output.predictions, index=False)

@@ -193,3 +193,17 @@ class ManifestDataset:
 def split_dataset(manifest: str | Path, split: str, transform, cache_images: bool = False) -> ManifestDataset:
     table, root = read_manifest(manifest, split=split)
     return ManifestDataset(table, root, transform, cache_images)
+
+
+def mean_colour(manifest_path: Path | str, split: str = "train", threads: int = 4) -> np.ndarray:
+    """The data set's mean colour: per RGB channel, the mean over the split's usable images of each
+    image's mean pixel, in [0, 1] (every image counts once, whatever its size)."""
+    table, root = read_manifest(manifest_path, split)
+
+    def image_mean(path: str) -> np.ndarray:
+        with Image.open(root / path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float64).mean(axis=(0, 1)) / 255.0
+
+    with ThreadPoolExecutor(threads) as pool:
+        means = list(tqdm(pool.map(image_mean, table["path"]), total=len(table), desc="mean colour", mininterval=5))
+    return np.mean(means, axis=0)

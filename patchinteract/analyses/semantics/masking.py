@@ -5,7 +5,8 @@ decided in :mod:`patchinteract.analyses.semantics.ranking`; this module runs the
 A patch's score is θ_i averaged over heads (the semantics store's ``theta_patch``) and then over the
 chosen layers. Ratio r masks floor(r·N + 1/2) patches. Masking either zeroes the patch's pixels after
 normalisation (``zero``: the normalisation mean of the model's transform, e.g. timm's ImageNet mean, which
-is not the data set's own mean colour) or removes its token after the position embedding (``drop``).
+is not the data set's own mean colour; with ``fill: dataset_mean`` the data set's mean colour instead) or
+removes its token after the position embedding (``drop``).
 """
 
 from __future__ import annotations
@@ -26,20 +27,34 @@ from patchinteract.training.loop import autocast
 log = logging.getLogger(__name__)
 
 MASK_MODES = ("zero", "drop")
+FILLS = ("normalisation_mean", "dataset_mean")
 
 
-def zeroed_patches(images: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """``images`` (B, C, H, W) with the pixels of the patches that ``keep`` (B, N) marks False set to 0."""
+def zeroed_patches(
+    images: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int], fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``images`` (B, C, H, W) with the pixels of the patches that ``keep`` (B, N) marks False set to 0
+    (normalised: the normalisation mean), or to ``fill`` (C,) where given."""
     rows, cols = grid
     pixels = keep.view(-1, 1, rows, cols).to(images.dtype)
     pixels = pixels.repeat_interleave(images.shape[-2] // rows, dim=2).repeat_interleave(images.shape[-1] // cols, 3)
-    return images * pixels
+    if fill is None:
+        return images * pixels
+    return images * pixels + fill.to(images).view(1, -1, 1, 1) * (1 - pixels)
 
 
-def masked_logits(model, images: torch.Tensor, keep: torch.Tensor, mode: str) -> torch.Tensor:
-    """The model's logits on ``images`` with the patches ``keep`` marks False masked by ``mode``."""
+def normalised_colour(colour, mean, std) -> torch.Tensor:
+    """An RGB colour in [0, 1] as the model's normalised input sees it: (colour - mean) / std per channel."""
+    return (torch.as_tensor(colour, dtype=torch.float32) - torch.as_tensor(mean)) / torch.as_tensor(std)
+
+
+def masked_logits(
+    model, images: torch.Tensor, keep: torch.Tensor, mode: str, fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The model's logits on ``images`` with the patches ``keep`` marks False masked by ``mode`` (``zero``
+    with ``fill``: :func:`zeroed_patches`)."""
     if mode == "zero":
-        return model(zeroed_patches(images, keep, patch_grid(model)))
+        return model(zeroed_patches(images, keep, patch_grid(model), fill))
     if mode == "drop":
         with dropped_tokens(model, keep):
             return model(images)
@@ -49,7 +64,7 @@ def masked_logits(model, images: torch.Tensor, keep: torch.Tensor, mode: str) ->
 @torch.no_grad()
 def masking_accuracy(
     model, loader, rankings: dict[tuple[str, int | None], np.ndarray], ratios: list[float], mode: str,
-    device: torch.device,
+    device: torch.device, fill: torch.Tensor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Top-1 (and top-5) of ``model`` over ``loader`` (in the order of ``rankings``' images) for every
     ratio and ranking, each image loaded once. r = 0 is always included: the unmasked model, evaluated
@@ -58,7 +73,8 @@ def masking_accuracy(
     ``rankings`` maps (order, seed) to an (image, N) ranking (:func:`patch_ranking`; seed None for top
     and bottom). Returns (accuracy, predictions): one row per (r, order, seed) with r, order, seed,
     masked_patches, top1, top5, n_images; and the per-image predictions of every such variant
-    (:class:`patchinteract.training.evaluation.Predictions`' columns after r, order, seed).
+    (:class:`patchinteract.training.evaluation.Predictions`' columns after r, order, seed). ``fill``: the
+    normalised colour of zeroed patches (:func:`zeroed_patches`).
     """
     ratios = check_ratios([0.0, *ratios])
     model.to(device).eval()
@@ -73,7 +89,7 @@ def masking_accuracy(
             unmasked.update(model(images), labels, image_ids)
             for ratio, key in variants:
                 keep = torch.from_numpy(keep_mask(rankings[key][start:stop], masked_count(ratio, n))).to(device)
-                predictions[ratio, key].update(masked_logits(model, images, keep, mode), labels, image_ids)
+                predictions[ratio, key].update(masked_logits(model, images, keep, mode, fill), labels, image_ids)
         start = stop
     if start != len(next(iter(rankings.values()))):
         raise ValueError(f"the loader gave {start} images, the θ scores are of {len(next(iter(rankings.values())))}")
