@@ -2,6 +2,7 @@
 ranked by θ_i averaged over heads and layers (Wu et al. Sec. 5.1, Fig. 8)."""
 
 import json
+from pathlib import Path
 
 import torch
 import zarr
@@ -28,7 +29,7 @@ with logged_to(snakemake.log[0]) as log:
     fill = None  # zeroed patches take the normalisation mean, or the data set's mean colour
     if "mean_colour" in snakemake.input.keys():
         normalisation = data_config(model)
-        colour = json.loads(open(snakemake.input.mean_colour).read())["mean"]
+        colour = json.loads(Path(snakemake.input.mean_colour).read_text())["mean"]
         fill = normalised_colour(colour, normalisation["mean"], normalisation["std"])
         log.info("masked patches take the data set's mean colour %s (normalised %s)", colour, fill.tolist())
     table, predictions = masking_accuracy(
