@@ -321,6 +321,13 @@ def semantics_store(split):
     )
 
 
+def masking_fill(wildcards):
+    """The data set's mean colour, where zeroed patches take it (semantics.masking.fill: dataset_mean)."""
+    if config["semantics"]["masking"]["fill"] != "dataset_mean":
+        return {}
+    return {"mean_colour": layout.mean_colour(dataset_of(wildcards.experiment))}
+
+
 def keypoint_store(wildcards):
     """The keypoint store of the job's experiment and split."""
     return zarr_target(

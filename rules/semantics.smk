@@ -99,13 +99,6 @@ rule semantics_summary:
         "../workflow_scripts/semantics_summary.py"
 
 
-def masking_fill(wildcards):
-    """The data set's mean colour, where zeroed patches take it (semantics.masking.fill: dataset_mean)."""
-    if SEMANTICS["masking"]["fill"] != "dataset_mean":
-        return {}
-    return {"mean_colour": layout.mean_colour(dataset_of(wildcards.experiment))}
-
-
 rule theta_masking:
     input:
         unpack(masking_fill),
