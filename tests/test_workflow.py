@@ -349,6 +349,10 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "semantics_store": experiments, "semantics_summary": experiments, "theta_masking": experiments,
         "figure_semantics": experiments, "explorer": experiments, "all": 1,
     }  # fmt: skip
+    # The colour of masked patches: the data set's mean colour once, the masking and its figure.
+    assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean"}) == {
+        "dataset_mean_colour": 1, "theta_masking": experiments, "figure_semantics": experiments, "all": 1,
+    }  # fmt: skip
     # How jobs run (device, loader workers, batch sizes): nothing.
     assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
                                      "heads.batch_images": 3}) == {}  # fmt: skip
