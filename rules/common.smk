@@ -119,9 +119,8 @@ def canonical_params(params):
         if not callable(value):
             return canonical(value)
 
-        @functools.wraps(
-            value
-        )  # keeps the signature: Snakemake passes what it asks for
+        # wraps keeps the signature: Snakemake passes the function what it asks for
+        @functools.wraps(value)
         def canonical_result(*args, **kwargs):
             return canonical(value(*args, **kwargs))
 

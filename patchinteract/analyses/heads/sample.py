@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SAMPLE_KINDS = ("random", "best_worst")
-
 
 def per_class_top1(predictions: pd.DataFrame) -> pd.Series:
     """Top-1 (%) of each class among the baseline's per-image predictions (``label``, ``correct``)."""

@@ -27,7 +27,6 @@ from patchinteract.training.loop import autocast
 log = logging.getLogger(__name__)
 
 MASK_MODES = ("zero", "drop")
-FILLS = ("normalisation_mean", "dataset_mean")
 
 
 def zeroed_patches(
