@@ -16,7 +16,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.config import command_line_values
+from patchinteract.config import canonical_params, command_line_values
 from patchinteract.records import canonical_params_records
 
 # The demo is the default config. A config given with --configfile replaces it: Snakemake

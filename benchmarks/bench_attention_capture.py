@@ -11,7 +11,7 @@ import torch
 from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store
-from patchinteract.stores.layouts import attention_shape
+from patchinteract.stores.specs import attention_shape
 
 
 @torch.no_grad()

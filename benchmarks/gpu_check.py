@@ -32,10 +32,11 @@ from patchinteract.masks.fields import responsive_field_members
 from patchinteract.masks.tokens import kept_patches
 from patchinteract.masks.windows import attention_windows, bounding_boxes, top_interactions, window_members
 from patchinteract.models.masked import MaskedViT
-from patchinteract.models.vit import create_vit, patch_grid, select_device
-from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT, evaluate_windows
-from patchinteract.training.branches import MaskedSamples
-from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.models.vit import create_vit, patch_grid
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
+from patchinteract.runtime import select_device
+from patchinteract.training.branches import BranchSamples
+from patchinteract.training.evaluation import evaluate_classifier, evaluate_windows
 from patchinteract.training.loop import Recipe, make_optimizer, training_loss
 
 ALPHA, BETA = 0.1, 0.1
@@ -123,7 +124,7 @@ def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device
     """A few optimizer steps and one evaluation pass of one branch; raises on a non-finite loss."""
     vit = copy.deepcopy(base_vit).to(device).train()
     model = wrap(vit).to(device)
-    optimizer = make_optimizer(model, Recipe(epochs=1, lr=lr, batch_size=len(images), optimizer="sgd"))
+    optimizer = make_optimizer(model, Recipe.from_config({"epochs": 1, "lr": lr, "batch_size": len(images)}))
     batch_masks = [masks[m].to(device) for m in mask_names]
     reset_peak_memory(device)
 
@@ -142,7 +143,7 @@ def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device
     losses = [step() for _ in range(steps)]
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    samples = MaskedSamples(
+    samples = BranchSamples(
         list(zip(images.cpu(), labels.cpu(), range(len(images)), strict=True)),
         {m: masks[m] for m in mask_names},
         patch_grid(vit),

@@ -1,22 +1,19 @@
-"""Checks of a config that JSON Schema cannot express, and config fingerprints.
+"""Reading a config: ``--config`` values as YAML, checks that JSON Schema cannot express, and the
+canonical form that decides reruns.
 
 The Snakefile validates the config against ``config/schema.yaml`` first
 (types, ranges, unknown keys, defaults), then calls :func:`check_config`, so
-every problem is reported, by key, before any job starts.
+every problem is reported, by key, before any job starts. What a valid config
+means is :mod:`patchinteract.grid`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 from pathlib import Path
 
-from patchinteract.layout import retrain_methods, value_label
-
-WEIGHT_CHOICES = ("none", "timm", "baseline")
-
-
-TIMM_PREFIX = "timm:"
+from patchinteract.grid import retrain_init, retrain_methods, timm_model_name, weights_source
+from patchinteract.paths import value_label
 
 
 class ConfigError(ValueError):
@@ -131,33 +128,6 @@ def check_config(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
-def weights_source(value: str) -> str:
-    """'none', 'timm', 'baseline' or 'path' for a pretrained/init setting ('timm:<name>' is 'timm')."""
-    if value.startswith(TIMM_PREFIX):
-        return "timm"
-    return value if value in WEIGHT_CHOICES else "path"
-
-
-def timm_model_name(value: str, experiment_model: str) -> str:
-    """The timm model whose hub weights 'timm' (the experiment's model) or 'timm:<name>' means."""
-    return value[len(TIMM_PREFIX) :] if value.startswith(TIMM_PREFIX) else experiment_model
-
-
-def retrain_init(config: dict, experiment: str) -> str:
-    """Initial weights of an experiment's retraining jobs (retrain_init overrides the recipe's)."""
-    return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
-
-
-def mask_alphas(config: dict) -> list[float]:
-    """Every α that has window stores: alphas, dip_alphas and WinFT's."""
-    return sorted({*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]})
-
-
-def figure_and_mask_betas(config: dict) -> list[float]:
-    """Every β that has keep stores: betas, WinFT's, and those the figures show."""
-    return sorted({*config["betas"], config["winft"]["beta"], *config["figures"]["dip_betas"]})
-
-
 def label_problems(keys: str, values: list[float]) -> list[str]:
     """Values whose file-name label is not theirs alone: two values sharing one label would share
     one mask store, and a label that reads back as another value would compute the masks for that."""
@@ -214,45 +184,25 @@ def command_line_values(overrides):
     return overrides
 
 
-def fingerprint(*parts) -> str:
-    """Short stable hash of JSON-serialisable settings (the config hash in metrics and stores)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def canonical_params(params) -> None:
+    """Make every value of a rule's params canonical (:func:`canonical`), params functions' results too.
 
+    Snakemake reruns a job whose params' reprs changed; a dict's repr follows its insertion order,
+    which a reordered or script-written config changes without changing what it means.
+    """
 
-RETRAIN_ONLY_KEYS = ("retrain_methods", "retrain_init")
+    def canonical_value(value):
+        if not callable(value):
+            return canonical(value)
 
+        # wraps keeps the signature: Snakemake passes the function what it asks for
+        @functools.wraps(value)
+        def canonical_result(*args, **kwargs):
+            return canonical(value(*args, **kwargs))
 
-def model_settings(config: dict, experiment: str) -> dict:
-    """What builds an experiment's ViT: the timm name, input and patch size, extra arguments."""
-    settings = config["experiments"][experiment]
-    return {key: settings.get(key) for key in ("model", "img_size", "patch_size", "model_args")}
+        return canonical_result
 
-
-def experiment_record(config: dict, experiment: str) -> dict:
-    """The fields every metrics.json and store carries about the experiment, and its settings' hash."""
-    settings = config["experiments"][experiment]
-    return {
-        "experiment": experiment,
-        "dataset": settings["dataset"],
-        "model": settings["model"],
-        "img_size": settings["img_size"],
-        "patch_size": settings["patch_size"],
-        "seed": config["seed"],
-        "config_hash": experiment_fingerprint(config, experiment),
-    }
-
-
-def experiment_fingerprint(config: dict, experiment: str) -> str:
-    """Hash of everything that determines an experiment's baseline and stores (not its retraining)."""
-    settings = {k: v for k, v in config["experiments"][experiment].items() if k not in RETRAIN_ONLY_KEYS}
-    return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
-
-
-def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -> str:
-    """Hash of everything that determines one seed of a retrained branch: adding another method or
-    seed, or changing WinFT's settings, leaves the other runs' hashes alone."""
-    recipe = {k: v for k, v in config["retrain"].items() if k != "methods"}
-    winft = config["winft"] if branch == "winft" else None
-    init = retrain_init(config, experiment)
-    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch, seed)
+    for index, value in enumerate(params):
+        params[index] = canonical_value(value)
+    for name, value in list(params.items()):
+        setattr(params, name, canonical_value(value))

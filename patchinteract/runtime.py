@@ -1,4 +1,6 @@
-"""How a job runs: its log file, its threads, and the library on the PYTHONPATH of every job."""
+"""How a job runs: its log file, its threads and device, mixed precision, and the library on the
+PYTHONPATH of every job. torch is imported inside the functions that need it: the Snakefile imports
+this module, and jobs that never compute with torch should not pay for it (2 s)."""
 
 from __future__ import annotations
 
@@ -35,9 +37,26 @@ def logged_to(log_path: str | Path | None):
 
 def torch_threads(threads: int) -> None:
     """Use the cores the scheduler gave the job, not every core of the node."""
-    import torch  # here: jobs that never compute with torch do not import it (2 s)
+    import torch
 
     torch.set_num_threads(max(1, int(threads)))
+
+
+def select_device(requested: str = "auto"):
+    """The torch device of the config's ``device`` (auto: CUDA when there is one, else the CPU)."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def autocast(device, enabled: bool | None = None):
+    """bf16 autocast, by default on CUDA only (bf16 matmul on CPU is slow and changes results)."""
+    import torch
+
+    enabled = device.type == "cuda" if enabled is None else enabled
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def share_library_with_jobs(repository: str) -> None:

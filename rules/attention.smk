@@ -5,10 +5,10 @@ if config["attention"]["store"] == "zarr":
 
     rule attention_store:
         input:
-            weights=layout.baseline_weights("{experiment}"),
+            weights=paths.baseline_weights("{experiment}"),
             manifest=manifest_of,
         output:
-            store=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            store=zarr_target(paths.attention_store("{experiment}", "{split}")),
         log:
             log_file("attention_store", "{experiment}_{split}"),
         priority: RETRAINING_PATH

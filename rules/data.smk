@@ -6,13 +6,24 @@ localrules:
     download_dataset,
 
 
+def dataset_settings(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def dataset_images(wildcards):
+    """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
+    if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
+        return {}
+    return {"images": paths.dataset_images(wildcards.dataset)}
+
+
 rule write_digits:
     output:
-        images=directory(layout.dataset_images("{dataset}")),
+        images=directory(paths.dataset_images("{dataset}")),
     log:
         log_file("write_digits", "{dataset}"),
     wildcard_constraints:
-        dataset=one_of(datasets_from("digits")),
+        dataset=one_of(grid.datasets_from(config, "digits")),
     conda:
         CONDA_ENV
     threads: 1
@@ -27,11 +38,11 @@ rule write_digits:
 
 rule download_dataset:
     output:
-        images=directory(layout.dataset_images("{dataset}")),
+        images=directory(paths.dataset_images("{dataset}")),
     log:
         log_file("download_dataset", "{dataset}"),
     wildcard_constraints:
-        dataset=one_of(datasets_from("url")),
+        dataset=one_of(grid.datasets_from(config, "url")),
     conda:
         CONDA_ENV
     threads: 1
@@ -48,7 +59,7 @@ rule dataset_manifest:
     input:
         unpack(dataset_images),
     output:
-        manifest=layout.manifest("{dataset}"),
+        manifest=paths.manifest("{dataset}"),
     log:
         log_file("dataset_manifest", "{dataset}"),
     conda:
@@ -66,9 +77,9 @@ rule dataset_manifest:
 # The data set's mean colour over its train split, read only with semantics.masking.fill: dataset_mean.
 rule dataset_mean_colour:
     input:
-        manifest=layout.manifest("{dataset}"),
+        manifest=paths.manifest("{dataset}"),
     output:
-        colour=layout.mean_colour("{dataset}"),
+        colour=paths.mean_colour("{dataset}"),
     log:
         log_file("dataset_mean_colour", "{dataset}"),
     conda:

@@ -2,7 +2,31 @@
 # heads.split: the head-attention store (k-hop strength, mean distance, CLS and binarised patch
 # patterns) with its strength tables, importance by pruning, the pattern autoencoder, the pattern
 # layouts and clusters, the image overview, the per-head summary table and the figures.
-# Outputs under results/<experiment>/heads/<split>/ (layout.head_file); docs/analyses.md.
+# Outputs under results/<experiment>/heads/<split>/ (paths.head_file); docs/analyses.md.
+
+
+def head_store(wildcards):
+    """The head-attention store of the job's experiment and split."""
+    return zarr_target(
+        paths.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
+    )
+
+
+def head_analyses():
+    """Outputs of the head analyses (Li et al.) of every experiment, unless heads.enabled is false."""
+    if not config["heads"]["enabled"]:
+        return []
+    split = config["heads"]["split"]
+    targets = []
+    for experiment in config["experiments"]:
+        targets += [
+            paths.table_file(f"head_summary_{experiment}_{split}", ".parquet"),
+            paths.head_file(experiment, split, "image_overview.parquet"),
+            paths.head_file(experiment, split, "attention_strength.parquet"),
+            paths.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
+        ]
+    return targets
+
 
 HEADS = config["heads"]
 
@@ -16,7 +40,7 @@ HEAD_STORE_PARAMS = dict(
 rule head_sample:
     input:
         manifest=manifest_of,
-        predictions=layout.model_file("{experiment}", layout.PREDICTIONS),
+        predictions=paths.model_file("{experiment}", paths.PREDICTIONS),
     output:
         images=head_file("sample_images.parquet"),
         classes=head_file("sample.parquet"),
@@ -39,7 +63,7 @@ if config["attention"]["store"] == "zarr":
 
     rule head_attention_store:
         input:
-            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            attention=zarr_target(paths.attention_store("{experiment}", "{split}")),
             sample=head_file("sample_images.parquet"),
         output:
             store=zarr_target(head_file("attention.zarr")),
@@ -63,7 +87,7 @@ else:
 
     rule head_attention_streaming:
         input:
-            weights=layout.baseline_weights("{experiment}"),
+            weights=paths.baseline_weights("{experiment}"),
             manifest=manifest_of,
             sample=head_file("sample_images.parquet"),
         output:
@@ -88,7 +112,7 @@ else:
 
 rule head_importance:
     input:
-        weights=layout.baseline_weights("{experiment}"),
+        weights=paths.baseline_weights("{experiment}"),
         manifest=manifest_of,
         sample=head_file("sample_images.parquet"),
     output:
@@ -185,7 +209,7 @@ rule head_summary:
         patterns=head_file("attention_patterns.parquet"),
         clusters=head_file("pattern_clusters.parquet"),
     output:
-        table=layout.table_file("head_summary_{experiment}_{split}", ".parquet"),
+        table=paths.table_file("head_summary_{experiment}_{split}", ".parquet"),
     log:
         log_file("head_summary", "{experiment}_{split}"),
     conda:
@@ -216,7 +240,7 @@ rule figure_heads:
     output:
         **{
             name: report(
-                layout.figure_file(f"{name}_{{split}}", ".png", "{experiment}"),
+                paths.figure_file(f"{name}_{{split}}", ".png", "{experiment}"),
                 caption=f"../report/{caption}",
                 category="Head analyses",
                 subcategory="{experiment}",
@@ -224,10 +248,10 @@ rule figure_heads:
             for name, caption in HEAD_FIGURES.items()
         },
         pdfs=[
-            layout.figure_file(f"{name}_{{split}}", ".pdf", "{experiment}")
+            paths.figure_file(f"{name}_{{split}}", ".pdf", "{experiment}")
             for name in HEAD_FIGURES
         ],
-        notebook=layout.executed_notebook("head_analyses_{split}", "{experiment}"),
+        notebook=paths.executed_notebook("head_analyses_{split}", "{experiment}"),
     log:
         log_file("figures", "{experiment}_{split}_head_analyses"),
     conda:

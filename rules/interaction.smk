@@ -1,13 +1,22 @@
 # U (eq. 2-3) and dip_score per image: from the attention store with Dask, or
 # streamed during inference when attention.store is none.
 
+
+def interaction_stores():
+    return [
+        zarr_target(paths.interaction_store(experiment, split))
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+    ]
+
+
 if config["attention"]["store"] == "zarr":
 
     rule interaction_store:
         input:
-            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            attention=zarr_target(paths.attention_store("{experiment}", "{split}")),
         output:
-            store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
+            store=zarr_target(paths.interaction_store("{experiment}", "{split}")),
         log:
             log_file("interaction_store", "{experiment}_{split}"),
         priority: RETRAINING_PATH
@@ -28,10 +37,10 @@ else:
 
     rule interaction_streaming:
         input:
-            weights=layout.baseline_weights("{experiment}"),
+            weights=paths.baseline_weights("{experiment}"),
             manifest=manifest_of,
         output:
-            store=zarr_target(layout.interaction_store("{experiment}", "{split}")),
+            store=zarr_target(paths.interaction_store("{experiment}", "{split}")),
         log:
             log_file("interaction_streaming", "{experiment}_{split}"),
         priority: RETRAINING_PATH
@@ -54,7 +63,7 @@ else:
     # The attention of the first attention.figure_images images, for Fig. 3.
     use rule interaction_streaming as attention_figure_store with:
         output:
-            store=zarr_target(layout.figure_attention_store("{experiment}", "{split}")),
+            store=zarr_target(paths.figure_attention_store("{experiment}", "{split}")),
         log:
             log_file("attention_figure_store", "{experiment}_{split}"),
         params:

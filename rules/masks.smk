@@ -2,11 +2,22 @@
 # (DIP), responsive fields per (alpha, beta) (eq. 6-7).
 
 
+def field_stores():
+    """Responsive fields of every (dip_alpha, beta) pair, for the figures."""
+    return [
+        zarr_target(paths.field_store(experiment, split, alpha, beta))
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+        for alpha in config["dip_alphas"]
+        for beta in config["betas"]
+    ]
+
+
 rule window_masks:
     input:
-        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "{split}")),
     output:
-        store=zarr_target(layout.window_store("{experiment}", "{split}", "{alpha}")),
+        store=zarr_target(paths.window_store("{experiment}", "{split}", "{alpha}")),
     log:
         log_file("window_masks", "{experiment}_{split}_a{alpha}"),
     priority: RETRAINING_PATH
@@ -17,7 +28,7 @@ rule window_masks:
         **resources_of("default"),
     params:
         kind="window",
-        alpha=lambda wildcards: float(wildcards.alpha),
+        alpha=mask_alpha,
         compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"
@@ -25,9 +36,9 @@ rule window_masks:
 
 rule token_masks:
     input:
-        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "{split}")),
     output:
-        store=zarr_target(layout.keep_store("{experiment}", "{split}", "{beta}")),
+        store=zarr_target(paths.keep_store("{experiment}", "{split}", "{beta}")),
     log:
         log_file("token_masks", "{experiment}_{split}_b{beta}"),
     priority: RETRAINING_PATH
@@ -38,7 +49,7 @@ rule token_masks:
         **resources_of("default"),
     params:
         kind="keep",
-        beta=lambda wildcards: float(wildcards.beta),
+        beta=mask_beta,
         compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"
@@ -46,11 +57,11 @@ rule token_masks:
 
 rule responsive_fields:
     input:
-        interaction=zarr_target(layout.interaction_store("{experiment}", "{split}")),
-        keep=zarr_target(layout.keep_store("{experiment}", "{split}", "{beta}")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "{split}")),
+        keep=zarr_target(paths.keep_store("{experiment}", "{split}", "{beta}")),
     output:
         store=zarr_target(
-            layout.field_store("{experiment}", "{split}", "{alpha}", "{beta}")
+            paths.field_store("{experiment}", "{split}", "{alpha}", "{beta}")
         ),
     log:
         log_file("responsive_fields", "{experiment}_{split}_a{alpha}_b{beta}"),
@@ -62,8 +73,8 @@ rule responsive_fields:
         **resources_of("default"),
     params:
         kind="fields",
-        alpha=lambda wildcards: float(wildcards.alpha),
-        beta=lambda wildcards: float(wildcards.beta),
+        alpha=mask_alpha,
+        beta=mask_beta,
         compression_level=config["attention"]["compression_level"],
     script:
         "../workflow_scripts/compute_masks.py"

@@ -6,13 +6,38 @@ localrules:
     fetch_init_weights,
 
 
+# The baseline gates every later stage: it starts first.
+BASELINE_FIRST = 2
+
+
+def experiments_with_weights(source):
+    return one_of(grid.experiments_with_weights(config, source))
+
+
+def init_model_name(wildcards):
+    """The timm model whose hub weights start the job's baseline training or retraining."""
+    init = grid.training_init(config, wildcards.experiment, wildcards.purpose)
+    return grid.timm_model_name(
+        init, config["experiments"][wildcards.experiment]["model"]
+    )
+
+
+def baseline_init_weights(wildcards):
+    return init_input(wildcards.experiment, "baseline")
+
+
+def baseline_metrics(name="metrics.json"):
+    """The baseline's metrics.json (or, with name, its predictions) of every experiment."""
+    return [paths.model_file(experiment, name) for experiment in config["experiments"]]
+
+
 rule fetch_timm_weights:
     output:
-        weights=layout.baseline_weights("{experiment}"),
+        weights=paths.baseline_weights("{experiment}"),
     log:
         log_file("fetch_timm_weights", "{experiment}"),
     wildcard_constraints:
-        experiment=one_of(experiments_by_weights("timm")),
+        experiment=experiments_with_weights("timm"),
     conda:
         CONDA_ENV
     threads: 1
@@ -29,7 +54,7 @@ rule fetch_timm_weights:
 
 rule fetch_init_weights:
     output:
-        weights=layout.init_weights("{experiment}", "{purpose}"),
+        weights=paths.init_weights("{experiment}", "{purpose}"),
     log:
         log_file("fetch_init_weights", "{experiment}_{purpose}"),
     wildcard_constraints:
@@ -41,9 +66,7 @@ rule fetch_init_weights:
         **resources_of("default"),
     params:
         model=model_of,
-        model_name=lambda wildcards: init_model_name(
-            wildcards.experiment, wildcards.purpose
-        ),
+        model_name=init_model_name,
     script:
         "../workflow_scripts/fetch_timm_weights.py"
 
@@ -55,11 +78,11 @@ rule import_weights:
             "pretrained"
         ],
     output:
-        weights=layout.baseline_weights("{experiment}"),
+        weights=paths.baseline_weights("{experiment}"),
     log:
         log_file("import_weights", "{experiment}"),
     wildcard_constraints:
-        experiment=one_of(experiments_by_weights("path")),
+        experiment=experiments_with_weights("path"),
     priority: BASELINE_FIRST
     conda:
         CONDA_ENV
@@ -77,12 +100,12 @@ rule train_baseline:
         unpack(baseline_init_weights),
         manifest=manifest_of,
     output:
-        weights=layout.baseline_weights("{experiment}"),
-        summary=layout.model_file("{experiment}", "train_summary.json"),
+        weights=paths.baseline_weights("{experiment}"),
+        summary=paths.model_file("{experiment}", "train_summary.json"),
     log:
         log_file("train_baseline", "{experiment}"),
     wildcard_constraints:
-        experiment=one_of(experiments_by_weights("none")),
+        experiment=experiments_with_weights("none"),
     priority: BASELINE_FIRST
     conda:
         CONDA_ENV
@@ -97,9 +120,9 @@ rule train_baseline:
         seed=config["seed"],
         execution=execution(),
         # Not an output: Snakemake must not delete it when the job is killed.
-        checkpoint=layout.model_file("{experiment}", "checkpoint.pt"),
+        checkpoint=paths.model_file("{experiment}", "checkpoint.pt"),
         # A checkpoint written under other settings is not resumed.
-        config_hash=lambda wildcards: experiment_fingerprint(
+        config_hash=lambda wildcards: grid.experiment_fingerprint(
             config, wildcards.experiment
         ),
     script:
@@ -108,11 +131,11 @@ rule train_baseline:
 
 rule evaluate_baseline:
     input:
-        weights=layout.baseline_weights("{experiment}"),
+        weights=paths.baseline_weights("{experiment}"),
         manifest=manifest_of,
     output:
-        metrics=layout.model_file("{experiment}", "metrics.json"),
-        predictions=layout.model_file("{experiment}", layout.PREDICTIONS),
+        metrics=paths.model_file("{experiment}", "metrics.json"),
+        predictions=paths.model_file("{experiment}", paths.PREDICTIONS),
     log:
         log_file("evaluate_baseline", "{experiment}"),
     conda:

@@ -5,40 +5,86 @@ localrules:
     tables,
 
 
+def figure_attention_store(wildcards):
+    """The val attention that Fig. 3 draws: the whole store, or with store none the figure images'."""
+    if config["attention"]["store"] == "zarr":
+        return zarr_target(paths.attention_store(wildcards.experiment, "val"))
+    return zarr_target(paths.figure_attention_store(wildcards.experiment, "val"))
+
+
+def figure_field_store(wildcards):
+    """Fig. 5, 7 and 9 show the responsive fields of the first (dip_alpha, beta)."""
+    alpha, beta = grid.figure_field_values(config)
+    return zarr_target(paths.field_store(wildcards.experiment, "val", alpha, beta))
+
+
+def figure_keep_stores(betas):
+    """Input function: the val keep stores of ``betas``."""
+    return lambda wildcards: [
+        zarr_target(paths.keep_store(wildcards.experiment, "val", beta))
+        for beta in betas
+    ]
+
+
+def figures():
+    """Every figure file of the configured grid."""
+    experiments = config["experiments"]
+    targets = [paths.figure_file("accuracy_vs_interactions", ".png")]
+    with_val = "val" in config["attention"]["splits"]
+    if config["betas"] and config["dip_alphas"] and with_val:
+        targets += [
+            paths.figure_file(name, ".png", experiment)
+            for experiment in experiments
+            for name in ("fig5_interaction_map", "fig9_image_panels")
+        ]
+    if with_val:
+        targets += [
+            paths.figure_file("fig3_attention_rows", ".png", experiment)
+            for experiment in experiments
+        ]
+    if config["winft"]["figure_images"] > 0:
+        targets += [
+            paths.figure_file("winft_windows", ".png", experiment)
+            for experiment in experiments
+            if "winft" in grid.retrain_methods(config, experiment)
+        ]
+    return targets
+
+
 rule tables:
     input:
         metrics=baseline_metrics() + retrain_metrics(),
-        predictions=baseline_metrics(layout.PREDICTIONS)
-        + retrain_metrics(layout.PREDICTIONS),
+        predictions=baseline_metrics(paths.PREDICTIONS)
+        + retrain_metrics(paths.PREDICTIONS),
     output:
-        parquet=[layout.table_file(name, ".parquet") for name in layout.TABLE_NAMES],
+        parquet=[paths.table_file(name, ".parquet") for name in paths.TABLE_NAMES],
         runs=report(
-            layout.table_file("runs", ".md"),
+            paths.table_file("runs", ".md"),
             caption="../report/runs.rst",
             category="Tables",
         ),
         table1=report(
-            layout.table_file("table1_awd", ".md"),
+            paths.table_file("table1_awd", ".md"),
             caption="../report/table1_awd.rst",
             category="Tables",
         ),
         table2=report(
-            layout.table_file("table2_awd_dip", ".md"),
+            paths.table_file("table2_awd_dip", ".md"),
             caption="../report/table2_awd_dip.rst",
             category="Tables",
         ),
         table3=report(
-            layout.table_file("table3_winft", ".md"),
+            paths.table_file("table3_winft", ".md"),
             caption="../report/table3_winft.rst",
             category="Tables",
         ),
         table4=report(
-            layout.table_file("table4_transfer", ".md"),
+            paths.table_file("table4_transfer", ".md"),
             caption="../report/table4_transfer.rst",
             category="Tables",
         ),
         comparisons=report(
-            layout.table_file("comparisons", ".md"),
+            paths.table_file("comparisons", ".md"),
             caption="../report/comparisons.rst",
             category="Tables",
         ),
@@ -64,17 +110,17 @@ rule tables:
 
 rule figure_accuracy_vs_interactions:
     input:
-        table=layout.table_file("table1_awd", ".parquet"),
+        table=paths.table_file("table1_awd", ".parquet"),
         notebook=f"{workflow.basedir}/notebooks/accuracy_vs_interactions.ipynb",
     output:
         png=report(
-            layout.figure_file("accuracy_vs_interactions", ".png"),
+            paths.figure_file("accuracy_vs_interactions", ".png"),
             caption="../report/accuracy_vs_interactions.rst",
             category="Figures",
             subcategory="all experiments",
         ),
-        pdf=layout.figure_file("accuracy_vs_interactions", ".pdf"),
-        notebook=layout.executed_notebook("accuracy_vs_interactions"),
+        pdf=paths.figure_file("accuracy_vs_interactions", ".pdf"),
+        notebook=paths.executed_notebook("accuracy_vs_interactions"),
     log:
         log_file("figures", "accuracy_vs_interactions"),
     conda:
@@ -96,9 +142,9 @@ rule figure_winft_windows:
     input:
         # the windows of the first seed's WinFT
         store=zarr_target(
-            layout.branch_file(
+            paths.branch_file(
                 "{experiment}",
-                layout.WINFT_BRANCH,
+                paths.WINFT_BRANCH,
                 config["seeds"][0],
                 "figure_windows.zarr",
             )
@@ -107,13 +153,13 @@ rule figure_winft_windows:
         notebook=f"{workflow.basedir}/notebooks/winft_windows.ipynb",
     output:
         png=report(
-            layout.figure_file("winft_windows", ".png", "{experiment}"),
+            paths.figure_file("winft_windows", ".png", "{experiment}"),
             caption="../report/winft_windows.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=layout.figure_file("winft_windows", ".pdf", "{experiment}"),
-        notebook=layout.executed_notebook("winft_windows", "{experiment}"),
+        pdf=paths.figure_file("winft_windows", ".pdf", "{experiment}"),
+        notebook=paths.executed_notebook("winft_windows", "{experiment}"),
     log:
         log_file("figures", "{experiment}_winft_windows"),
     conda:
@@ -134,35 +180,35 @@ rule figure_winft_windows:
 
 rule figure_patch_interactions:
     input:
-        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         fields=figure_field_store,
-        keep=figure_keep_stores(FIG6_BETAS),
+        keep=figure_keep_stores(grid.kept_token_figure_betas(config)),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
     output:
         fig5=report(
-            layout.figure_file("fig5_interaction_map", ".png", "{experiment}"),
+            paths.figure_file("fig5_interaction_map", ".png", "{experiment}"),
             caption="../report/fig5_interaction_map.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
         fig6=report(
-            layout.figure_file("fig6_dip", ".png", "{experiment}"),
+            paths.figure_file("fig6_dip", ".png", "{experiment}"),
             caption="../report/fig6_dip.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
         fig7=report(
-            layout.figure_file("fig7_fields", ".png", "{experiment}"),
+            paths.figure_file("fig7_fields", ".png", "{experiment}"),
             caption="../report/fig7_fields.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
         pdfs=[
-            layout.figure_file(name, ".pdf", "{experiment}")
+            paths.figure_file(name, ".pdf", "{experiment}")
             for name in ("fig5_interaction_map", "fig6_dip", "fig7_fields")
         ],
-        notebook=layout.executed_notebook("patch_interactions", "{experiment}"),
+        notebook=paths.executed_notebook("patch_interactions", "{experiment}"),
     log:
         log_file("figures", "{experiment}_patch_interactions"),
     conda:
@@ -187,18 +233,18 @@ rule figure_patch_interactions:
 rule figure_attention_rows:
     input:
         attention=figure_attention_store,
-        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
     output:
         png=report(
-            layout.figure_file("fig3_attention_rows", ".png", "{experiment}"),
+            paths.figure_file("fig3_attention_rows", ".png", "{experiment}"),
             caption="../report/fig3_attention_rows.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=layout.figure_file("fig3_attention_rows", ".pdf", "{experiment}"),
-        notebook=layout.executed_notebook("attention_rows", "{experiment}"),
+        pdf=paths.figure_file("fig3_attention_rows", ".pdf", "{experiment}"),
+        notebook=paths.executed_notebook("attention_rows", "{experiment}"),
     log:
         log_file("figures", "{experiment}_attention_rows"),
     conda:
@@ -220,20 +266,20 @@ rule figure_attention_rows:
 
 rule figure_image_panels:
     input:
-        interaction=zarr_target(layout.interaction_store("{experiment}", "val")),
+        interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         fields=figure_field_store,
         keep=figure_keep_stores(config["figures"]["dip_betas"]),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/image_panels.ipynb",
     output:
         png=report(
-            layout.figure_file("fig9_image_panels", ".png", "{experiment}"),
+            paths.figure_file("fig9_image_panels", ".png", "{experiment}"),
             caption="../report/fig9_image_panels.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
-        pdf=layout.figure_file("fig9_image_panels", ".pdf", "{experiment}"),
-        notebook=layout.executed_notebook("image_panels", "{experiment}"),
+        pdf=paths.figure_file("fig9_image_panels", ".pdf", "{experiment}"),
+        notebook=paths.executed_notebook("image_panels", "{experiment}"),
     log:
         log_file("figures", "{experiment}_image_panels"),
     conda:

@@ -1,7 +1,53 @@
 # Semantic analyses of Wu et al. on each experiment's baseline, for every image of the
 # semantics.splits: SIFT keypoints per patch, the semantics store (θ_KK, θ_NK, focus index per
 # head; θ_i per patch) with its long table and per-head summary, masking by θ on val, figures.
-# Outputs under results/<experiment>/semantics/<split>/ (layout.semantics_file); docs/analyses.md.
+# Outputs under results/<experiment>/semantics/<split>/ (paths.semantics_file); docs/analyses.md.
+
+
+def semantics_file(name):
+    """An output of the semantic analyses, as a pattern over {experiment} and {split}."""
+    return paths.semantics_file("{experiment}", "{split}", name)
+
+
+def semantics_store(split):
+    """Input function: the semantics store of the job's experiment and ``split``."""
+    return lambda wildcards: zarr_target(
+        paths.semantics_file(wildcards.experiment, split, "semantics.zarr")
+    )
+
+
+def masking_fill(wildcards):
+    """The data set's mean colour, where zeroed patches take it (semantics.masking.fill: dataset_mean)."""
+    if config["semantics"]["masking"]["fill"] != "dataset_mean":
+        return {}
+    return {
+        "mean_colour": paths.mean_colour(grid.dataset_of(config, wildcards.experiment))
+    }
+
+
+def keypoint_store(wildcards):
+    """The keypoint store of the job's experiment and split."""
+    return zarr_target(
+        paths.semantics_file(wildcards.experiment, wildcards.split, "keypoints.zarr")
+    )
+
+
+def semantic_analyses():
+    """Outputs of the semantic analyses (Wu et al.) of every experiment, unless semantics.enabled is false."""
+    if not config["semantics"]["enabled"]:
+        return []
+    targets = []
+    for experiment in config["experiments"]:
+        targets += [
+            paths.table_file(f"semantics_summary_{experiment}_{split}", ".parquet")
+            for split in config["semantics"]["splits"]
+        ]
+        targets += [
+            paths.semantics_file(experiment, "val", "theta_masking.parquet"),
+            paths.figure_file("theta_masking", ".png", experiment),
+        ]
+    return targets
+
 
 SEMANTICS = config["semantics"]
 
@@ -38,7 +84,7 @@ if config["attention"]["store"] == "zarr":
 
     rule semantics_store:
         input:
-            attention=zarr_target(layout.attention_store("{experiment}", "{split}")),
+            attention=zarr_target(paths.attention_store("{experiment}", "{split}")),
             keypoints=keypoint_store,
         output:
             store=zarr_target(semantics_file("semantics.zarr")),
@@ -61,7 +107,7 @@ else:
 
     rule semantics_streaming:
         input:
-            weights=layout.baseline_weights("{experiment}"),
+            weights=paths.baseline_weights("{experiment}"),
             manifest=manifest_of,
             keypoints=keypoint_store,
         output:
@@ -87,7 +133,7 @@ rule semantics_summary:
     input:
         theta=semantics_file("theta.parquet"),
     output:
-        table=layout.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
+        table=paths.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
     log:
         log_file("semantics_summary", "{experiment}_{split}"),
     conda:
@@ -102,12 +148,12 @@ rule semantics_summary:
 rule theta_masking:
     input:
         unpack(masking_fill),
-        weights=layout.baseline_weights("{experiment}"),
+        weights=paths.baseline_weights("{experiment}"),
         manifest=manifest_of,
         semantics=semantics_store("val"),
     output:
-        table=layout.semantics_file("{experiment}", "val", "theta_masking.parquet"),
-        predictions=layout.semantics_file(
+        table=paths.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+        predictions=paths.semantics_file(
             "{experiment}", "val", "theta_masking_predictions.parquet"
         ),
     log:
@@ -136,17 +182,17 @@ SEMANTIC_FIGURES = {
 
 rule figure_semantics:
     input:
-        summary=layout.table_file("semantics_summary_{experiment}_val", ".parquet"),
-        masking=layout.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+        summary=paths.table_file("semantics_summary_{experiment}_val", ".parquet"),
+        masking=paths.semantics_file("{experiment}", "val", "theta_masking.parquet"),
         keypoints=zarr_target(
-            layout.semantics_file("{experiment}", "val", "figure_keypoints.zarr")
+            paths.semantics_file("{experiment}", "val", "figure_keypoints.zarr")
         ),
         semantics=semantics_store("val"),
         notebook=f"{workflow.basedir}/notebooks/semantic_analyses.ipynb",
     output:
         **{
             name: report(
-                layout.figure_file(name, ".png", "{experiment}"),
+                paths.figure_file(name, ".png", "{experiment}"),
                 caption=f"../report/{caption}",
                 category="Semantic analyses",
                 subcategory="{experiment}",
@@ -154,10 +200,10 @@ rule figure_semantics:
             for name, caption in SEMANTIC_FIGURES.items()
         },
         pdfs=[
-            layout.figure_file(name, ".pdf", "{experiment}")
+            paths.figure_file(name, ".pdf", "{experiment}")
             for name in SEMANTIC_FIGURES
         ],
-        notebook=layout.executed_notebook("semantic_analyses", "{experiment}"),
+        notebook=paths.executed_notebook("semantic_analyses", "{experiment}"),
     log:
         log_file("figures", "{experiment}_semantic_analyses"),
     conda:

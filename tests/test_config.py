@@ -9,7 +9,8 @@ from conftest import REPO, TINY_CONFIG, planned_jobs, planned_wildcards, run_sna
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from patchinteract.config import ConfigError, check_config, retrain_methods
+from patchinteract.config import ConfigError, check_config
+from patchinteract.grid import retrain_methods
 
 SCHEMA = str(REPO / "config" / "schema.yaml")
 
@@ -204,7 +205,7 @@ def test_config_values_on_the_command_line_change_the_default():
 
 
 def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
-    from patchinteract.layout import retrain_branches
+    from patchinteract.grid import retrain_branches
 
     tiny_config["alphas"], tiny_config["dip_alphas"], tiny_config["betas"] = [0.5, 0.1], [0.1], [0.2, 1.0]
     experiment = next(iter(tiny_config["experiments"]))
@@ -217,7 +218,7 @@ def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
 
 
 def test_a_branch_hash_changes_with_what_the_branch_reads_only(tiny_config):
-    from patchinteract.config import retrain_fingerprint
+    from patchinteract.grid import retrain_fingerprint
 
     experiment = next(iter(tiny_config["experiments"]))
     tiny_config["retrain"]["recipe"].setdefault("init", "none")  # a schema default

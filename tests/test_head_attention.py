@@ -133,7 +133,7 @@ def test_planted_patterns_are_clustered_apart_and_named():
     patterns = BinarisedPatterns(top, N)
     torch.manual_seed(0)
     model = PatternAutoencoder(N, code_size=8, ones=top.shape[-1])
-    recipe = Recipe(epochs=15, lr=3e-3, batch_size=32, optimizer="adamw")
+    recipe = Recipe.from_config({"epochs": 15, "lr": 3e-3, "batch_size": 32, "optimizer": "adamw"})
     before = model(torch.stack([patterns[i][0] for i in range(len(patterns))]))[1].item()
     summary = train_classifier(model, patterns, recipe, torch.device("cpu"), seed=0, loss_weights=(0.0, 1.0))
     assert summary["final_loss"] < 0.5 * before
@@ -188,7 +188,7 @@ def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
     from patchinteract.analyses.heads.store import compute_head_store
     from patchinteract.analyses.heads.tables import pattern_tables
     from patchinteract.stores.chunked import ArraySpec, write_arrays
-    from patchinteract.stores.layouts import ATTENTION_DIMENSIONS, PER_IMAGE_SPECS
+    from patchinteract.stores.specs import ATTENTION_DIMENSIONS, PER_IMAGE_SPECS
 
     grid, n_images = (2, 3), 9
     attn = random_attention((n_images, 2, 2), 6, seed=5).astype(np.float16)

@@ -159,7 +159,7 @@ def test_a_flipped_training_sample_carries_its_mirrored_masks():
     import torch
 
     from patchinteract.masks.mirror import MIRRORS
-    from patchinteract.training.branches import MaskedSamples
+    from patchinteract.training.branches import BranchSamples
 
     rng = np.random.default_rng(0)
     u, scores = rng.random((6, 15, 15)), rng.random((6, 15))
@@ -171,7 +171,7 @@ def test_a_flipped_training_sample_carries_its_mirrored_masks():
     }
     images = torch.randn(6, 3, 12, 20)
     dataset = [(images[i], i % 10, i) for i in range(6)]
-    samples = MaskedSamples(dataset, stored, FLIP_GRID, hflip=True)
+    samples = BranchSamples(dataset, stored, FLIP_GRID, hflip=True)
     torch.manual_seed(0)
     flipped = 0
     for _ in range(4):
@@ -185,5 +185,5 @@ def test_a_flipped_training_sample_carries_its_mirrored_masks():
                 expected = MIRRORS[name](values[index].numpy(), FLIP_GRID) if is_flipped else values[index].numpy()
                 assert np.array_equal(mask.numpy(), expected), name
     assert 0 < flipped < 24  # both cases were seen
-    unflipped = MaskedSamples(dataset, stored, FLIP_GRID, hflip=False)
+    unflipped = BranchSamples(dataset, stored, FLIP_GRID, hflip=False)
     assert all(torch.equal(unflipped[i][0], images[i]) for i in range(6))

@@ -184,7 +184,7 @@ def training_steps_per_second(config: dict, batch_size: int, threads: int) -> fl
 
     import torch
 
-    from patchinteract.config import model_settings
+    from patchinteract.grid import model_settings
     from patchinteract.models.vit import build_model
     from patchinteract.training.loop import Recipe, make_optimizer
 

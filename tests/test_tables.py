@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchinteract.layout import PREDICTIONS, TABLE_NAMES
+from patchinteract.paths import PREDICTIONS, TABLE_NAMES
 from patchinteract.report.statistics import mcnemar_exact
 from patchinteract.report.tables import (
     Uncertainty,

@@ -24,7 +24,7 @@ from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit
 from patchinteract.models.weights import save_weights
 from patchinteract.models.transforms import batch_normalization, train_transform
-from patchinteract.training.branches import MaskedSamples
+from patchinteract.training.branches import BranchSamples
 from patchinteract.training.loop import Recipe, seed_everything, train_classifier
 from patchinteract.data.manifest import split_dataset
 
@@ -32,7 +32,8 @@ manifest, checkpoint, weights, delay = sys.argv[1], sys.argv[2], sys.argv[3], fl
 torch.set_num_threads(1)
 seed_everything(0)
 vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
-recipe = Recipe(epochs=3, lr=1e-3, batch_size=4, optimizer="adamw", warmup_steps=3, crop_scale=(0.5, 1.0), hflip=True)
+recipe = Recipe.from_config({"epochs": 3, "lr": 1e-3, "batch_size": 4, "optimizer": "adamw", "warmup_steps": 3,
+                             "crop_scale": (0.5, 1.0), "hflip": True})  # fmt: skip
 augment = train_transform(vit, recipe.crop_scale)
 
 def slow_augment(image):  # slows the run so the test can stop it part-way
@@ -40,7 +41,7 @@ def slow_augment(image):  # slows the run so the test can stop it part-way
     time.sleep(delay)
     return augment(image)
 
-dataset = MaskedSamples(split_dataset(manifest, "train", slow_augment), {}, (4, 4), recipe.hflip)
+dataset = BranchSamples(split_dataset(manifest, "train", slow_augment), {}, (4, 4), recipe.hflip)
 summary = train_classifier(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
                            checkpoint=checkpoint, fingerprint="test", normalize=batch_normalization(vit))
 save_weights(vit, weights)
@@ -92,7 +93,7 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
     save_checkpoint(tmp_path / "c.pt", {"fingerprint": "other settings"})
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 16, "depth": 1, "num_heads": 2})
     dataset = split_dataset(digits_manifest, "train", eval_transform(vit))
-    recipe = Recipe(epochs=1, lr=1e-3, batch_size=12, optimizer="adamw")
+    recipe = Recipe.from_config({"epochs": 1, "lr": 1e-3, "batch_size": 12, "optimizer": "adamw"})
     summary = train_classifier(vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt",
                                fingerprint="these settings")  # fmt: skip
     assert summary["resumed_from_step"] == 0 and summary["steps"] == 3

@@ -16,6 +16,7 @@ from patchinteract.models.winft import (
     window_iou,
     window_target,
 )
+from patchinteract.training.evaluation import evaluate_windows
 
 GRID = (4, 4)
 
@@ -156,8 +157,8 @@ def test_evaluation_computes_windows_and_accuracy_without_the_training_loss(monk
         raise AssertionError("evaluation computed the training loss")
 
     monkeypatch.setattr(winft, "window_bce", no_loss)
-    metrics, predictions = winft.evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4),
-                                                  torch.device("cpu"), keep_first=2)  # fmt: skip
+    metrics, predictions = evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4),
+                                            torch.device("cpu"), keep_first=2)  # fmt: skip
     assert metrics["n_images"] == 6 and 0 <= metrics["top1"] <= 100
     assert predictions["image_id"].tolist() == list(range(6))
     assert metrics["top1"] == 100.0 * predictions["correct"].sum() / 6

@@ -3,9 +3,9 @@
 import torch
 
 from patchinteract.models.transforms import eval_dataset
-from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.models.vit import load_baseline
 from patchinteract.records import model_record, write_json
-from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.runtime import logged_to, select_device, torch_threads
 from patchinteract.training.evaluation import evaluate_classifier
 
 with logged_to(snakemake.log[0]) as log:

@@ -8,9 +8,9 @@ import torch
 from patchinteract.analyses.heads.sample import sample_positions
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
-from patchinteract.models.vit import load_baseline, select_device
+from patchinteract.models.vit import load_baseline
 from patchinteract.records import store_record
-from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.runtime import logged_to, select_device, torch_threads
 from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:

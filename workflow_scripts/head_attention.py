@@ -19,8 +19,9 @@ with logged_to(snakemake.log[0]) as log:
                            dask=execution.dask_scheduler(params.dask_logs))  # fmt: skip
     else:
         from patchinteract.models.transforms import eval_dataset
-        from patchinteract.models.vit import load_baseline, select_device
+        from patchinteract.models.vit import load_baseline
         from patchinteract.records import store_record
+        from patchinteract.runtime import select_device
 
         torch_threads(snakemake.threads)
         model = load_baseline(params.model, inputs.weights, inputs.manifest)

@@ -6,8 +6,8 @@ import torch
 from patchinteract.analyses.heads.pruning import head_importance
 from patchinteract.analyses.heads.sample import sample_positions
 from patchinteract.models.transforms import eval_dataset
-from patchinteract.models.vit import load_baseline, select_device
-from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.models.vit import load_baseline
+from patchinteract.runtime import logged_to, select_device, torch_threads
 
 with logged_to(snakemake.log[0]) as log:
     params, inputs, execution = snakemake.params, snakemake.input, snakemake.params.execution

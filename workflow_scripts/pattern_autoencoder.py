@@ -6,12 +6,11 @@ from pathlib import Path
 import zarr
 
 from patchinteract.analyses.heads.autoencoder import train_pattern_autoencoder
-from patchinteract.config import fingerprint
-from patchinteract.models.vit import select_device
+from patchinteract.grid import fingerprint
 from patchinteract.models.weights import save_weights
-from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.runtime import logged_to, select_device, torch_threads
 from patchinteract.stores.chunked import ArraySpec, store_folder, write_arrays
-from patchinteract.stores.layouts import IMAGE_ID
+from patchinteract.stores.specs import IMAGE_ID
 
 with logged_to(snakemake.log[0]) as log:
     params = snakemake.params

@@ -1,12 +1,11 @@
 """Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one seed of a branch and evaluate
 it (metrics.json and per-image predictions)."""
 
-from patchinteract.layout import SPLITS
 from patchinteract.models.vit import patch_grid
 from patchinteract.records import model_record, write_json
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder, write_arrays
-from patchinteract.stores.layouts import winft_figure_specs
+from patchinteract.stores.specs import winft_figure_specs
 from patchinteract.training.branches import branch_of, retrain_branch
 from patchinteract.training.loop import Recipe
 from patchinteract.training.runs import TrainingInit, TrainingRun
@@ -14,15 +13,13 @@ from patchinteract.training.runs import TrainingInit, TrainingRun
 with logged_to(snakemake.log[0]) as log:
     params, inputs = snakemake.params, snakemake.input
     torch_threads(snakemake.threads)
-    branch = branch_of(params.method, params.settings)
+    branch = branch_of(params.method, params.settings, params.alpha, params.beta)
     run = TrainingRun(
         params.model, inputs.manifest, Recipe.from_config(params.recipe), params.seed, params.execution,
         params.checkpoint, params.config_hash, snakemake.output.weights,
     )  # fmt: skip
     init = TrainingInit(inputs.get("init"), keep_head=params.init == "baseline")
-    stores = {split: {kind: store_folder(inputs[f"{kind}_{split}"]) for kind in ("window", "keep", "fields")
-                      if f"{kind}_{split}" in inputs.keys()} for split in SPLITS}  # fmt: skip
-    vit, metrics, predictions, figure = retrain_branch(branch, run, init, stores)
+    vit, metrics, predictions, figure = retrain_branch(branch, run, init, params.stores)
     if figure is not None:  # WinFT: its predicted windows of the first val images (Fig. 10)
         attributes = {"grid": list(patch_grid(vit)), "target": params.settings["target"]}
         specs = winft_figure_specs(len(vit.blocks), figure["target"].shape[-1])

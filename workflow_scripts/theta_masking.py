@@ -10,8 +10,8 @@ import zarr
 from patchinteract.analyses.semantics.masking import masking_accuracy, normalised_colour
 from patchinteract.analyses.semantics.ranking import check_ratios, masking_rankings, patch_scores
 from patchinteract.models.transforms import data_config, eval_dataset
-from patchinteract.models.vit import load_baseline, select_device
-from patchinteract.runtime import logged_to, torch_threads
+from patchinteract.models.vit import load_baseline
+from patchinteract.runtime import logged_to, select_device, torch_threads
 from patchinteract.stores.chunked import store_folder
 
 with logged_to(snakemake.log[0]) as log:

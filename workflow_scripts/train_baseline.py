@@ -5,7 +5,7 @@ from patchinteract.models.transforms import train_transform
 from patchinteract.models.vit import patch_grid
 from patchinteract.records import write_json
 from patchinteract.runtime import logged_to, torch_threads
-from patchinteract.training.branches import MaskedSamples
+from patchinteract.training.branches import BranchSamples
 from patchinteract.training.loop import Recipe
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
@@ -21,7 +21,7 @@ with logged_to(snakemake.log[0]) as log:
     def train_samples(vit):  # no masks: the flip only
         transform = train_transform(vit, recipe.crop_scale)
         images = split_dataset(run.manifest, "train", transform, run.execution.cache_images)
-        return MaskedSamples(images, {}, patch_grid(vit), recipe.hflip)
+        return BranchSamples(images, {}, patch_grid(vit), recipe.hflip)
 
     _vit, _model, summary = run.train(TrainingInit(snakemake.input.get("init")), train_samples)
     write_json(snakemake.output.summary, summary | {"experiment": snakemake.wildcards.experiment})

@@ -22,7 +22,7 @@ from patchinteract.attention.capture import record_attention
 from patchinteract.interaction.maps import interaction_map_on_device
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 from patchinteract.stores.chunked import ChunkedStore, images_per_chunk
-from patchinteract.stores.layouts import attention_shape, attention_specs, interaction_chunk, interaction_specs
+from patchinteract.stores.specs import attention_shape, attention_specs, interaction_chunk, interaction_specs
 
 log = logging.getLogger(__name__)
 

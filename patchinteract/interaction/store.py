@@ -18,7 +18,7 @@ import zarr
 from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.interaction.maps import dip_score, interaction_map
 from patchinteract.stores.chunked import ChunkedStore
-from patchinteract.stores.layouts import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
+from patchinteract.stores.specs import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
 
 
 def _interaction_block(attn_block: np.ndarray, n_prefix_tokens: int, block_info=None) -> np.ndarray:

@@ -39,7 +39,7 @@ from patchinteract.masks.windows import (
     window_members,
 )
 from patchinteract.stores.chunked import ArraySpec, ChunkedStore
-from patchinteract.stores.layouts import IMAGE_ID, field_specs, keep_specs, window_specs
+from patchinteract.stores.specs import IMAGE_ID, field_specs, keep_specs, window_specs
 
 log = logging.getLogger(__name__)
 

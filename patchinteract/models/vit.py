@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
-import torch
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
 from patchinteract.models.registry import EXPLICIT_VIT
@@ -55,12 +54,6 @@ def patch_grid(model: timm.models.VisionTransformer) -> tuple[int, int]:
 def n_prefix_tokens(model: timm.models.VisionTransformer) -> int:
     """Tokens before the patches (CLS, registers, distillation token)."""
     return int(model.num_prefix_tokens)
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def build_model(settings: dict, num_classes: int, attn_layer: type | None = None):

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
-from tqdm.auto import tqdm
 
 from patchinteract.models.masked import window_attention_mask
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
-from patchinteract.training.evaluation import Predictions
-from patchinteract.training.loop import autocast
 
 MASK_MODES = ("multiply", "neg_inf")
 TARGETS = ("box", "set")
@@ -168,42 +164,3 @@ class WindowFreeViT(nn.Module):
             return logits
         truth = window_target(target, self.grid, self.target_kind)
         return logits, window_bce([layer.logits for layer in self.layers], truth)
-
-
-@torch.no_grad()
-def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0):
-    """One pass over ``loader``: top-1/top-5 and WinFT's E_O and IoU, without the training loss.
-
-    ``loader`` yields (images, labels, image_ids, target); the model sees only
-    the images. Returns (metrics, per-image predictions) as :func:`evaluate_classifier`
-    does; the metrics also hold ``eo`` (mean
-    over images of window_interaction_count), ``window_iou`` (mean IoU of W and
-    w_gt) and ``figure``: the per-layer predicted windows and ground truth of the
-    first ``keep_first`` images (Fig. 10): 'predicted' (image, layer, N, N),
-    'target' (image, N, N), 'image_id'.
-    """
-    model.to(device).eval()
-    predictions = Predictions()
-    counts, ious, kept = [], [], {"predicted": [], "target": [], "image_id": []}
-    for images, labels, image_ids, target in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
-        with autocast(device):
-            logits = model(images.to(device))
-        predictions.update(logits, labels.to(device), image_ids)
-        truth = window_target(target.to(device), model.grid, model.target_kind)
-        counts.append(window_interaction_count(model.last_windows).cpu())
-        ious.append(window_iou(model.last_windows, truth).cpu())
-        room = keep_first - sum(len(i) for i in kept["image_id"])
-        if room > 0:
-            kept["predicted"].append(torch.stack(model.last_windows, dim=1)[:room].cpu())
-            kept["target"].append(truth[:room].cpu())
-            kept["image_id"].append(image_ids[:room])
-    n = model.grid[0] * model.grid[1]
-    empty = {"predicted": (0, len(model.layers), n, n), "target": (0, n, n), "image_id": (0,)}  # keep_first 0
-    figure = {k: torch.cat(v).numpy() if v else np.zeros(empty[k], int if k == "image_id" else bool)
-              for k, v in kept.items()}  # fmt: skip
-    metrics = predictions.metrics() | {
-        "eo": float(torch.cat(counts).mean()),
-        "window_iou": float(torch.cat(ious).mean()),
-        "figure": figure,
-    }
-    return metrics, predictions.table()

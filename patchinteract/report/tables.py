@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchinteract.layout import PREDICTIONS, TABLE_NAMES, VIT_BRANCH
+from patchinteract.paths import PREDICTIONS, TABLE_NAMES, VIT_BRANCH
 from patchinteract.report.statistics import (
     CONFIDENCE,
     RESAMPLES,

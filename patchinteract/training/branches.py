@@ -20,18 +20,20 @@ from patchinteract.data.manifest import split_dataset
 from patchinteract.masks.mirror import MIRRORS
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.transforms import eval_transform, train_transform
-from patchinteract.models.vit import patch_grid, select_device
-from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT, evaluate_windows
-from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.models.vit import patch_grid
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
+from patchinteract.runtime import select_device
+from patchinteract.training.evaluation import evaluate_classifier, evaluate_windows
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
 class MaskMismatchError(ValueError):
-    """Masks computed for other images than the dataset they are used with."""
+    """Masks computed for other images than the dataset they are used with, or for another α or β."""
 
 
-class MaskedSamples(torch.utils.data.Dataset):
-    """Samples of ``dataset`` (image, label, image_id) followed by that image's compact masks.
+class BranchSamples(torch.utils.data.Dataset):
+    """A branch's samples: those of ``dataset`` (image, label, image_id) followed by the image's compact masks
+    (none for the ViT branch and the baseline).
 
     ``masks`` maps a mask store's array name (window, keep, field_box,
     field_members) to its values in dataset order; it may be empty. With
@@ -60,11 +62,18 @@ class MaskedSamples(torch.utils.data.Dataset):
         return image, label, image_id, *masks.values()
 
 
-def load_mask_array(path: Path | str | None, name: str, image_ids: np.ndarray) -> torch.Tensor | None:
-    """Array ``name`` of a mask store as a tensor in dataset order (None for no store); checks the image ids."""
+def load_mask_array(
+    path: Path | str | None, name: str, image_ids: np.ndarray, values: dict[str, float] | None = None
+) -> torch.Tensor | None:
+    """Array ``name`` of a mask store as a tensor in dataset order (None for no store); checks the image ids,
+    and that the store was computed for the job's own α and β (``values``; those the store records)."""
     if path is None:
         return None
     group = zarr.open_group(path, mode="r")
+    for key, value in (values or {}).items():
+        if key in group.attrs and group.attrs[key] != value:
+            raise MaskMismatchError(f"{path} holds masks of {key} {group.attrs[key]!r}, but this job's {key} is "
+                                    f"{value!r} (the stores were computed for other settings)")  # fmt: skip
     stored_ids = group["image_id"][:]
     if not np.array_equal(stored_ids, image_ids):
         raise MaskMismatchError(
@@ -79,16 +88,18 @@ def mean_interactions(store: Path | str, image_ids: np.ndarray) -> float:
     return float(load_mask_array(store, "o", image_ids).double().mean())
 
 
-class Branch:
-    """A kind of retraining branch. ``settings`` are the retrain options the kind reads
-    (cls_in_window, dip_mode; WinFT: config winft); ``stores`` of one split map a kind of
-    mask store (window, keep, fields) to its folder."""
+class ViTBranch:
+    """The plain ViT branch, and the base of every kind of retraining branch. ``settings`` are the
+    options the kind reads (cls_in_window, dip_mode; WinFT: config winft); ``alpha`` and ``beta`` the
+    branch's own values, which its mask stores must have been computed for; ``stores`` of one split map
+    a kind of mask store (window, keep, fields) to its folder."""
 
     method = "vit"
     attn_layer: type | None = None  # timm attention layer the ViT is built with (None: timm's)
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, alpha: float | None = None, beta: float | None = None):
         self.settings = settings
+        self.values = {key: value for key, value in (("alpha", alpha), ("beta", beta)) if value is not None}
 
     def model(self, vit: nn.Module) -> nn.Module:
         return MaskedViT(vit, cls_in_window=self.settings["cls_in_window"], dip_mode=self.settings["dip_mode"])
@@ -112,7 +123,7 @@ class Branch:
         return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, predictions, None
 
 
-class WindowBranch(Branch):
+class WindowBranch(ViTBranch):
     """AWD: each patch attends within its window of eq. 4."""
 
     method = "awd"
@@ -136,7 +147,7 @@ class WindowTokenBranch(WindowBranch):
         return mean_interactions(val_stores["fields"], image_ids)
 
 
-class WindowFreeBranch(Branch):
+class WindowFreeBranch(ViTBranch):
     """WinFT (eq. 8-13): predicts its own windows, supervised by the responsive fields."""
 
     method = "winft"
@@ -157,27 +168,28 @@ class WindowFreeBranch(Branch):
         return metrics, predictions, metrics.pop("figure")
 
 
-BRANCH_KINDS = {kind.method: kind for kind in (Branch, WindowBranch, WindowTokenBranch, WindowFreeBranch)}
+BRANCH_KINDS = {kind.method: kind for kind in (ViTBranch, WindowBranch, WindowTokenBranch, WindowFreeBranch)}
 
 
-def branch_of(method: str, settings: dict) -> Branch:
+def branch_of(method: str, settings: dict, alpha: float | None = None, beta: float | None = None) -> ViTBranch:
     if method not in BRANCH_KINDS:
         raise ValueError(f"unknown retraining method '{method}' (one of {sorted(BRANCH_KINDS)})")
-    return BRANCH_KINDS[method](settings)
+    return BRANCH_KINDS[method](settings, alpha, beta)
 
 
 def split_with_masks(
-    branch: Branch, manifest, split: str, transform, stores: dict[str, Path], grid, hflip=False, cache_images=False
+    branch: ViTBranch, manifest, split: str, transform, stores: dict[str, Path], grid, hflip=False, cache_images=False
 ):
-    """The split's samples followed by the branch's compact masks (MaskedSamples)."""
+    """The split's samples followed by the branch's compact masks (BranchSamples)."""
     dataset = split_dataset(manifest, split, transform, cache_images)
     masks = {
-        name: load_mask_array(store, name, dataset.image_ids) for name, store in branch.mask_arrays(stores).items()
+        name: load_mask_array(store, name, dataset.image_ids, branch.values)
+        for name, store in branch.mask_arrays(stores).items()
     }
-    return MaskedSamples(dataset, masks, grid, hflip)
+    return BranchSamples(dataset, masks, grid, hflip)
 
 
-def retrain_branch(branch: Branch, run: TrainingRun, init: TrainingInit, stores: dict[str, dict[str, Path]]):
+def retrain_branch(branch: ViTBranch, run: TrainingRun, init: TrainingInit, stores: dict[str, dict[str, Path]]):
     """Train one branch (stores: split -> kind of mask store -> folder) and evaluate it on val.
 
     Returns (vit, metrics, per-image val predictions, figure arrays or None); the weights are saved by the run.

@@ -1,4 +1,5 @@
-"""Evaluation: per-image predictions over a loader, and the top-1/top-5 they give."""
+"""Evaluation: per-image predictions over a loader, the top-1/top-5 they give, and for WinFT its predicted
+windows against the responsive fields."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from patchinteract.training.loop import autocast
+from patchinteract.models.winft import WindowFreeViT, window_interaction_count, window_iou, window_target
+from patchinteract.runtime import autocast
 
 PREDICTION_COLUMNS = ["image_id", "label", "prediction", "correct", "p_true", "top5"]
 
@@ -54,19 +56,70 @@ class Predictions:
         return {"top1": top1_percent(columns["correct"]), "top5": top5, "n_images": len(columns["correct"])}
 
 
+class WindowRecorder:
+    """WinFT's windows over an evaluation: E_O (mean over images of window_interaction_count), the mean
+    IoU of the predicted windows W and the ground truth w_gt, and the per-layer windows and ground truth
+    of the first ``keep_first`` images (Fig. 10): 'predicted' (image, layer, N, N), 'target' (image, N, N),
+    'image_id'."""
+
+    def __init__(self, model: WindowFreeViT, keep_first: int = 0):
+        self.model, self.keep_first = model, keep_first
+        self.counts, self.ious = [], []
+        self.kept = {"predicted": [], "target": [], "image_id": []}
+
+    def update(self, target: torch.Tensor, image_ids) -> None:
+        """After the model's forward over a batch whose responsive fields are ``target``."""
+        windows = self.model.last_windows
+        truth = window_target(target, self.model.grid, self.model.target_kind)
+        self.counts.append(window_interaction_count(windows).cpu())
+        self.ious.append(window_iou(windows, truth).cpu())
+        room = self.keep_first - sum(len(ids) for ids in self.kept["image_id"])
+        if room > 0:
+            self.kept["predicted"].append(torch.stack(windows, dim=1)[:room].cpu())
+            self.kept["target"].append(truth[:room].cpu())
+            self.kept["image_id"].append(image_ids[:room])
+
+    def metrics(self) -> dict:
+        n = self.model.grid[0] * self.model.grid[1]
+        empty = {"predicted": (0, len(self.model.layers), n, n), "target": (0, n, n), "image_id": (0,)}
+        figure = {
+            name: torch.cat(parts).numpy() if parts else np.zeros(empty[name], int if name == "image_id" else bool)
+            for name, parts in self.kept.items()
+        }
+        return {
+            "eo": float(torch.cat(self.counts).mean()),
+            "window_iou": float(torch.cat(self.ious).mean()),
+            "figure": figure,
+        }
+
+
 @torch.no_grad()
 def evaluate_classifier(
-    model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    windows: WindowRecorder | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """(metrics, per-image predictions) over the whole loader: top-1 (and top-5 when there are more than
     5 classes) in percent, and :class:`Predictions`' table.
 
-    ``loader`` yields (images, labels, image_ids, *masks); the model is called as ``model(images, *masks)``.
+    ``loader`` yields (images, labels, image_ids, *masks); the model is called as ``model(images, *masks)``,
+    or with ``windows`` (WinFT, which predicts its windows) as ``model(images)``, the masks being the
+    ground truth the recorder compares with; its metrics join the top-1/top-5.
     """
     model.to(device).eval()
     predictions = Predictions()
     for images, labels, image_ids, *masks in tqdm(loader, desc="evaluate", unit="batch", mininterval=5):
+        masks = [m.to(device) for m in masks]
         with autocast(device):
-            logits = model(images.to(device), *(m.to(device) for m in masks))
+            logits = model(images.to(device)) if windows else model(images.to(device), *masks)
         predictions.update(logits, labels.to(device), image_ids)
-    return predictions.metrics(), predictions.table()
+        if windows:
+            windows.update(*masks, image_ids)
+    return predictions.metrics() | (windows.metrics() if windows else {}), predictions.table()
+
+
+def evaluate_windows(model: WindowFreeViT, loader, device: torch.device, keep_first: int = 0):
+    """WinFT's evaluation: :func:`evaluate_classifier` with a :class:`WindowRecorder` of ``keep_first`` images;
+    the metrics hold ``eo``, ``window_iou`` and ``figure`` beside top-1/top-5."""
+    return evaluate_classifier(model, loader, device, WindowRecorder(model, keep_first))

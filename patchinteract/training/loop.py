@@ -20,31 +20,38 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from patchinteract.runtime import autocast
+from patchinteract.schema import definition_defaults
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One training run's settings; every field is a config key of ``train_baseline``."""
+    """One training run's settings; every field is a key of the config's recipes (``train_baseline``,
+    ``retrain.recipe``), whose defaults the schema states."""
 
     epochs: int
     lr: float
     batch_size: int
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    accumulation_steps: int = 1
-    warmup_steps: int = 0
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    hflip: bool = True
-    label_smoothing: float = 0.0
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    accumulation_steps: int
+    warmup_steps: int
+    crop_scale: tuple[float, float]
+    hflip: bool
+    label_smoothing: float
 
     @classmethod
     def from_config(cls, settings: dict) -> Recipe:
-        known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
-        if "crop_scale" in known:
-            known["crop_scale"] = tuple(known["crop_scale"])
-        return cls(**known)
+        """The recipe of a config section; keys it leaves out take the schema's defaults."""
+        values = definition_defaults("recipe") | settings
+        missing = sorted(set(cls.__dataclass_fields__) - set(values))
+        if missing:
+            raise ValueError(f"training recipe: {', '.join(missing)} not given (the schema has no default)")
+        known = {name: values[name] for name in cls.__dataclass_fields__}
+        return cls(**known | {"crop_scale": tuple(known["crop_scale"])})
 
 
 def seed_everything(seed: int) -> None:
@@ -77,12 +84,6 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
     raise ValueError(f"unknown optimizer '{recipe.optimizer}' (sgd | adamw)")
-
-
-def autocast(device: torch.device, enabled: bool | None = None):
-    """bf16 autocast, by default on CUDA only (bf16 matmul on CPU is slow and changes results)."""
-    enabled = device.type == "cuda" if enabled is None else enabled
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def training_loss(

@@ -13,9 +13,9 @@ from torch import nn
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
 from patchinteract.models.transforms import batch_normalization
-from patchinteract.models.vit import build_model, select_device
+from patchinteract.models.vit import build_model
 from patchinteract.models.weights import load_weights, save_weights
-from patchinteract.runtime import Execution
+from patchinteract.runtime import Execution, select_device
 from patchinteract.training.loop import Recipe, seed_everything, train_classifier
 
 log = logging.getLogger(__name__)

@@ -89,7 +89,7 @@ def train_pattern_autoencoder(
     seed_everything(seed)
     patterns = BinarisedPatterns(top, n_patches)
     model = PatternAutoencoder(n_patches, settings["code_size"], ones=top.shape[-1])
-    recipe = Recipe(epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"], optimizer="adamw")
+    recipe = Recipe.from_config({key: settings[key] for key in ("epochs", "lr", "batch_size")} | {"optimizer": "adamw"})
     summary = train_classifier(
         model, patterns, recipe, device, seed=seed, workers=workers, checkpoint=checkpoint,
         fingerprint=fingerprint, loss_weights=(0.0, 1.0),

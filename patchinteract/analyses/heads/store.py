@@ -2,7 +2,7 @@
 computed in one pass over the attention store with Dask (like U), or streamed during inference when
 the attention is not kept (``attention.store: none``).
 
-Arrays (stores/layouts.py, docs/design.md): ``strength`` (image, layer, head, hop), ``mean_distance``
+Arrays (stores/specs.py, docs/design.md): ``strength`` (image, layer, head, hop), ``mean_distance``
 (image, layer, head), ``patch_top`` (image, layer, head, entry) and, with a prefix token,
 ``cls_pattern`` (image, layer, head, position); plus label, prediction and image_id. The images are
 the head analyses' sample of the split (analyses/heads/sample.py), in manifest order.
@@ -22,7 +22,7 @@ from patchinteract.analyses.heads.patterns import cls_pattern, top_count, top_en
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
 from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
-from patchinteract.stores.layouts import PER_IMAGE_SPECS, head_attention_specs
+from patchinteract.stores.specs import PER_IMAGE_SPECS, head_attention_specs
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def write_head_store_streaming(
     """The head-attention store computed during inference over ``dataset`` (the image subset), without
     keeping the attention (``attention.store: none``)."""
     from patchinteract.attention.extraction import fill_store, store_attributes
-    from patchinteract.stores.layouts import attention_shape
+    from patchinteract.stores.specs import attention_shape
 
     n_layers, n_heads, _, _ = attention_shape(model)
     specs, chunk, attributes = store_settings(

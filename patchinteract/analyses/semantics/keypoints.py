@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from patchinteract.models.vit import patch_grid
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk, write_arrays
-from patchinteract.stores.layouts import keypoint_figure_specs, keypoint_specs
+from patchinteract.stores.specs import keypoint_figure_specs, keypoint_specs
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from patchinteract.analyses.semantics.ranking import check_ratios, keep_mask, masked_count
 from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import patch_grid
+from patchinteract.runtime import autocast
 from patchinteract.training.evaluation import PREDICTION_COLUMNS, Predictions
-from patchinteract.training.loop import autocast
 
 log = logging.getLogger(__name__)
 

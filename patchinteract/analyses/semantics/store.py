@@ -2,7 +2,7 @@
 over heads (Wu et al., eq. 2-5), computed with Dask over the attention store (like U), or streamed
 during inference when the attention is not kept (``attention.store: none``); and its tables.
 
-Arrays (stores/layouts.py, docs/design.md): ``theta_kk``, ``theta_nk``, ``focus_index`` (image, layer,
+Arrays (stores/specs.py, docs/design.md): ``theta_kk``, ``theta_nk``, ``focus_index`` (image, layer,
 head), ``theta_patch`` (image, layer, patch); plus label, prediction and image_id, in manifest order.
 """
 
@@ -20,7 +20,7 @@ import zarr
 from patchinteract.analyses.semantics.interrelation import semantic_reductions
 from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
-from patchinteract.stores.layouts import PER_IMAGE_SPECS, semantics_specs
+from patchinteract.stores.specs import PER_IMAGE_SPECS, semantics_specs
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def write_semantics_store_streaming(
     """The semantics store computed during inference over ``dataset`` (a whole split), without keeping
     the attention (``attention.store: none``)."""
     from patchinteract.attention.extraction import fill_store, store_attributes
-    from patchinteract.stores.layouts import attention_shape
+    from patchinteract.stores.specs import attention_shape
 
     counts = read_keypoints(keypoint_path, dataset.image_ids, "the split")[:]
     n_layers, n_heads, _, _ = attention_shape(model)

@@ -1,4 +1,5 @@
-"""The results layout and the branch grid: every path under results/ and every branch name, in one place.
+"""Every path under results/ and every branch name, in one place; no config is read here (what a
+config means is :mod:`patchinteract.grid`).
 
 Rules, input functions, scripts and tables build paths only through these
 functions. Each takes values or Snakemake wildcard patterns: ``window_store(
@@ -52,24 +53,6 @@ def awd_dip_branch(alpha: float | str, beta: float | str) -> str:
 def seed_folder(seed: int | str) -> str:
     """The folder of one retraining seed of a branch: seed0, seed1, ..."""
     return f"seed{seed}"
-
-
-def retrain_methods(config: dict, experiment: str) -> list[str]:
-    """Retraining methods of an experiment (retrain_methods overrides retrain.methods)."""
-    return config["experiments"][experiment].get("retrain_methods", config["retrain"]["methods"])
-
-
-def retrain_branches(config: dict, experiment: str) -> list[str]:
-    """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft."""
-    methods = retrain_methods(config, experiment)
-    branches = [VIT_BRANCH] if "vit" in methods else []
-    if "awd" in methods:
-        branches += [awd_branch(a) for a in config["alphas"]]
-    if "awd_dip" in methods:
-        branches += [awd_dip_branch(a, b) for a in config["dip_alphas"] for b in config["betas"]]
-    if "winft" in methods:
-        branches.append(WINFT_BRANCH)
-    return branches
 
 
 # --------------------------------------------------------------------------- datasets and models
