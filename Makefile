@@ -38,6 +38,7 @@ test: $(BIN)/snakemake
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/snakemake --lint
+	$(BIN)/lint-imports
 
 format: $(BIN)/snakemake
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format . && $(BIN)/snakefmt Snakefile rules/
@@ -59,7 +60,7 @@ gpu-check: $(BIN)/snakemake
 # The demo's explorer pages in headless Chromium (apt install chromium chromium-driver): seconds until
 # each is interactive, sizes, console errors; a screenshot of the last one.
 explorer-check: $(BIN)/snakemake
-	$(BIN)/python -m patchinteract.report.browser results/*/explorer/index.html --screenshot results/explorer.png
+	$(BIN)/python tests/browser.py results/*/explorer/index.html --screenshot results/explorer.png
 
 clean-demo:
 	rm -rf results .snakemake

@@ -15,9 +15,9 @@ import zarr
 from common import RandomImages, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store
-from patchinteract.interaction.clusters import dask_scheduler
 from patchinteract.interaction.store import compute_interaction_store
 from patchinteract.stores.chunked import compressor
+from patchinteract.stores.compute import dask_cluster
 
 
 class DiscardingSink:
@@ -28,7 +28,7 @@ class DiscardingSink:
 
 
 def read_only(path, workers):
-    with dask_scheduler("threads", workers):
+    with dask_cluster("threads", workers):
         da.store(da.from_zarr(zarr.open_group(path, mode="r")["attn"]), DiscardingSink(), lock=False)
 
 

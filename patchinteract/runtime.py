@@ -82,8 +82,8 @@ class Execution:
     dask: dict = field(default_factory=dict)
     cache_images: bool = False
 
-    def dask_scheduler(self, log_directory: str) -> dict:
-        """The Dask settings as interaction.clusters.store_with_dask takes them (mode, workers, address, slurm),
+    def dask_settings(self, log_directory: str) -> dict:
+        """The Dask settings as stores.compute.store_with_dask takes them (mode, workers, address, slurm),
         with Slurm worker logs in ``log_directory``."""
         return {
             "mode": self.dask["dask"],

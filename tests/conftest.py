@@ -65,7 +65,7 @@ def digits_manifest(tmp_path_factory):
 def browser():
     """Headless Chromium (Selenium) for the explorer's pages; the test is skipped where Chromium is missing,
     and fails instead with PATCHINTERACT_REQUIRE_BROWSER=1 (CI)."""
-    from patchinteract.report.browser import BrowserMissing, chromium
+    from browser import BrowserMissing, chromium
 
     session = chromium()
     try:

@@ -79,7 +79,7 @@ def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
 def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, browser, name):
     """The page of a model without prefix tokens (three pruning modes) and of one with registers: no console
     error, the importance views show the table's mode-1 values and every mode of the picked head."""
-    from patchinteract.report.browser import console_errors, open_explorer, wait_for
+    from browser import console_errors, open_explorer, wait_for
 
     heads = family_run / f"results/{name}/heads/val"
     driver = browser

@@ -520,7 +520,7 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
 def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     """The explorer page, opened from disk in headless Chromium: no console error; picking an image, a head
     and a patch shows exactly their stored data (attention rows within the page's uint8 quantisation)."""
-    from patchinteract.report.browser import console_errors, open_explorer, wait_for
+    from browser import console_errors, open_explorer, wait_for
 
     explorer = tiny_run / "results/tiny/explorer"
     heads = tiny_run / "results/tiny/heads/val"

@@ -16,7 +16,7 @@ with logged_to(snakemake.log[0]) as log:
         attention = store_folder(inputs.attention)
         images = sample_positions(inputs.sample)
         compute_head_store(attention, out, images, params.top_share, compression_level=params.compression_level,
-                           dask=execution.dask_scheduler(params.dask_logs))  # fmt: skip
+                           dask=execution.dask_settings(params.dask_logs))  # fmt: skip
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline

@@ -16,7 +16,7 @@ with logged_to(snakemake.log[0]) as log:
     out, keypoints = store_folder(snakemake.output.store), store_folder(inputs.keypoints)
     if "attention" in inputs.keys():
         compute_semantics_store(store_folder(inputs.attention), keypoints, out, **settings,
-                                dask_settings=execution.dask_scheduler(params.dask_logs))  # fmt: skip
+                                dask_settings=execution.dask_settings(params.dask_logs))  # fmt: skip
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline

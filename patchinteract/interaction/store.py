@@ -15,9 +15,9 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.interaction.maps import dip_score, interaction_map
 from patchinteract.stores.chunked import ChunkedStore
+from patchinteract.stores.compute import store_with_dask
 from patchinteract.stores.specs import PER_IMAGE_SPECS, interaction_chunk, interaction_specs
 
 

@@ -20,8 +20,8 @@ import zarr
 
 from patchinteract.analyses.heads.patterns import cls_pattern, top_count, top_entries
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
-from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
+from patchinteract.stores.compute import store_with_dask
 from patchinteract.stores.specs import PER_IMAGE_SPECS, head_attention_specs
 
 log = logging.getLogger(__name__)

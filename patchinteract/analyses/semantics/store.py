@@ -18,8 +18,8 @@ import pandas as pd
 import zarr
 
 from patchinteract.analyses.semantics.interrelation import semantic_reductions
-from patchinteract.interaction.clusters import store_with_dask
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
+from patchinteract.stores.compute import store_with_dask
 from patchinteract.stores.specs import PER_IMAGE_SPECS, semantics_specs
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ def slurm_cluster(workers: int, slurm: dict):
 
 
 @contextlib.contextmanager
-def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: dict | None = None):
+def dask_cluster(mode: str, workers: int, address: str | None = None, slurm: dict | None = None):
     """Threads in this process; a LocalCluster of ``workers`` processes; ``workers`` Slurm jobs of
     Dask workers (``slurm``: the interaction.slurm settings); or the cluster at ``address``."""
     if address:
@@ -104,12 +104,12 @@ def dask_scheduler(mode: str, workers: int, address: str | None = None, slurm: d
 def store_with_dask(
     sources: list, targets: list, *, mode: str, workers: int, address: str | None = None, slurm: dict | None = None
 ) -> None:
-    """Compute lazy dask arrays ``sources`` into the Zarr arrays ``targets`` on the :func:`dask_scheduler`
+    """Compute lazy dask arrays ``sources`` into the Zarr arrays ``targets`` on the :func:`dask_cluster`
     of the settings, with a progress bar. Sources must be chunked like their targets along the image
     axis, so that no two tasks write one chunk."""
     import dask.array as da
 
-    with dask_scheduler(mode, workers, address, slurm) as show_progress:
+    with dask_cluster(mode, workers, address, slurm) as show_progress:
         stored = da.store(sources, targets, lock=False, compute=False)
         if show_progress is not None:  # distributed: progress bar over the futures
             stored = dask.persist(stored)[0]

@@ -2,7 +2,7 @@
 Debian's ``chromium-driver`` (matching versions, no download). Used by the tests and by
 ``make explorer-check``, which prints how long the demo's pages take to become interactive.
 
-    python -m patchinteract.report.browser results/digits_p4/explorer/index.html --screenshot shot.png
+    python tests/browser.py results/digits_p4/explorer/index.html --screenshot shot.png
 """
 
 from __future__ import annotations
