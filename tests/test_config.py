@@ -296,3 +296,13 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     assert (metadata / "partial").read_text() == '{"rule": "tra'
     assert canonical_params_records(metadata) == 0  # idempotent
     assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]
+
+
+def test_a_job_gets_the_configured_value_of_its_label():
+    """An α or β reaches a job as the config spells it; its wildcard is only the file-name label."""
+    from patchinteract.grid import value_with_label
+
+    assert value_with_label([0.1, 0.25, 1.0], "0.25") == 0.25
+    assert value_with_label([0.1, 0.25, 1.0], "1") == 1.0
+    with pytest.raises(KeyError, match="'0.3'"):
+        value_with_label([0.1, 0.25], "0.3")

@@ -187,3 +187,23 @@ def test_a_flipped_training_sample_carries_its_mirrored_masks():
     assert 0 < flipped < 24  # both cases were seen
     unflipped = BranchSamples(dataset, stored, FLIP_GRID, hflip=False)
     assert all(torch.equal(unflipped[i][0], images[i]) for i in range(6))
+
+
+def test_a_branch_refuses_mask_stores_of_another_alpha(tmp_path):
+    """The retraining job checks the stores' own α and β against the values it was given (from the config,
+    never read back from a file name): a window store of α 0.2 cannot train the α 0.1 branch."""
+    import zarr
+
+    from patchinteract.training.branches import MaskMismatchError, branch_of, load_mask_array
+
+    ids = np.arange(3)
+    store = zarr.open_group(tmp_path / "window_a0.2.zarr", mode="w")
+    store.create_array("image_id", data=ids)
+    store.create_array("window", data=np.zeros((3, 4, 4), np.uint8))
+    store.attrs["alpha"] = 0.2
+    branch = branch_of("awd", {"cls_in_window": True, "dip_mode": "drop"}, alpha=0.1, beta=0.0)
+    with pytest.raises(MaskMismatchError, match=r"alpha 0\.2, but this job's alpha is 0\.1"):
+        load_mask_array(tmp_path / "window_a0.2.zarr", "window", ids, branch.values)
+    # a store without the attribute (the window store has no β) and the right α load
+    same = branch_of("awd", {"cls_in_window": True, "dip_mode": "drop"}, alpha=0.2, beta=0.0)
+    assert load_mask_array(tmp_path / "window_a0.2.zarr", "window", ids, same.values).shape == (3, 4, 4)
