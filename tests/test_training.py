@@ -25,7 +25,7 @@ from patchinteract.models.vit import create_vit
 from patchinteract.models.weights import save_weights
 from patchinteract.models.transforms import batch_normalization, train_transform
 from patchinteract.training.branches import BranchSamples
-from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+from patchinteract.training.loop import Recipe, seed_everything, train_model
 from patchinteract.data.manifest import split_dataset
 
 manifest, checkpoint, weights, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -42,7 +42,7 @@ def slow_augment(image):  # slows the run so the test can stop it part-way
     return augment(image)
 
 dataset = BranchSamples(split_dataset(manifest, "train", slow_augment), {}, (4, 4), recipe.hflip)
-summary = train_classifier(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
+summary = train_model(MaskedViT(vit), dataset, recipe, torch.device("cpu"), seed=0,
                            checkpoint=checkpoint, fingerprint="test", normalize=batch_normalization(vit))
 save_weights(vit, weights)
 print(json.dumps(summary))
@@ -88,13 +88,13 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
     from patchinteract.data.manifest import split_dataset
     from patchinteract.models.transforms import eval_transform
     from patchinteract.models.vit import create_vit
-    from patchinteract.training.loop import Recipe, save_checkpoint, train_classifier
+    from patchinteract.training.loop import Recipe, save_checkpoint, train_model
 
     save_checkpoint(tmp_path / "c.pt", {"fingerprint": "other settings"})
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 16, "depth": 1, "num_heads": 2})
     dataset = split_dataset(digits_manifest, "train", eval_transform(vit))
     recipe = Recipe.from_config({"epochs": 1, "lr": 1e-3, "batch_size": 12, "optimizer": "adamw"})
-    summary = train_classifier(vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt",
+    summary = train_model(vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt",
                                fingerprint="these settings")  # fmt: skip
     assert summary["resumed_from_step"] == 0 and summary["steps"] == 3
     assert torch.load(tmp_path / "c.pt", weights_only=False)["fingerprint"] == "these settings"

@@ -194,113 +194,141 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
-def train_classifier(
-    model: torch.nn.Module,
-    dataset: torch.utils.data.Dataset,
-    recipe: Recipe,
-    device: torch.device,
-    *,
-    seed: int,
-    workers: int = 0,
-    checkpoint: Path | str | None = None,
-    fingerprint: str = "",
-    loss_weights: tuple[float, float] = (1.0, 1.0),
-    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> dict:
-    """Train ``model`` in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}.
+class TrainingState:
+    """What a checkpoint holds: the model, its optimizer and learning-rate schedule, and where the run
+    is (epoch, batch within it, optimizer step, smoothed loss, seconds trained)."""
+
+    def __init__(self, model: torch.nn.Module, recipe: Recipe, total_steps: int):
+        self.model = model
+        self.optimizer = make_optimizer(model, recipe)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine_factor(step, total_steps, recipe.warmup_steps)
+        )
+        self.position = {"epoch": 0, "batch": 0, "step": 0, "loss": float("nan"), "seconds": 0.0}
+
+    def resume(self, checkpoint: Path | None, fingerprint: str) -> None:
+        """Continue from ``checkpoint`` if it was written under the same ``fingerprint``."""
+        if not (checkpoint and checkpoint.is_file()):
+            return
+        # On CPU: the RNG state must stay a CPU tensor; parameters are copied to the device.
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            log.warning("ignoring %s: written for other settings", checkpoint)
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        self.position = state["position"]
+        log.info("resuming from %s at step %d (epoch %d, batch %d)", checkpoint, self.position["step"],
+                 self.position["epoch"], self.position["batch"])  # fmt: skip
+
+    def save(self, checkpoint: Path | None, fingerprint: str) -> None:
+        if checkpoint:
+            save_checkpoint(checkpoint, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                "position": dict(self.position), "fingerprint": fingerprint,
+            })  # fmt: skip
+
+
+class Training:
+    """One run of the training loop: ``model`` learns from ``dataset`` with ``recipe`` on ``device``.
 
     ``dataset`` yields (image, label, image_id, *masks); the model is called as
     ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
     the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
     ``normalize``, if given, turns each batch of images into the model's input on the device.
-    A checkpoint (model, optimizer, schedule, step, position in the epoch, RNG
-    state, ``fingerprint``) is written after every epoch and when SIGTERM
-    arrives; then TrainingInterrupted is raised. A later call with the same
-    checkpoint and fingerprint resumes, and on CPU ends with the same weights
-    as an uninterrupted run.
+    A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
+    epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later run with the same
+    checkpoint and fingerprint resumes, and on CPU ends with the same weights as an uninterrupted run.
     """
-    checkpoint = Path(checkpoint) if checkpoint else None
-    model.to(device).train()
-    optimizer = make_optimizer(model, recipe)
-    drop_last = len(dataset) > recipe.batch_size
-    order = EpochOrder(len(dataset), recipe.batch_size, seed, drop_last)
-    steps_per_epoch = math.ceil(order.batches / recipe.accumulation_steps)
-    total_steps = steps_per_epoch * recipe.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine_factor(step, total_steps, recipe.warmup_steps)
-    )
-    position = {"epoch": 0, "batch": 0, "step": 0, "loss": float("nan"), "seconds": 0.0}
-    if checkpoint and checkpoint.is_file():
-        # On CPU: the RNG state must stay a CPU tensor; parameters are copied to the device.
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            torch.set_rng_state(state["torch_rng"])
-            position = state["position"]
-            log.info("resuming from %s at step %d (epoch %d, batch %d)", checkpoint, position["step"],
-                     position["epoch"], position["batch"])  # fmt: skip
-        else:
-            log.warning("ignoring %s: written for other settings", checkpoint)
-    resumed_from, resumed_seconds = position["step"], position["seconds"]
 
-    def save():
-        if checkpoint:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-            }
-            save_checkpoint(checkpoint, state | {"torch_rng": torch.get_rng_state(), "position": dict(position),
-                                                 "fingerprint": fingerprint})  # fmt: skip
+    def __init__(self, model, dataset, recipe: Recipe, device: torch.device, *, seed: int, workers: int = 0,
+                 checkpoint: Path | str | None = None, fingerprint: str = "",
+                 loss_weights: tuple[float, float] = (1.0, 1.0),
+                 normalize: Callable[[torch.Tensor], torch.Tensor] | None = None):  # fmt: skip
+        self.model, self.recipe, self.device = model, recipe, device
+        self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
+        self.loss_weights, self.normalize = loss_weights, normalize
+        drop_last = len(dataset) > recipe.batch_size
+        self.order = EpochOrder(len(dataset), recipe.batch_size, seed, drop_last)
+        self.loader = torch.utils.data.DataLoader(
+            SeededSamples(dataset, seed), batch_size=recipe.batch_size, sampler=self.order, num_workers=workers,
+            drop_last=drop_last, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        self.total_steps = math.ceil(self.order.batches / recipe.accumulation_steps) * recipe.epochs
 
-    loader = torch.utils.data.DataLoader(
-        SeededSamples(dataset, seed), batch_size=recipe.batch_size, sampler=order, num_workers=workers,
-        drop_last=drop_last, pin_memory=device.type == "cuda",
-    )  # fmt: skip
-    progress = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step", mininterval=5)
-    start = time.perf_counter() - position["seconds"]
-    with stop_on_sigterm() as stop_requested:
-        for epoch in range(position["epoch"], recipe.epochs):
-            order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
-            optimizer.zero_grad(set_to_none=True)
-            for batch_index, (images, labels, _ids, *masks) in enumerate(loader, start=order.first_batch):
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                if normalize is not None:
-                    images = normalize(images)
-                masks = [m.to(device, non_blocking=True) for m in masks]
-                loss = training_loss(model, images, labels, masks, loss_weights, recipe.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss became {loss.item()} at epoch {epoch}, step {position['step']}"
-                    )
-                (loss / recipe.accumulation_steps).backward()
-                value = loss.item()
-                position["loss"] = value if math.isnan(position["loss"]) else 0.9 * position["loss"] + 0.1 * value
-                if (batch_index + 1) % recipe.accumulation_steps and batch_index + 1 != order.batches:
-                    continue
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                position.update(step=position["step"] + 1, epoch=epoch, batch=batch_index + 1)
-                position["seconds"] = time.perf_counter() - start
-                progress.update(1)
-                images_seen = (position["step"] - resumed_from) * recipe.batch_size * recipe.accumulation_steps
-                throughput = images_seen / max(1e-9, position["seconds"] - resumed_seconds)
-                progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
-                                     img_per_s=f"{throughput:.0f}", refresh=False)  # fmt: skip
-                if stop_requested():
-                    save()
-                    progress.close()
-                    raise TrainingInterrupted(f"SIGTERM at step {position['step']}; checkpoint {checkpoint}")
-            position.update(epoch=epoch + 1, batch=0, seconds=time.perf_counter() - start)
-            save()
-            log.info("epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, position["loss"])
-    progress.close()
-    return {
-        "steps": position["step"],
-        "train_seconds": position["seconds"],
-        "final_loss": position["loss"],
-        "resumed_from_step": resumed_from,
-    }
+    def run(self) -> dict:
+        """Train in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
+        self.model.to(self.device).train()
+        state = TrainingState(self.model, self.recipe, self.total_steps)
+        state.resume(self.checkpoint, self.fingerprint)
+        position = state.position
+        self.resumed = {"step": position["step"], "seconds": position["seconds"]}
+        self.progress = tqdm(total=self.total_steps, initial=position["step"], desc="train", unit="step",
+                             mininterval=5)  # fmt: skip
+        self.start = time.perf_counter() - position["seconds"]
+        with stop_on_sigterm() as stop_requested:
+            for epoch in range(position["epoch"], self.recipe.epochs):
+                self.order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
+                self.epoch(state, epoch, stop_requested)
+                position.update(epoch=epoch + 1, batch=0, seconds=time.perf_counter() - self.start)
+                state.save(self.checkpoint, self.fingerprint)
+                log.info("epoch %d/%d: loss %.4f", epoch + 1, self.recipe.epochs, position["loss"])
+        self.progress.close()
+        return {"steps": position["step"], "train_seconds": position["seconds"], "final_loss": position["loss"],
+                "resumed_from_step": self.resumed["step"]}  # fmt: skip
+
+    def epoch(self, state: TrainingState, epoch: int, stop_requested: Callable[[], bool]) -> None:
+        """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
+        state.optimizer.zero_grad(set_to_none=True)
+        for batch_index, batch in enumerate(self.loader, start=self.order.first_batch):
+            self.accumulate(state, batch, epoch)
+            if (batch_index + 1) % self.recipe.accumulation_steps and batch_index + 1 != self.order.batches:
+                continue
+            state.optimizer.step()
+            state.schedule.step()
+            state.optimizer.zero_grad(set_to_none=True)
+            state.position.update(step=state.position["step"] + 1, epoch=epoch, batch=batch_index + 1)
+            state.position["seconds"] = time.perf_counter() - self.start
+            self.report(state, epoch)
+            if stop_requested():
+                state.save(self.checkpoint, self.fingerprint)
+                self.progress.close()
+                raise TrainingInterrupted(f"SIGTERM at step {state.position['step']}; checkpoint {self.checkpoint}")
+
+    def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
+        """Forward and backward of one batch; its loss joins the running (smoothed) loss."""
+        images, labels, _ids, *masks = batch
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        if self.normalize is not None:
+            images = self.normalize(images)
+        masks = [m.to(self.device, non_blocking=True) for m in masks]
+        loss = training_loss(self.model, images, labels, masks, self.loss_weights, self.recipe.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, step "
+                                     f"{state.position['step']}")  # fmt: skip
+        (loss / self.recipe.accumulation_steps).backward()
+        value, running = loss.item(), state.position["loss"]
+        state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
+
+    def report(self, state: TrainingState, epoch: int) -> None:
+        """The progress bar after a step: epoch, smoothed loss, learning rate, images per second."""
+        position = state.position
+        self.progress.update(1)
+        images_seen = (
+            (position["step"] - self.resumed["step"]) * self.recipe.batch_size * self.recipe.accumulation_steps
+        )
+        throughput = images_seen / max(1e-9, position["seconds"] - self.resumed["seconds"])
+        self.progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}",
+                                  lr=f"{state.schedule.get_last_lr()[0]:.2e}", img_per_s=f"{throughput:.0f}",
+                                  refresh=False)  # fmt: skip
+
+
+def train_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device,
+                **options) -> dict:  # fmt: skip
+    """Train ``model`` in place (a ViT branch, WinFT, or the pattern autoencoder, whose loss is auxiliary
+    only): :class:`Training` (its options: seed, workers, checkpoint, fingerprint, loss_weights, normalize).
+    Returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
+    return Training(model, dataset, recipe, device, **options).run()

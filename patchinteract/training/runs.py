@@ -16,7 +16,7 @@ from patchinteract.models.transforms import batch_normalization
 from patchinteract.models.vit import build_model
 from patchinteract.models.weights import load_weights, save_weights
 from patchinteract.runtime import Execution, select_device
-from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+from patchinteract.training.loop import Recipe, seed_everything, train_model
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class TrainingRun:
             load_weights(vit, init.weights, skip_head=not init.keep_head)
             log.info("initialised from %s%s", init.weights, "" if init.keep_head else " (fresh head)")
         model, dataset = wrap(vit), samples(vit)
-        summary = train_classifier(
+        summary = train_model(
             model, dataset, self.recipe, select_device(self.execution.device), seed=self.seed,
             workers=self.execution.loader_workers, checkpoint=self.checkpoint, fingerprint=self.fingerprint,
             loss_weights=loss_weights, normalize=batch_normalization(vit),

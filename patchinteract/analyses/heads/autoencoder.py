@@ -84,13 +84,13 @@ def train_pattern_autoencoder(
 
     ``settings``: heads.autoencoder (code_size, epochs, batch_size, lr).
     """
-    from patchinteract.training.loop import Recipe, seed_everything, train_classifier
+    from patchinteract.training.loop import Recipe, seed_everything, train_model
 
     seed_everything(seed)
     patterns = BinarisedPatterns(top, n_patches)
     model = PatternAutoencoder(n_patches, settings["code_size"], ones=top.shape[-1])
     recipe = Recipe.from_config({key: settings[key] for key in ("epochs", "lr", "batch_size")} | {"optimizer": "adamw"})
-    summary = train_classifier(
+    summary = train_model(
         model, patterns, recipe, device, seed=seed, workers=workers, checkpoint=checkpoint,
         fingerprint=fingerprint, loss_weights=(0.0, 1.0),
     )  # fmt: skip
