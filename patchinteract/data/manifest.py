@@ -151,6 +151,17 @@ def read_manifest(path: Path | str, split: str | None = None) -> tuple[pd.DataFr
     return table.reset_index(drop=True), root
 
 
+def image_path(table: pd.DataFrame, root: Path, image_id: int) -> Path:
+    """The file of ``image_id`` in a manifest table read by :func:`read_manifest`."""
+    return root / table.loc[table["image_id"] == image_id, "path"].item()
+
+
+def resized_image(path: Path | str, size: int) -> np.ndarray:
+    """The RGB image at ``path`` resized to ``size`` pixels square (as the model saw it, uncropped)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+
+
 def number_of_classes(manifest: pd.DataFrame) -> int:
     return int(manifest["label"].max()) + 1
 

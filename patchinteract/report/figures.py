@@ -13,9 +13,8 @@ import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from patchinteract.data.manifest import read_manifest  # noqa: E402
+from patchinteract.data.manifest import image_path, read_manifest, resized_image  # noqa: E402
 from patchinteract.report.statistics import excludes_zero  # noqa: E402
 
 matplotlib.use("Agg")  # headless: notebooks run under papermill on cluster nodes
@@ -44,9 +43,7 @@ def save_figure(figure: plt.Figure, stem: Path | str) -> list[Path]:
 def load_image(manifest: Path | str, image_id: int, size: int) -> np.ndarray:
     """The RGB image of ``image_id`` resized to ``size`` pixels square (as the model saw it, uncropped)."""
     table, root = read_manifest(manifest)
-    path = root / table.loc[table["image_id"] == image_id, "path"].item()
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+    return resized_image(image_path(table, root, image_id), size)
 
 
 def show_patch_map(axis, image: np.ndarray, values: np.ndarray, grid: tuple[int, int], title: str, **style):

@@ -165,6 +165,22 @@ def patch_distance(reference_tokens: torch.Tensor, pruned_tokens: torch.Tensor, 
 # ----------------------------------------------------------------------------- the batched computation
 
 
+def variant_metrics(reference, pruned_probabilities, labels, unpruned_output, pruned_outputs, n_prefix: int,
+                    top: int) -> dict:  # fmt: skip
+    """Eq. 3-6 and the top classes of every variant of one layer, per image: (B, V) tensors, (B, V, top)."""
+    top_prob, top_class = pruned_probabilities.topk(top, dim=-1)
+    no_prefix = torch.full(pruned_probabilities.shape[:2], float("nan"), device=pruned_probabilities.device)
+    return {
+        "prob": probability_drop(reference, pruned_probabilities, labels),
+        "pruned_prob": pruned_true_probability(pruned_probabilities, labels),
+        "jsd": jensen_shannon(reference, pruned_probabilities),
+        "cls_distance": cls_distance(unpruned_output, pruned_outputs) if n_prefix else no_prefix,
+        "patch_distance": patch_distance(unpruned_output, pruned_outputs, n_prefix),
+        "top_class": top_class,
+        "top_prob": top_prob,
+    }
+
+
 @torch.no_grad()
 def head_importance_batch(
     model, images: torch.Tensor, labels: torch.Tensor, variants_per_pass: int = 256,
@@ -210,19 +226,8 @@ def head_importance_batch(
             for later in blocks[layer + 1 :]:
                 pruned = later(pruned)
             probabilities.append(logits_from_tokens(model, pruned).softmax(-1).unflatten(0, (n_images, len(chunk))))
-        pruned_probabilities, pruned_outputs = torch.cat(probabilities, 1), torch.cat(block_outputs, 1)
-        top_prob, top_class = pruned_probabilities.topk(top, dim=-1)
-        layer_results = {
-            "prob": probability_drop(reference, pruned_probabilities, labels),
-            "pruned_prob": pruned_true_probability(pruned_probabilities, labels),
-            "jsd": jensen_shannon(reference, pruned_probabilities),
-            "cls_distance": cls_distance(outputs[layer], pruned_outputs)
-            if prefix
-            else torch.full((n_images, n_variants), float("nan"), device=images.device),
-            "patch_distance": patch_distance(outputs[layer], pruned_outputs, prefix),
-            "top_class": top_class,
-            "top_prob": top_prob,
-        }
+        layer_results = variant_metrics(reference, torch.cat(probabilities, 1), labels, outputs[layer],
+                                        torch.cat(block_outputs, 1), prefix, top)  # fmt: skip
         for name, values in layer_results.items():
             results[name].append(values.cpu().numpy())
     arrays = {name: np.stack(values, axis=1) for name, values in results.items()}  # (B, L, V, ...)

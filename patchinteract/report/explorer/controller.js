@@ -1,6 +1,6 @@
 // The explorer's controller: the selection (image, head, patch) and what every view shows of it.
-// The page (patchinteract/report/explorer.py) names each Bokeh model it draws; this script looks them
-// up by name, fills their data sources, and is called back by the page's widgets and taps.
+// The page (page.py) names each Bokeh model it draws and hands the list of names over (page.names);
+// this script looks them up by name, fills their data sources, and is called back by widgets and taps.
 // window.EXPLORER_PAGE holds what the page embeds; data/<image_id>.js hands over one image's payload.
 "use strict";
 
@@ -13,12 +13,15 @@ const PatchExplorer = (() => {
   const wholeHead = page.modes.indexOf(1); // the importance views show mode 1, the whole head pruned
   const nPatches = page.grid[0] * page.grid[1];
 
-  const model = (name) => Bokeh.documents[0].get_model_by_name(name);
+  const model = (name) => {
+    if (!page.names.includes(name)) throw new Error(`'${name}' is not one of the page's model names`);
+    return Bokeh.documents[0].get_model_by_name(name);
+  };
   const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
   const floats = (text) => new Float32Array(bytes(text).buffer);
   const headName = (flat) => `layer ${Math.floor(flat / page.n_heads)}, head ${flat % page.n_heads}`;
 
-  // Attention and U rows: uint8 scaled by each row's maximum (explorer.py: quantised_rows).
+  // Attention and U rows: uint8 scaled by each row's maximum (data.py: quantised_rows).
   function rows(encoded) {
     const q = bytes(encoded.q), peak = floats(encoded.max), n = encoded.shape[encoded.shape.length - 1];
     return (row) => Array.from(q.subarray(row * n, (row + 1) * n), (v) => (v * peak[row]) / 255);
@@ -281,6 +284,11 @@ const PatchExplorer = (() => {
   function start() {
     if (!window.Bokeh || Bokeh.documents.length === 0 || !model("status")) {
       setTimeout(start, 20);
+      return;
+    }
+    const missing = page.names.filter((name) => !Bokeh.documents[0].get_model_by_name(name));
+    if (missing.length > 0) {
+      say(`the page lacks the models ${missing.join(", ")}`);
       return;
     }
     pickImage(page.image_ids[0]);
