@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from patchinteract.analyses.heads.strength import patch_coordinates
+from patchinteract.masks.windows import patch_xy
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def pattern_regions(grid: tuple[int, int]) -> dict[str, np.ndarray]:
     off_diagonal_w: the patch above/below (±w); block: the band 2 <= |query - key| < w around the
     diagonal (square blocks of nearby patches). ``vertical`` has no fixed region (:func:`pattern_scores`).
     """
-    row, col = patch_coordinates(grid)
+    col, row = patch_xy(grid)
     d_row, d_col = row[:, None] - row[None, :], col[:, None] - col[None, :]
     flat = np.abs(np.arange(len(row))[:, None] - np.arange(len(row))[None, :])
     return {

@@ -12,16 +12,12 @@ from functools import cache
 
 import numpy as np
 
-
-def patch_coordinates(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every patch in row-major order."""
-    rows, cols = grid
-    return np.divmod(np.arange(rows * cols), cols)
+from patchinteract.masks.windows import patch_xy
 
 
 def chebyshev_hops(grid: tuple[int, int]) -> np.ndarray:
     """(N, N) hop count between query and key patch: max(|Δrow|, |Δcol|) (the k of the k-hop ring)."""
-    row, col = patch_coordinates(grid)
+    col, row = patch_xy(grid)
     return np.maximum(np.abs(row[:, None] - row[None, :]), np.abs(col[:, None] - col[None, :]))
 
 
@@ -50,7 +46,7 @@ def strength_weights(grid: tuple[int, int]) -> np.ndarray:
 @cache
 def distance_weights(grid: tuple[int, int]) -> np.ndarray:
     """(N·N,) weights: Euclidean query-key distance in patches, divided by N (the mean over queries)."""
-    row, col = patch_coordinates(grid)
+    col, row = patch_xy(grid)
     distance = np.hypot(row[:, None] - row[None, :], col[:, None] - col[None, :])
     return (distance / len(row)).reshape(-1)
 
@@ -64,16 +60,6 @@ def head_measures(attn: np.ndarray, n_prefix: int, grid: tuple[int, int]) -> tup
     weights = np.concatenate([strength_weights(grid), distance_weights(grid)[:, None]], axis=1).astype(np.float32)
     measures = patches @ weights
     return measures[..., :-1], measures[..., -1]
-
-
-def attention_strength(attn: np.ndarray, n_prefix: int, grid: tuple[int, int]) -> np.ndarray:
-    """The k-hop strength vector s of every head (eq. 7): (…, T, T) -> (…, K)."""
-    return head_measures(attn, n_prefix, grid)[0]
-
-
-def mean_attention_distance(attn: np.ndarray, n_prefix: int, grid: tuple[int, int]) -> np.ndarray:
-    """Mean over query patches of the attention-weighted Euclidean distance to the key patches (in patches)."""
-    return head_measures(attn, n_prefix, grid)[1]
 
 
 def strength_entropy(strength: np.ndarray) -> np.ndarray:

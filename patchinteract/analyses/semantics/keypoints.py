@@ -29,8 +29,6 @@ from patchinteract.stores.specs import keypoint_figure_specs, keypoint_specs
 log = logging.getLogger(__name__)
 
 KEYPOINT_ASSIGNMENTS = ("location", "region")
-# Columns of a keypoint array: OpenCV's location (pixel centres at integers) and its scale (diameter).
-POINT_COLUMNS = ("x", "y", "size")
 
 
 def sift_detector(contrast_threshold: float = 0.04, edge_threshold: float = 10.0) -> cv2.SIFT:
