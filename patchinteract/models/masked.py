@@ -17,7 +17,7 @@ import contextlib
 import torch
 from torch import nn
 
-from patchinteract.models.vit import n_prefix_tokens, patch_grid
+from patchinteract.models.vit import n_prefix_tokens, patch_grid, vit_stem
 
 DIP_MODES = ("multiply", "drop_keys")
 
@@ -148,8 +148,7 @@ class MaskedViT(nn.Module):
             raise ValueError("DIP masks cannot be combined with timm's patch dropout (model_args.patch_drop_rate)")
         multiply = self.dip_mode == "multiply"
         index = kept_token_index(keep, self.n_prefix)  # (image, T_kept): prefix, then kept patches
-        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        tokens = tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+        tokens = gather_tokens(vit_stem(vit, images), index)
         mask = self.attention_mask(images, windows, keep)
         bias = reduced_attention_bias(mask, keep, index, self.n_prefix, shared_token=multiply, dtype=tokens.dtype)
         if multiply:
@@ -178,6 +177,11 @@ def kept_token_index(keep: torch.Tensor, n_prefix: int) -> torch.Tensor:
     patches = keep.nonzero()[:, 1].view(keep.shape[0], -1) + n_prefix
     prefix = torch.arange(n_prefix, device=keep.device).expand(keep.shape[0], -1)
     return torch.cat([prefix, patches], dim=1)
+
+
+def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The tokens (image, T, D) at positions ``index`` (image, T_kept) (:func:`kept_token_index`)."""
+    return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
 
 
 def reduced_attention_bias(
@@ -237,10 +241,7 @@ def dropped_tokens(vit: nn.Module, keep: torch.Tensor):
     """
     index = kept_token_index(keep, n_prefix_tokens(vit))
 
-    def gather(_module, _args, tokens):
-        return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
-
-    handle = vit.patch_drop.register_forward_hook(gather)
+    handle = vit.patch_drop.register_forward_hook(lambda _module, _args, tokens: gather_tokens(tokens, index))
     try:
         yield
     finally:

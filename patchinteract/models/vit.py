@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
+import torch
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
 from patchinteract.models.registry import EXPLICIT_VIT
@@ -69,3 +70,13 @@ def load_baseline(settings: dict, weights: str | Path, manifest: str | Path):
     model = build_model(settings, number_of_classes(table))
     load_weights(model, weights)
     return model.eval()
+
+
+def vit_stem(vit, images: torch.Tensor) -> torch.Tensor:
+    """Tokens entering block 0 of a timm ViT: patch embedding, prefix tokens, position embedding, pre-norm."""
+    return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+
+
+def logits_from_tokens(vit, tokens: torch.Tensor) -> torch.Tensor:
+    """Logits from the output of the last block."""
+    return vit.forward_head(vit.norm(tokens))

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS
 from patchinteract.attention.capture import attention_modules
-from patchinteract.models.vit import n_prefix_tokens
+from patchinteract.models.vit import logits_from_tokens, n_prefix_tokens, vit_stem
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,6 @@ def recorded_outputs(module):
         handle.remove()
 
 
-def stem(model, images: torch.Tensor) -> torch.Tensor:
-    """Tokens entering block 0: patch embedding, prefix tokens, position embedding, pre-norm."""
-    return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
-
-
-def logits_from_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits from the output of the last block."""
-    return model.forward_head(model.norm(tokens))
-
-
 # ----------------------------------------------------------------------------- the four metrics
 
 
@@ -201,7 +191,7 @@ def head_importance_batch(
     blocks, prefix = list(model.blocks), n_prefix_tokens(model)
     modules = attention_modules(model)
     attention_output = activation == "attention_output"
-    tokens = stem(model, images)
+    tokens = vit_stem(model, images)
     inputs, outputs = [], []  # the input of every block and layer i's activation, unpruned
     for block, module in zip(blocks, modules, strict=True):
         inputs.append(tokens)
