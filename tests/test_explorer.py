@@ -5,7 +5,7 @@ import base64
 import numpy as np
 import pytest
 
-from patchinteract.report.explorer import dequantised_rows, encode_array, explorer_image_ids, quantised_rows
+from patchinteract.report.explorer import dequantised_rows, encode_array, explorer_images, quantised_rows
 
 
 def test_rows_survive_the_uint8_transport_within_half_a_step():
@@ -29,7 +29,7 @@ def test_arrays_travel_as_little_endian_bytes():
 
 def test_explorer_images_are_the_first_of_the_analysed_ones():
     analysed = np.array([40, 12, 7, 99])
-    assert explorer_image_ids(analysed, "all").tolist() == [40, 12, 7, 99]
-    assert explorer_image_ids(analysed, 2).tolist() == [40, 12]
+    assert explorer_images(analysed, "all").tolist() == [40, 12, 7, 99]
+    assert explorer_images(analysed, 2).tolist() == [40, 12]
     with pytest.raises(ValueError, match="explorer.images"):
-        explorer_image_ids(analysed, 0)
+        explorer_images(analysed, 0)

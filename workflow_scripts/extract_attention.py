@@ -5,7 +5,7 @@ the explorer's images."""
 
 import torch
 
-from patchinteract.analyses.heads.sample import sample_positions
+from patchinteract.analyses.heads.sample import explorer_images, sample_positions
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import eval_dataset
 from patchinteract.models.vit import load_baseline
@@ -21,9 +21,8 @@ with logged_to(snakemake.log[0]) as log:
     if params.first_images:  # the figure images only (attention.store: none)
         dataset = torch.utils.data.Subset(dataset, range(min(params.first_images, len(dataset))))
     if params.get("explorer_images"):  # the explorer's: the first of the head analyses' images
-        indices = sample_positions(snakemake.input.sample)
-        count = len(indices) if params.explorer_images == "all" else params.explorer_images
-        dataset = torch.utils.data.Subset(dataset, indices[:count].tolist())
+        indices = explorer_images(sample_positions(snakemake.input.sample), params.explorer_images)
+        dataset = torch.utils.data.Subset(dataset, indices.tolist())
     options = {}
     if params.keep_attention:
         write, options["chunk_setting"] = write_attention_store, params.images_per_chunk

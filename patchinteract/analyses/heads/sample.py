@@ -88,3 +88,13 @@ def analysed_images(
 def sample_positions(sample_images: str) -> np.ndarray:
     """Positions in the split (manifest order) of the analysed images, from ``sample_images.parquet``."""
     return pd.read_parquet(sample_images, columns=["position"])["position"].to_numpy()
+
+
+def explorer_images(analysed: np.ndarray, images: int | str) -> np.ndarray:
+    """The explorer's images: the first ``images`` of the head analyses' (ids or positions, in the sample's
+    order; "all": every one)."""
+    if images == "all":
+        return analysed
+    if not isinstance(images, int) or images < 1:
+        raise ValueError(f"explorer.images must be 'all' or a positive count, got {images!r}")
+    return analysed[:images]

@@ -23,13 +23,13 @@ from patchinteract.report.explorer.data import (
     ExplorerStores,
     dequantised_rows,
     encode_array,
-    explorer_image_ids,
+    explorer_images,
     page_data,
     quantised_rows,
     write_payloads,
 )
 
-__all__ = ["ExplorerStores", "dequantised_rows", "encode_array", "explorer_image_ids", "page_data", "quantised_rows",
+__all__ = ["ExplorerStores", "dequantised_rows", "encode_array", "explorer_images", "page_data", "quantised_rows",
            "write_explorer"]  # fmt: skip
 
 

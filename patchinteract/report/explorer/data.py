@@ -17,6 +17,7 @@ import pandas as pd
 import zarr
 from PIL import Image
 
+from patchinteract.analyses.heads.sample import explorer_images
 from patchinteract.analyses.heads.tables import IMPORTANCE_VIEWS
 from patchinteract.data.manifest import image_path, read_manifest, resized_image
 
@@ -45,15 +46,6 @@ class ExplorerStores:
     attention_patterns: str
     keypoints: str | None = None
     semantics: str | None = None
-
-
-def explorer_image_ids(analysed_ids: np.ndarray, images: int | str) -> np.ndarray:
-    """The first ``images`` of the head analyses' images, in their order ("all": every one)."""
-    if images == "all":
-        return analysed_ids
-    if not isinstance(images, int) or images < 1:
-        raise ValueError(f"explorer.images must be 'all' or a positive count, got {images!r}")
-    return analysed_ids[:images]
 
 
 def encode_array(values: np.ndarray, dtype: str) -> str:
@@ -143,7 +135,7 @@ class ExplorerSelection:
 def explorer_selection(stores: ExplorerStores, images: int | str, attention_layers: str | list[int]):
     """The first ``images`` of the image overview and the ``attention_layers`` (checked against the store)."""
     overview = pd.read_parquet(stores.image_overview, columns=["image_id"])
-    image_ids = explorer_image_ids(overview["image_id"].to_numpy(), images)
+    image_ids = explorer_images(overview["image_id"].to_numpy(), images)
     attention = zarr.open_group(stores.attention, mode="r")
     n_layers, n_heads = attention["attn"].shape[1:3]
     layers = list(range(n_layers)) if attention_layers == "all" else sorted({int(layer) for layer in attention_layers})
