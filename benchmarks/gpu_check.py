@@ -3,10 +3,11 @@
 On the device it finds (CUDA if present), runs the training jobs' own code:
 plain inference of a batch (the baseline of the next two), attention capture of
 it into a Zarr store, the streaming U of the same batch (computed on the device),
-masks from that U (windows, DIP keep flags, responsive fields), then for
-every branch (vit, awd, awd_dip in both DIP modes, winft in both mask modes) a
-few optimizer steps through ``patchinteract.training.loop.training_loss`` (bf16
-autocast on CUDA) and one evaluation pass. Prints images/s per branch, each
+the masks stage's stores from that U (windows, DIP keep flags, responsive fields),
+then for every branch (vit, awd, awd_dip in both DIP modes, winft in both mask
+modes), built and evaluated by ``patchinteract.training.branches`` as in
+retraining, a few optimizer steps through ``training_loss`` (bf16 autocast on
+CUDA) and one evaluation pass. Prints images/s per branch, each
 branch's step time relative to the dense ViT, and peak GPU memory; any error or
 non-finite loss ends it with a non-zero exit status.
 
@@ -22,35 +23,44 @@ import copy
 import json
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
-import zarr
 from common import RandomImages, remove, scratch_dir, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.masks.fields import responsive_field_members
-from patchinteract.masks.tokens import kept_patches
-from patchinteract.masks.windows import attention_windows, bounding_boxes, top_interactions, window_members
-from patchinteract.models.masked import MaskedViT
+from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
 from patchinteract.models.vit import create_vit, patch_grid
-from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
 from patchinteract.runtime import select_device
-from patchinteract.training.branches import BranchSamples
-from patchinteract.training.evaluation import evaluate_classifier, evaluate_windows
+from patchinteract.training.branches import BranchSamples, branch_of, load_mask_array
 from patchinteract.training.loop import Recipe, make_optimizer, training_loss
 
 ALPHA, BETA = 0.1, 0.1
-# (branch, model wrapper, mask arrays the branch trains with, attention layer its ViT is built with)
+MASKED_VIT = {"cls_in_window": True, "dip_mode": "multiply"}
+WINFT = {"target": "box", "ce_weight": 1.0, "bce_weight": 1.0, "figure_images": 0}
+# (name in the report, the kind of branch and its settings, as the retraining jobs build it)
 BRANCHES = [
-    ("vit", lambda vit: MaskedViT(vit), (), None),
-    ("awd", lambda vit: MaskedViT(vit), ("window",), None),
-    ("awd_dip multiply", lambda vit: MaskedViT(vit, dip_mode="multiply"), ("window", "keep"), None),
-    ("awd_dip drop_keys", lambda vit: MaskedViT(vit, dip_mode="drop_keys"), ("window", "keep"), None),
-    ("winft multiply", lambda vit: WindowFreeViT(vit, mask_mode="multiply", target_kind="box"), ("field_box",),
-     WindowFreeAttention),
-    ("winft neg_inf", lambda vit: WindowFreeViT(vit, mask_mode="neg_inf", target_kind="box"), ("field_box",),
-     WindowFreeAttention),
-]  # fmt: skip
+    ("vit", "vit", MASKED_VIT),
+    ("awd", "awd", MASKED_VIT),
+    ("awd_dip multiply", "awd_dip", MASKED_VIT),
+    ("awd_dip drop_keys", "awd_dip", MASKED_VIT | {"dip_mode": "drop_keys"}),
+    ("winft multiply", "winft", WINFT | {"mask_mode": "multiply"}),
+    ("winft neg_inf", "winft", WINFT | {"mask_mode": "neg_inf"}),
+]
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """The check's batch as a split: (image, label, image id), and the ids the branches check masks against."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels, self.image_ids = images.cpu(), labels.cpu(), np.arange(len(images))
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index], int(self.image_ids[index])
 
 
 def make_model(device: torch.device, attn_layer: type | None = None) -> torch.nn.Module:
@@ -89,9 +99,9 @@ def plain_inference(vit, images: RandomImages, device: torch.device) -> dict:
     return {"images_per_s": len(images) / (time.perf_counter() - start), "peak_gib": peak_memory_gib(device)}
 
 
-def interaction_stages(vit, images: RandomImages, device: torch.device, scratch) -> tuple[dict, zarr.Group]:
+def interaction_stages(vit, images: RandomImages, device: torch.device, scratch) -> tuple[dict, Path]:
     """Plain inference, attention capture and streaming U (on the model's device) of one batch, as the rules
-    run them: (images/s of each, U store)."""
+    run them: (images/s of each, the interaction store)."""
     options = dict(device=device, batch_size=len(images), workers=0, compression_level=1, attributes={})
     plain_inference(vit, images, device)  # warm-up: kernels chosen
     rates = {"plain inference": plain_inference(vit, images, device)}
@@ -104,33 +114,33 @@ def interaction_stages(vit, images: RandomImages, device: torch.device, scratch)
         path = write(vit, images, scratch / f"{name.replace(' ', '_')}.zarr", **options, **extra)
         synchronize(device)
         rates[name] = {"images_per_s": len(images) / (time.perf_counter() - start), "peak_gib": peak_memory_gib(device)}
-    return rates, zarr.open_group(path, mode="r")
+    return rates, Path(path)
 
 
-def masks_from(store: zarr.Group, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """Compact masks of every kind from an interaction store, with the masks stage's functions."""
-    interaction, keep = store["U"][:], kept_patches(store["dip_score"][:], BETA)
-    members = window_members(top_interactions(interaction, ALPHA))
-    fields = responsive_field_members(members, keep)
-    arrays = {
-        "window": attention_windows(interaction, ALPHA, grid),
+def mask_stores(interaction: Path, scratch: Path) -> dict[str, Path]:
+    """The masks stage's stores of the batch (window, keep, fields), which the branches read as in retraining."""
+    keep = write_keep_store(interaction, scratch / "keep.zarr", BETA)
+    return {
+        "window": write_window_store(interaction, scratch / "window.zarr", ALPHA),
         "keep": keep,
-        "field_box": bounding_boxes(fields, grid),
+        "fields": write_field_store(interaction, keep, scratch / "fields.zarr", ALPHA, BETA),
     }
-    return {name: torch.from_numpy(values) for name, values in arrays.items()}
 
 
-def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device, steps, lr) -> dict:
+def check_branch(name, branch, base_vit, images, labels, stores, device, steps, lr) -> dict:
     """A few optimizer steps and one evaluation pass of one branch; raises on a non-finite loss."""
     vit = copy.deepcopy(base_vit).to(device).train()
-    model = wrap(vit).to(device)
+    model = branch.model(vit).to(device)
     optimizer = make_optimizer(model, Recipe.from_config({"epochs": 1, "lr": lr, "batch_size": len(images)}))
-    batch_masks = [masks[m].to(device) for m in mask_names]
+    split = LabelledImages(images, labels)
+    masks = {array: load_mask_array(store, array, split.image_ids, branch.values)
+             for array, store in branch.mask_arrays(stores).items()}  # fmt: skip
+    batch_masks = [values.to(device) for values in masks.values()]
     reset_peak_memory(device)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = training_loss(model, images, labels, batch_masks)  # λ1 = λ2 = 1, bf16 autocast on CUDA
+        loss = training_loss(model, images, labels, batch_masks, branch.loss_weights)  # bf16 autocast on CUDA
         if not torch.isfinite(loss):
             raise FloatingPointError(f"branch {name}: training loss is {loss.item()}")
         loss.backward()
@@ -143,24 +153,17 @@ def check_branch(name, wrap, mask_names, base_vit, images, labels, masks, device
     losses = [step() for _ in range(steps)]
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    samples = BranchSamples(
-        list(zip(images.cpu(), labels.cpu(), range(len(images)), strict=True)),
-        {m: masks[m] for m in mask_names},
-        patch_grid(vit),
-    )
-    loader = torch.utils.data.DataLoader(samples, batch_size=len(images))
-    if isinstance(model, WindowFreeViT):
-        evaluation, _predictions = evaluate_windows(model, loader, device)
-    else:
-        evaluation, _predictions = evaluate_classifier(model, loader, device)
+    loader = torch.utils.data.DataLoader(BranchSamples(split, masks, patch_grid(vit)), batch_size=len(images))
+    rows, cols = patch_grid(vit)
+    evaluation, _predictions, _figure = branch.evaluate(model, loader, device, stores, rows * cols)
     return {
         "images_per_s": len(images) / seconds,
         "step_ms": 1000 * seconds,
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "eval_top1": evaluation["top1"],
+        "eval_eo": evaluation["eo"],
         "peak_gib": peak_memory_gib(device),
-        **({"eval_eo": evaluation["eo"]} if "eo" in evaluation else {}),
     }
 
 
@@ -188,23 +191,22 @@ def main() -> int:
     }
     print(f"gpu-check on {report['device']}: {report['model']} at {size} px, batch {batch}, {report['precision']}")
     images = RandomImages(batch, size)
-    scratch = scratch_dir()
-    try:
-        report["stages"], interaction = interaction_stages(vit, images, device, scratch)
-        masks = masks_from(interaction, patch_grid(vit))
-    finally:
-        remove(scratch)
     inputs = images.images.to(device)
     labels = torch.arange(batch, device=device) % vit.num_classes
     report["branches"] = {}
-    for name, wrap, mask_names, attn_layer in BRANCHES:
-        base = vit
-        if attn_layer:  # the same weights in a ViT built with the branch's attention layer
-            base = make_model(device, attn_layer).to(device)
-            base.load_state_dict(vit.state_dict())
-        report["branches"][name] = check_branch(
-            name, wrap, mask_names, base, inputs, labels, masks, device, steps, args.lr
-        )
+    scratch = scratch_dir()
+    try:
+        report["stages"], interaction = interaction_stages(vit, images, device, scratch)
+        stores = mask_stores(interaction, scratch)
+        for name, method, settings in BRANCHES:
+            branch = branch_of(method, settings, ALPHA, BETA)
+            base = vit
+            if branch.attn_layer:  # the same weights in a ViT built with the branch's attention layer
+                base = make_model(device, branch.attn_layer).to(device)
+                base.load_state_dict(vit.state_dict())
+            report["branches"][name] = check_branch(name, branch, base, inputs, labels, stores, device, steps, args.lr)
+    finally:
+        remove(scratch)
     dense = report["branches"]["vit"]["step_ms"]
     for figures in report["branches"].values():
         figures["step_vs_vit"] = figures["step_ms"] / dense
