@@ -3,11 +3,10 @@
 #   make test   run the test suite
 # Both create .venv (Python >= 3.11) on first use and install with constraints.txt,
 # which pins the CPU torch and its torchvision; later calls reuse .venv. The install
-# runs through uv (from PyPI into .venv): the same versions as pip in ~40 s instead of
-# ~100 s. uv does not read pip's settings, so pip's find-links (a local wheel directory,
-# e.g. for the CPU torch) are passed on; it compiles the bytecode as pip does (without it,
-# where PYTHONDONTWRITEBYTECODE is set, every job would compile torch's modules: ~10 s more each;
-# compiling lazily instead, in the first jobs, cost the demo more than the ~10 s it saved here).
+# runs through uv (from PyPI into .venv): the same versions as pip, faster. uv does not read
+# pip's settings, so pip's find-links (a local wheel directory, e.g. for the CPU torch) are passed
+# on; it compiles the bytecode as pip does (where PYTHONDONTWRITEBYTECODE is set, every job would
+# otherwise compile torch's modules). Measurements: docs/scaling.md.
 
 PYTHON ?= python3
 VENV := .venv
@@ -23,8 +22,8 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(FIND_LINKS) -c constraints.txt -e ".[dev]"
 	touch $@
 
-# Greedy scheduling: the default ILP scheduler solves a model at every scheduling round, which cost the
-# demo's 84 jobs ~30 s of the Snakemake process's CPU on 2 cores (12:31 vs 13:25 in snakemake, same tables).
+# Greedy scheduling: the default ILP scheduler solves a model at every scheduling round, which costs
+# the demo's many short jobs CPU time on 2 cores (docs/scaling.md).
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --scheduler greedy
 

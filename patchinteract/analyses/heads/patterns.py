@@ -77,9 +77,8 @@ def tsne_layout(
     usable = min(perplexity, (samples - 1) / 3)
     if usable < perplexity:
         log.info("t-SNE of %d samples: perplexity %g lowered to %.1f", samples, perplexity, usable)
-    # Barnes-Hut gradients for few points, FFT-interpolated ones (linear in the points) from FFT_FROM on.
-    # On one thread 200 iterations took: 2,000 points BH 1.7 s, FFT 3.0 s; 4,000: 4.4 vs 3.5 s; the demo's
-    # 7,200 heads: 9.8 vs 5.3 s (openTSNE's own switch, at 10,000 points, gave away that difference).
+    # Barnes-Hut gradients for few points, FFT-interpolated ones (linear in the points) from FFT_FROM on,
+    # where they are faster (docs/scaling.md; openTSNE's own switch is at 10,000 points).
     gradients = "fft" if samples >= FFT_FROM else "bh"
     embedding = TSNE(perplexity=usable, random_state=seed, n_jobs=threads, initialization="pca", n_iter=iterations,
                      negative_gradient_method=gradients, verbose=False)  # fmt: skip
