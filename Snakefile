@@ -52,15 +52,15 @@ include: "rules/explorer.smk"
 rule all:
     default_target: True
     input:
-        baseline_metrics(),
-        interaction_stores(),
-        field_stores(),
-        retrain_metrics(),
+        grid.baseline_files(config),
+        grid.interaction_stores(config),
+        grid.field_stores(config),
+        grid.branch_files(config),
         rules.tables.output,
-        figures(),
-        head_analyses(),
-        semantic_analyses(),
-        explorers(),
+        grid.figures(config),
+        grid.head_analyses(config),
+        grid.semantic_analyses(config),
+        grid.explorers(config),
 
 
 # A config's meaning alone decides reruns: every rule's params reach Snakemake's rerun check in

@@ -38,9 +38,15 @@ def main():
             store = scratch / f"attn{repeat}.zarr"
             options = dict(batch_size=args.batch_size, workers=0, compression_level=args.compression_level)
             seconds, _ = timed(
-                write_attention_store, model, dataset, store, device=torch.device("cpu"), chunk_setting="auto",
-                attributes={}, **options,
-            )  # fmt: skip
+                write_attention_store,
+                model,
+                dataset,
+                store,
+                device=torch.device("cpu"),
+                chunk_setting="auto",
+                attributes={},
+                **options,
+            )
             capture_times.append(seconds)
         stored = directory_bytes(scratch / "attn0.zarr" / "attn") / args.images
         raw = int(np.prod(attention_shape(model))) * 2
@@ -48,14 +54,18 @@ def main():
         remove(scratch)
 
     plain, capture = min(plain_times), min(capture_times)
-    print(f"ViT-B/16 224, random weights, {args.images} images, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, compression level {args.compression_level}, "
-          f"best of {args.repeats}")  # fmt: skip
+    print(
+        f"ViT-B/16 224, random weights, {args.images} images, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, compression level {args.compression_level}, "
+        f"best of {args.repeats}"
+    )
     print(f"plain fused forward:           {plain:7.2f} s  ({args.images / plain:6.1f} images/s)")
     print(f"attention capture + Zarr write: {capture:7.2f} s  ({args.images / capture:6.1f} images/s)")
     print(f"ratio capture / plain:          {capture / plain:7.2f}x  (target <= 1.3x)")
-    print(f"store bytes per image:          {stored / 1e6:7.2f} MB of {raw / 1e6:.2f} MB raw float16 "
-          f"= {stored / raw:.3f}x")  # fmt: skip
+    print(
+        f"store bytes per image:          {stored / 1e6:7.2f} MB of {raw / 1e6:.2f} MB raw float16 "
+        f"= {stored / raw:.3f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,14 @@ def measure(size: int, args, device: torch.device, compiled) -> dict:
     dense = mask[:, 0]
     start = time.perf_counter()
     block_mask = create_block_mask(
-        lambda b, _h, q, kv: dense[b, q, kv], args.batch_size, None, tokens, tokens, device=device,
+        lambda b, _h, q, kv: dense[b, q, kv],
+        args.batch_size,
+        None,
+        tokens,
+        tokens,
+        device=device,
         BLOCK_SIZE=args.block_size,
-    )  # fmt: skip
+    )
     block_seconds = time.perf_counter() - start
     q, k, v = (torch.randn(args.batch_size, 12, tokens, 64, device=device, requires_grad=training) for _ in range(3))
     calls = {
@@ -117,8 +122,10 @@ def main():
         rows.append(measure(size, args, device, compiled))
         print(json.dumps(rows[-1]))
     mode = "training step (forward + backward)" if device.type == "cuda" else "inference"
-    print(f"\n{device} {mode}, batch {args.batch_size}, 12 heads x 64, α = {args.alpha}, "
-          f"Flex blocks of {args.block_size}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"\n{device} {mode}, batch {args.batch_size}, 12 heads x 64, α = {args.alpha}, "
+        f"Flex blocks of {args.block_size}, {torch.get_num_threads()} threads"
+    )
     print("tokens | allowed | skipped blocks | SDPA ms | SDPA bool mask ms | Flex block mask ms | Flex / SDPA mask")
     for row in rows:
         cells = [f"{row['tokens']}", f"{row['allowed_share']:.1%}", f"{row['block_sparsity']:.1%}"]

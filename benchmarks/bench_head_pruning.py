@@ -73,12 +73,16 @@ def main():
     print(
         f"ViT-B/16 at {args.img_size}, {args.images} image(s), {args.threads} threads, {total_forwards} variants/image"
     )
-    print(f"batched: {per_image:.2f} s/image; naive: {naive_seconds / args.images:.2f} s/image "
-          f"({timed_forwards} of {total_forwards} forwards timed, scaled)")  # fmt: skip
+    print(
+        f"batched: {per_image:.2f} s/image; naive: {naive_seconds / args.images:.2f} s/image "
+        f"({timed_forwards} of {total_forwards} forwards timed, scaled)"
+    )
     print(f"naive / batched: {naive_seconds / batched_seconds:.2f}x")
     print(f"batched FLOPs per image: {flops / 1e12:.2f} TFLOP ({flops / per_image / 1e9:.0f} GFLOP/s here)")
-    print(f"1,000 images at this speed: {1000 * per_image / 3600:.2f} h; max |P_y difference| batched vs naive: "
-          f"{worst:.2e}")  # fmt: skip
+    print(
+        f"1,000 images at this speed: {1000 * per_image / 3600:.2f} h; max |P_y difference| batched vs naive: "
+        f"{worst:.2e}"
+    )
     assert np.isfinite(worst) and worst < 1e-4, "batched and naive pruning disagree"
 
 

@@ -53,9 +53,16 @@ def main():
     scratch = scratch_dir()
     try:
         store = write_attention_store(
-            vit_b16(), RandomImages(args.images, 224), scratch / "attn.zarr", device=torch.device("cpu"),
-            batch_size=16, workers=0, chunk_setting="auto", compression_level=1, attributes={},
-        )  # fmt: skip
+            vit_b16(),
+            RandomImages(args.images, 224),
+            scratch / "attn.zarr",
+            device=torch.device("cpu"),
+            batch_size=16,
+            workers=0,
+            chunk_setting="auto",
+            compression_level=1,
+            attributes={},
+        )
         read_times, u_times, naive_times = [], [], []
         for repeat in range(args.repeats):
             read_times.append(timed(read_only, store, args.workers)[0])

@@ -76,12 +76,15 @@ def main():
     looped = time.perf_counter() - start
     for column, name in enumerate(("theta_kk", "theta_nk", "focus_index")):
         np.testing.assert_allclose(fast[name].reshape(-1), slow[:, column], rtol=1e-4)
-    print(f"θ + focus index, one ViT-B/16 image (144 heads x 196 rows): vectorised {vectorised * 1000:.0f} ms, "
-          f"loop {looped:.1f} s: {looped / vectorised:.0f}x")  # fmt: skip
+    print(
+        f"θ + focus index, one ViT-B/16 image (144 heads x 196 rows): vectorised {vectorised * 1000:.0f} ms, "
+        f"loop {looped:.1f} s: {looped / vectorised:.0f}x"
+    )
 
     crops = views(args.images)
-    counter = KeypointCounter((14, 14), (16, 16), {"assign": "location", "contrast_threshold": 0.04,
-                                                   "edge_threshold": 10.0})  # fmt: skip
+    counter = KeypointCounter(
+        (14, 14), (16, 16), {"assign": "location", "contrast_threshold": 0.04, "edge_threshold": 10.0}
+    )
     cv2.setNumThreads(1)
     seconds = {}
     for threads in (1, args.threads):
@@ -91,9 +94,11 @@ def main():
             seconds[threads] = time.perf_counter() - start
     keypoints = np.mean([c.sum() for c in found])
     share = np.mean([(c > 0).mean() for c in found])
-    print(f"SIFT on {len(crops)} 224 px views: {keypoints:.0f} keypoints each, {share:.0%} keypoint patches; "
-          f"{len(crops) / seconds[1]:.0f} images/s on 1 thread, {len(crops) / seconds[args.threads]:.0f} on "
-          f"{args.threads}: {seconds[1] / seconds[args.threads]:.2f}x")  # fmt: skip
+    print(
+        f"SIFT on {len(crops)} 224 px views: {keypoints:.0f} keypoints each, {share:.0%} keypoint patches; "
+        f"{len(crops) / seconds[1]:.0f} images/s on 1 thread, {len(crops) / seconds[args.threads]:.0f} on "
+        f"{args.threads}: {seconds[1] / seconds[args.threads]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -133,8 +133,10 @@ def check_branch(name, branch, base_vit, images, labels, stores, device, steps, 
     model = branch.model(vit).to(device)
     optimizer = make_optimizer(model, Recipe.from_config({"epochs": 1, "lr": lr, "batch_size": len(images)}))
     split = LabelledImages(images, labels)
-    masks = {array: load_mask_array(store, array, split.image_ids, branch.values)
-             for array, store in branch.mask_arrays(stores).items()}  # fmt: skip
+    masks = {
+        array: load_mask_array(store, array, split.image_ids, branch.values)
+        for array, store in branch.mask_arrays(stores).items()
+    }
     batch_masks = [values.to(device) for values in masks.values()]
     reset_peak_memory(device)
 
@@ -214,8 +216,10 @@ def main() -> int:
     plain = report["stages"]["plain inference"]["images_per_s"]
     for stage, figures in report["stages"].items():
         figures["vs_plain_inference"] = figures["images_per_s"] / plain
-        print(f"  {stage:<20} {figures['images_per_s']:9.1f} images/s {figures['vs_plain_inference']:5.2f} x plain"
-              + memory_text(figures))  # fmt: skip
+        print(
+            f"  {stage:<20} {figures['images_per_s']:9.1f} images/s {figures['vs_plain_inference']:5.2f} x plain"
+            + memory_text(figures)
+        )
     print(f"  {'branch':<20} {'images/s':>9} {'step ms':>9} {'x vit':>6} {'loss':>15} {'eval top-1':>10}")
     for name, figures in report["branches"].items():
         loss = f"{figures['loss_first']:.3f}->{figures['loss_last']:.3f}"

@@ -120,9 +120,11 @@ def main():
         train_batch = args.train_batch if size == 224 else max(2, args.train_batch // 4)
         per_image = measure(size, n_images, batch_size=8, train_batch=train_batch, device=device)
         report["datasets"][name] = {
-            "img_size": size, "measured_images": n_images, "per_image": per_image,
+            "img_size": size,
+            "measured_images": n_images,
+            "per_image": per_image,
             **projection(per_image, dataset),
-        }  # fmt: skip
+        }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -40,42 +40,64 @@ def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = F
 
 def config_problems(config: dict) -> list[str]:
     """Every semantic problem of a schema-valid config, as 'key: what is wrong'."""
+    problems = [problem for name, dataset in config["datasets"].items() for problem in dataset_problems(name, dataset)]
+    for name in config["experiments"]:
+        problems += experiment_problems(config, name)
+    problems += grid_problems(config)
+    problems += head_sample_problems(config["heads"])
+    masking = config["semantics"]["masking"]
+    if masking["fill"] == "dataset_mean" and masking["mode"] != "zero":
+        problems.append(
+            f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} removes them"
+        )
+    for kind, settings in config["resources"].items():
+        if settings.get("gpus", 0) > 1:
+            problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
+    return problems
+
+
+def dataset_problems(name: str, dataset: dict) -> list[str]:
+    """What a data set of source imagefolder or url lacks."""
+    key, problems = f"datasets.{name}", []
+    if dataset["source"] == "imagefolder":
+        if "path" not in dataset:
+            problems.append(f"{key}.path: required for source imagefolder")
+        elif not Path(dataset["path"]).is_dir():
+            problems.append(f"{key}.path: dataset folder '{dataset['path']}' does not exist")
+    if dataset["source"] == "url":
+        problems += [f"{key}.{k}: required for source url" for k in ("url", "sha256") if k not in dataset]
+    return problems
+
+
+def experiment_problems(config: dict, name: str) -> list[str]:
+    """An experiment's data set, sizes, model and every weights setting it reads."""
     from patchinteract.models.registry import is_known_model
 
+    experiment, key, problems = config["experiments"][name], f"experiments.{name}", []
+    if experiment["dataset"] not in config["datasets"]:
+        problems.append(f"{key}.dataset: '{experiment['dataset']}' is not one of datasets {sorted(config['datasets'])}")
+    if experiment["img_size"] % experiment["patch_size"]:
+        problems.append(
+            f"{key}.img_size: {experiment['img_size']} is not divisible by patch_size {experiment['patch_size']}"
+        )
+    if not is_known_model(experiment["model"]):
+        return problems + [f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer"]
+    problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
+    if experiment["pretrained"] == "none":
+        if "train_baseline" not in experiment:
+            problems.append(f"{key}.train_baseline: required when pretrained is none")
+        else:
+            init = experiment["train_baseline"]["init"]
+            problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"])
+    if retrain_methods(config, name) and "recipe" in config["retrain"]:
+        init_key = f"{key}.retrain_init" if "retrain_init" in experiment else "retrain.recipe.init"
+        problems += _weights_problems(init_key, retrain_init(config, name), experiment["model"], allow_baseline=True)
+    return problems
+
+
+def grid_problems(config: dict) -> list[str]:
+    """What the retraining methods need (a recipe, masks of both splits, an α and β grid) and the labels."""
     problems = []
-    for name, dataset in config["datasets"].items():
-        key = f"datasets.{name}"
-        if dataset["source"] == "imagefolder":
-            if "path" not in dataset:
-                problems.append(f"{key}.path: required for source imagefolder")
-            elif not Path(dataset["path"]).is_dir():
-                problems.append(f"{key}.path: dataset folder '{dataset['path']}' does not exist")
-        if dataset["source"] == "url":
-            problems += [f"{key}.{k}: required for source url" for k in ("url", "sha256") if k not in dataset]
-    for name, experiment in config["experiments"].items():
-        key = f"experiments.{name}"
-        if experiment["dataset"] not in config["datasets"]:
-            problems.append(
-                f"{key}.dataset: '{experiment['dataset']}' is not one of datasets {sorted(config['datasets'])}"
-            )
-        if experiment["img_size"] % experiment["patch_size"]:
-            problems.append(
-                f"{key}.img_size: {experiment['img_size']} is not divisible by patch_size {experiment['patch_size']}"
-            )
-        if not is_known_model(experiment["model"]):
-            problems.append(f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer")
-            continue
-        problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
-        if experiment["pretrained"] == "none":
-            if "train_baseline" not in experiment:
-                problems.append(f"{key}.train_baseline: required when pretrained is none")
-            else:
-                init = experiment["train_baseline"]["init"]
-                problems += _weights_problems(f"{key}.train_baseline.init", init, experiment["model"])
-        if retrain_methods(config, name) and "recipe" in config["retrain"]:
-            init_key = f"{key}.retrain_init" if "retrain_init" in experiment else "retrain.recipe.init"
-            init = retrain_init(config, name)
-            problems += _weights_problems(init_key, init, experiment["model"], allow_baseline=True)
     all_methods = {m for name in config["experiments"] for m in retrain_methods(config, name)}
     if all_methods and "recipe" not in config["retrain"]:
         problems.append("retrain.recipe: required when there are retraining methods")
@@ -84,19 +106,10 @@ def config_problems(config: dict) -> list[str]:
         problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
     if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
         problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
-    problems += label_problems("alphas, dip_alphas, winft.alpha", [*config["alphas"], *config["dip_alphas"],
-                                                                    config["winft"]["alpha"]])  # fmt: skip
+    alphas = [*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]]
+    problems += label_problems("alphas, dip_alphas, winft.alpha", alphas)
     problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
-    problems += label_problems("figures.dip_betas", config["figures"]["dip_betas"])
-    problems += head_sample_problems(config["heads"])
-    masking = config["semantics"]["masking"]
-    if masking["fill"] == "dataset_mean" and masking["mode"] != "zero":
-        problems.append(f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} "
-                        "removes them")  # fmt: skip
-    for kind, settings in config["resources"].items():
-        if settings.get("gpus", 0) > 1:
-            problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
-    return problems
+    return problems + label_problems("figures.dip_betas", config["figures"]["dip_betas"])
 
 
 # The image overview lays the analysed images out by t-SNE, which needs at least this many.
@@ -108,16 +121,21 @@ def head_sample_problems(heads: dict) -> list[str]:
     sample = heads["sample"]
     if sample["kind"] == "random":
         if heads["images"] != "all" and heads["images"] < TSNE_MINIMUM:
-            return [f"heads.images: {heads['images']} images, but the image overview's t-SNE needs at least "
-                    f"{TSNE_MINIMUM}"]  # fmt: skip
+            return [
+                f"heads.images: {heads['images']} images, but the image overview's t-SNE needs at least {TSNE_MINIMUM}"
+            ]
         return []
     problems = []
     if heads["images"] != "all":
-        problems.append(f"heads.images: {heads['images']} is the size of a random sample; with heads.sample.kind "
-                        "best_worst the sample is classes x per_class (leave heads.images at all)")  # fmt: skip
+        problems.append(
+            f"heads.images: {heads['images']} is the size of a random sample; with heads.sample.kind "
+            "best_worst the sample is classes x per_class (leave heads.images at all)"
+        )
     if sample["per_class"] != "all" and sample["classes"] * sample["per_class"] < TSNE_MINIMUM:
-        problems.append(f"heads.sample: {sample['classes']} x {sample['per_class']} images, but the image "
-                        f"overview's t-SNE needs at least {TSNE_MINIMUM}")  # fmt: skip
+        problems.append(
+            f"heads.sample: {sample['classes']} x {sample['per_class']} images, but the image "
+            f"overview's t-SNE needs at least {TSNE_MINIMUM}"
+        )
     return problems
 
 
@@ -138,11 +156,15 @@ def label_problems(keys: str, values: list[float]) -> list[str]:
     for label, same in by_label.items():
         if len(same) > 1:
             listed = " and ".join(map(repr, sorted(same)))
-            problems.append(f"{keys}: {listed} share the label '{label}' in file names; use values that differ "
-                            "within 6 significant digits")  # fmt: skip
+            problems.append(
+                f"{keys}: {listed} share the label '{label}' in file names; use values that differ "
+                "within 6 significant digits"
+            )
         elif float(label) not in same:
-            problems.append(f"{keys}: {next(iter(same))!r} is written '{label}' in file names, which reads back "
-                            "as another value; use at most 6 significant digits")  # fmt: skip
+            problems.append(
+                f"{keys}: {next(iter(same))!r} is written '{label}' in file names, which reads back "
+                "as another value; use at most 6 significant digits"
+            )
     return problems
 
 

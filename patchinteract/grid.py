@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from patchinteract import paths
 from patchinteract.paths import VIT_BRANCH, WINFT_BRANCH, awd_branch, awd_dip_branch, value_label
 
 WEIGHT_CHOICES = ("none", "timm", "baseline")
@@ -161,3 +162,203 @@ def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -
     winft = config["winft"] if branch == "winft" else None
     init = retrain_init(config, experiment)
     return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch, seed)
+
+
+# --------------------------------------------------------------------------- what each stage reads
+
+
+def training_init_input(config: dict, experiment: str, purpose: str) -> dict:
+    """The starting weights a training job reads (purpose baseline | retrain): none, the hub's (fetched by
+    a local rule), the baseline, or a file."""
+    init = training_init(config, experiment, purpose)
+    source = weights_source(init)
+    if source == "none":
+        return {}
+    if source == "timm":
+        return {"init": paths.init_weights(experiment, purpose)}
+    if source == "baseline":
+        return {"init": paths.baseline_weights(experiment)}
+    return {"init": init}
+
+
+def init_model_name(config: dict, experiment: str, purpose: str) -> str:
+    """The timm model whose hub weights start an experiment's baseline training or retraining."""
+    return timm_model_name(training_init(config, experiment, purpose), config["experiments"][experiment]["model"])
+
+
+def dataset_images_input(config: dict, dataset: str) -> dict:
+    """The images folder a manifest needs, unless the data set is a local ImageFolder."""
+    if config["datasets"][dataset]["source"] == "imagefolder":
+        return {}
+    return {"images": paths.dataset_images(dataset)}
+
+
+def branch_stores(config: dict, experiment: str, method: str, alpha=None, beta=None) -> dict[str, dict[str, str]]:
+    """The mask stores a retraining branch reads, by split and kind (folders): windows (awd); windows,
+    kept tokens and on val the fields, whose O counts kept patches only (awd_dip); the responsive fields
+    of WinFT's (α, β), its ground truth (winft); none (vit). ``alpha``, ``beta``: values or their labels."""
+    if method == "winft":
+        alpha, beta = config["winft"]["alpha"], config["winft"]["beta"]
+    stores = {split: {} for split in paths.SPLITS}
+    for split, kinds in stores.items():
+        if method in ("awd", "awd_dip"):
+            kinds["window"] = paths.window_store(experiment, split, alpha)
+        if method == "awd_dip":
+            kinds["keep"] = paths.keep_store(experiment, split, beta)
+        if method == "winft" or (method == "awd_dip" and split == "val"):
+            kinds["fields"] = paths.field_store(experiment, split, alpha, beta)
+    return stores
+
+
+def retraining_inputs(config: dict, experiment: str, method: str, alpha=None, beta=None) -> dict:
+    """A retraining job's input files: the manifest, the initial weights and the branch's mask stores."""
+    stores = branch_stores(config, experiment, method, alpha, beta)
+    targets = [paths.zarr_target(store) for kinds in stores.values() for store in kinds.values()]
+    manifest = paths.manifest(dataset_of(config, experiment))
+    return {"manifest": manifest, "stores": targets} | training_init_input(config, experiment, "retrain")
+
+
+def figure_attention_store(config: dict, experiment: str) -> str:
+    """The val attention that Fig. 3 draws: the whole store, or with attention.store none the figure images'."""
+    if config["attention"]["store"] == "zarr":
+        return paths.zarr_target(paths.attention_store(experiment, "val"))
+    return paths.zarr_target(paths.figure_attention_store(experiment, "val"))
+
+
+def figure_field_store(config: dict, experiment: str) -> str:
+    """The val responsive fields that Fig. 5, 7 and 9 show (:func:`figure_field_values`)."""
+    alpha, beta = figure_field_values(config)
+    return paths.zarr_target(paths.field_store(experiment, "val", alpha, beta))
+
+
+def val_keep_stores(experiment: str, betas: list[float]) -> list[str]:
+    return [paths.zarr_target(paths.keep_store(experiment, "val", beta)) for beta in betas]
+
+
+def mean_colour_input(config: dict, experiment: str) -> dict:
+    """The data set's mean colour, where zeroed patches take it (semantics.masking.fill: dataset_mean)."""
+    if config["semantics"]["masking"]["fill"] != "dataset_mean":
+        return {}
+    return {"mean_colour": paths.mean_colour(dataset_of(config, experiment))}
+
+
+def explorer_inputs(config: dict, experiment: str) -> dict:
+    """Every store and table the explorer page of an experiment reads (split: heads.split)."""
+    split, target = config["heads"]["split"], paths.zarr_target
+    attention = paths.attention_store if config["attention"]["store"] == "zarr" else paths.explorer_attention_store
+    inputs = {
+        "manifest": paths.manifest(dataset_of(config, experiment)),
+        "attention": target(attention(experiment, split)),
+        "interaction": target(paths.interaction_store(experiment, split)),
+    }
+    inputs |= {f"window_{value_label(a)}": target(paths.window_store(experiment, split, a)) for a in config["alphas"]}
+    inputs |= {f"keep_{value_label(b)}": target(paths.keep_store(experiment, split, b)) for b in config["betas"]}
+    inputs |= {
+        f"fields_a{value_label(a)}_b{value_label(b)}": target(paths.field_store(experiment, split, a, b))
+        for a in config["dip_alphas"]
+        for b in config["betas"]
+    }
+    tables = ("head_importance", "image_overview", "head_strength", "attention_strength", "attention_patterns")
+    inputs |= {name: paths.head_file(experiment, split, f"{name}.parquet") for name in tables}
+    if config["semantics"]["enabled"] and split in config["semantics"]["splits"]:
+        inputs |= {
+            name: target(paths.semantics_file(experiment, split, f"{name}.zarr")) for name in ("keypoints", "semantics")
+        }
+    return inputs
+
+
+# --------------------------------------------------------------------------- what the workflow makes
+
+
+def baseline_files(config: dict, name: str = "metrics.json") -> list[str]:
+    """The baseline's metrics.json (or, with name, another of its files) of every experiment."""
+    return [paths.model_file(experiment, name) for experiment in config["experiments"]]
+
+
+def branch_files(config: dict, name: str = "metrics.json") -> list[str]:
+    """metrics.json (or, with name, another file) of every seed of every retrained branch."""
+    return [
+        paths.branch_file(experiment, branch, seed, name)
+        for experiment in config["experiments"]
+        for branch in retrain_branches(config, experiment)
+        for seed in config["seeds"]
+    ]
+
+
+def interaction_stores(config: dict) -> list[str]:
+    return [
+        paths.zarr_target(paths.interaction_store(experiment, split))
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+    ]
+
+
+def field_stores(config: dict) -> list[str]:
+    """Responsive fields of every (dip_alpha, beta) pair, for the figures."""
+    return [
+        paths.zarr_target(paths.field_store(experiment, split, alpha, beta))
+        for experiment in config["experiments"]
+        for split in config["attention"]["splits"]
+        for alpha in config["dip_alphas"]
+        for beta in config["betas"]
+    ]
+
+
+def figures(config: dict) -> list[str]:
+    """Every figure file of Ma et al.'s part of the configured grid."""
+    experiments = config["experiments"]
+    targets = [paths.figure_file("accuracy_vs_interactions", ".png")]
+    with_val = "val" in config["attention"]["splits"]
+    if config["betas"] and config["dip_alphas"] and with_val:
+        names = ("fig5_interaction_map", "fig9_image_panels")
+        targets += [paths.figure_file(name, ".png", experiment) for experiment in experiments for name in names]
+    if with_val:
+        targets += [paths.figure_file("fig3_attention_rows", ".png", experiment) for experiment in experiments]
+    if config["winft"]["figure_images"] > 0:
+        targets += [
+            paths.figure_file("winft_windows", ".png", experiment)
+            for experiment in experiments
+            if "winft" in retrain_methods(config, experiment)
+        ]
+    return targets
+
+
+def head_analyses(config: dict) -> list[str]:
+    """Outputs of the head analyses (Li et al.) of every experiment, unless heads.enabled is false."""
+    if not config["heads"]["enabled"]:
+        return []
+    split = config["heads"]["split"]
+    return [
+        target
+        for experiment in config["experiments"]
+        for target in (
+            paths.table_file(f"head_summary_{experiment}_{split}", ".parquet"),
+            paths.head_file(experiment, split, "image_overview.parquet"),
+            paths.head_file(experiment, split, "attention_strength.parquet"),
+            paths.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
+        )
+    ]
+
+
+def semantic_analyses(config: dict) -> list[str]:
+    """Outputs of the semantic analyses (Wu et al.) of every experiment, unless semantics.enabled is false."""
+    if not config["semantics"]["enabled"]:
+        return []
+    targets = []
+    for experiment in config["experiments"]:
+        targets += [
+            paths.table_file(f"semantics_summary_{experiment}_{split}", ".parquet")
+            for split in config["semantics"]["splits"]
+        ]
+        targets += [
+            paths.semantics_file(experiment, "val", "theta_masking.parquet"),
+            paths.figure_file("theta_masking", ".png", experiment),
+        ]
+    return targets
+
+
+def explorers(config: dict) -> list[str]:
+    """The explorer page of every experiment, when the page and the head analyses are enabled."""
+    if not (config["explorer"]["enabled"] and config["heads"]["enabled"]):
+        return []
+    return [f"{paths.explorer_folder(experiment)}/index.html" for experiment in config["experiments"]]

@@ -36,8 +36,13 @@ def model_record(record: dict, vit) -> dict:
 
 def store_record(record: dict, split: str) -> dict:
     """Attributes an inference store carries about its run: experiment, split, model, config hash, code revision."""
-    return {"experiment": record["experiment"], "split": split, "model": record["model"],
-            "config_hash": record["config_hash"], "code_revision": code_revision()}  # fmt: skip
+    return {
+        "experiment": record["experiment"],
+        "split": split,
+        "model": record["model"],
+        "config_hash": record["config_hash"],
+        "code_revision": code_revision(),
+    }
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -1,8 +1,9 @@
-# What several rule files share: the config check, wildcard constraints, resources, how a job runs,
-# and the params and input functions more than one rule file uses; each rule file defines the rest
-# beside its rules. Paths and branch names come from patchinteract/paths.py, what the config means
-# from patchinteract/grid.py; settings reach jobs only through params (every value that can change
-# a result) and one Execution value (how the job runs).
+# What the rule files share: the config check, wildcard constraints, resources, how a job runs, and
+# the params and input functions several of them use. Paths and branch names come from
+# patchinteract/paths.py; what the config means, including what each stage reads, from
+# patchinteract/grid.py, which the rules call in one-line lambdas (snakemake --lint wants functions
+# apart from rules). Settings reach jobs only through params (every value that can change a result)
+# and one Execution value (how the job runs).
 import re
 from pathlib import Path
 
@@ -98,20 +99,6 @@ def mask_beta(wildcards):
 
 def manifest_of(wildcards):
     return paths.manifest(grid.dataset_of(config, wildcards.experiment))
-
-
-def init_input(experiment, purpose):
-    """Starting weights of baseline training or retraining: none, the hub's (fetched by a local
-    rule), the baseline, or a file."""
-    init = grid.training_init(config, experiment, purpose)
-    source = grid.weights_source(init)
-    if source == "none":
-        return {}
-    if source == "timm":
-        return {"init": paths.init_weights(experiment, purpose)}
-    if source == "baseline":
-        return {"init": paths.baseline_weights(experiment)}
-    return {"init": init}
 
 
 def head_file(name):

@@ -6,17 +6,6 @@ localrules:
     download_dataset,
 
 
-def dataset_settings(wildcards):
-    return config["datasets"][wildcards.dataset]
-
-
-def dataset_images(wildcards):
-    """The images folder a manifest needs, unless the dataset is a local ImageFolder."""
-    if config["datasets"][wildcards.dataset]["source"] == "imagefolder":
-        return {}
-    return {"images": paths.dataset_images(wildcards.dataset)}
-
-
 rule write_digits:
     output:
         images=directory(paths.dataset_images("{dataset}")),
@@ -30,7 +19,7 @@ rule write_digits:
     resources:
         **resources_of("default"),
     params:
-        dataset=dataset_settings,
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
         seed=config["seed"],
     script:
         "../workflow_scripts/write_digits.py"
@@ -49,7 +38,7 @@ rule download_dataset:
     resources:
         **resources_of("default"),
     params:
-        dataset=dataset_settings,
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
         keep_archives=config["data"]["keep_archives"],
     script:
         "../workflow_scripts/download_dataset.py"
@@ -57,7 +46,7 @@ rule download_dataset:
 
 rule dataset_manifest:
     input:
-        unpack(dataset_images),
+        unpack(lambda wildcards: grid.dataset_images_input(config, wildcards.dataset)),
     output:
         manifest=paths.manifest("{dataset}"),
     log:
@@ -68,7 +57,7 @@ rule dataset_manifest:
     resources:
         **resources_of("default"),
     params:
-        dataset=dataset_settings,
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
         on_corrupt=config["data"]["on_corrupt"],
     script:
         "../workflow_scripts/make_manifest.py"

@@ -3,66 +3,6 @@
 # al.): results/<experiment>/explorer/index.html with data/<image_id>.js beside it (docs/explorer.md).
 
 
-def explorer_inputs(wildcards):
-    """Every store and table the explorer page of an experiment reads (split: heads.split)."""
-    experiment, split = wildcards.experiment, config["heads"]["split"]
-    attention = (
-        paths.attention_store(experiment, split)
-        if config["attention"]["store"] == "zarr"
-        else paths.explorer_attention_store(experiment, split)
-    )
-    inputs = {
-        "manifest": manifest_of(wildcards),
-        "attention": zarr_target(attention),
-        "interaction": zarr_target(paths.interaction_store(experiment, split)),
-    }
-    inputs |= {
-        f"window_{value_label(alpha)}": zarr_target(
-            paths.window_store(experiment, split, alpha)
-        )
-        for alpha in config["alphas"]
-    }
-    inputs |= {
-        f"keep_{value_label(beta)}": zarr_target(
-            paths.keep_store(experiment, split, beta)
-        )
-        for beta in config["betas"]
-    }
-    inputs |= {
-        f"fields_a{value_label(alpha)}_b{value_label(beta)}": zarr_target(
-            paths.field_store(experiment, split, alpha, beta)
-        )
-        for alpha in config["dip_alphas"]
-        for beta in config["betas"]
-    }
-    inputs |= {
-        name: paths.head_file(experiment, split, f"{name}.parquet")
-        for name in (
-            "head_importance",
-            "image_overview",
-            "head_strength",
-            "attention_strength",
-            "attention_patterns",
-        )
-    }
-    if config["semantics"]["enabled"] and split in config["semantics"]["splits"]:
-        inputs |= {
-            name: zarr_target(paths.semantics_file(experiment, split, f"{name}.zarr"))
-            for name in ("keypoints", "semantics")
-        }
-    return inputs
-
-
-def explorers():
-    """The explorer page of every experiment, when the page and the head analyses are enabled."""
-    if not (config["explorer"]["enabled"] and config["heads"]["enabled"]):
-        return []
-    return [
-        f"{paths.explorer_folder(experiment)}/index.html"
-        for experiment in config["experiments"]
-    ]
-
-
 EXPLORER = config["explorer"]
 
 if config["attention"]["store"] == "none":
@@ -91,7 +31,7 @@ if config["attention"]["store"] == "none":
 
 rule explorer:
     input:
-        unpack(explorer_inputs),
+        unpack(lambda wildcards: grid.explorer_inputs(config, wildcards.experiment)),
     output:
         page=f"{paths.explorer_folder('{experiment}')}/index.html",
         data=directory(f"{paths.explorer_folder('{experiment}')}/data"),

@@ -5,29 +5,6 @@
 # Outputs under results/<experiment>/heads/<split>/ (paths.head_file); docs/analyses.md.
 
 
-def head_store(wildcards):
-    """The head-attention store of the job's experiment and split."""
-    return zarr_target(
-        paths.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
-    )
-
-
-def head_analyses():
-    """Outputs of the head analyses (Li et al.) of every experiment, unless heads.enabled is false."""
-    if not config["heads"]["enabled"]:
-        return []
-    split = config["heads"]["split"]
-    targets = []
-    for experiment in config["experiments"]:
-        targets += [
-            paths.table_file(f"head_summary_{experiment}_{split}", ".parquet"),
-            paths.head_file(experiment, split, "image_overview.parquet"),
-            paths.head_file(experiment, split, "attention_strength.parquet"),
-            paths.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
-        ]
-    return targets
-
-
 HEADS = config["heads"]
 
 HEAD_STORE_PARAMS = dict(
@@ -136,7 +113,9 @@ rule head_importance:
 
 rule pattern_autoencoder:
     input:
-        store=head_store,
+        store=lambda wildcards: zarr_target(
+            paths.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
+        ),
     output:
         weights=head_file("pattern_autoencoder.safetensors"),
         codes=zarr_target(head_file("pattern_codes.zarr")),
@@ -159,7 +138,9 @@ rule pattern_autoencoder:
 
 rule attention_patterns:
     input:
-        store=head_store,
+        store=lambda wildcards: zarr_target(
+            paths.head_file(wildcards.experiment, wildcards.split, "attention.zarr")
+        ),
         codes=zarr_target(head_file("pattern_codes.zarr")),
     output:
         patterns=head_file("attention_patterns.parquet"),

@@ -2,14 +2,6 @@
 # streamed during inference when attention.store is none.
 
 
-def interaction_stores():
-    return [
-        zarr_target(paths.interaction_store(experiment, split))
-        for experiment in config["experiments"]
-        for split in config["attention"]["splits"]
-    ]
-
-
 if config["attention"]["store"] == "zarr":
 
     rule interaction_store:

@@ -2,17 +2,6 @@
 # (DIP), responsive fields per (alpha, beta) (eq. 6-7).
 
 
-def field_stores():
-    """Responsive fields of every (dip_alpha, beta) pair, for the figures."""
-    return [
-        zarr_target(paths.field_store(experiment, split, alpha, beta))
-        for experiment in config["experiments"]
-        for split in config["attention"]["splits"]
-        for alpha in config["dip_alphas"]
-        for beta in config["betas"]
-    ]
-
-
 rule window_masks:
     input:
         interaction=zarr_target(paths.interaction_store("{experiment}", "{split}")),

@@ -10,34 +10,13 @@ localrules:
 BASELINE_FIRST = 2
 
 
-def experiments_with_weights(source):
-    return one_of(grid.experiments_with_weights(config, source))
-
-
-def init_model_name(wildcards):
-    """The timm model whose hub weights start the job's baseline training or retraining."""
-    init = grid.training_init(config, wildcards.experiment, wildcards.purpose)
-    return grid.timm_model_name(
-        init, config["experiments"][wildcards.experiment]["model"]
-    )
-
-
-def baseline_init_weights(wildcards):
-    return init_input(wildcards.experiment, "baseline")
-
-
-def baseline_metrics(name="metrics.json"):
-    """The baseline's metrics.json (or, with name, its predictions) of every experiment."""
-    return [paths.model_file(experiment, name) for experiment in config["experiments"]]
-
-
 rule fetch_timm_weights:
     output:
         weights=paths.baseline_weights("{experiment}"),
     log:
         log_file("fetch_timm_weights", "{experiment}"),
     wildcard_constraints:
-        experiment=experiments_with_weights("timm"),
+        experiment=one_of(grid.experiments_with_weights(config, "timm")),
     conda:
         CONDA_ENV
     threads: 1
@@ -66,7 +45,9 @@ rule fetch_init_weights:
         **resources_of("default"),
     params:
         model=model_of,
-        model_name=init_model_name,
+        model_name=lambda wildcards: grid.init_model_name(
+            config, wildcards.experiment, wildcards.purpose
+        ),
     script:
         "../workflow_scripts/fetch_timm_weights.py"
 
@@ -82,7 +63,7 @@ rule import_weights:
     log:
         log_file("import_weights", "{experiment}"),
     wildcard_constraints:
-        experiment=experiments_with_weights("path"),
+        experiment=one_of(grid.experiments_with_weights(config, "path")),
     priority: BASELINE_FIRST
     conda:
         CONDA_ENV
@@ -97,7 +78,11 @@ rule import_weights:
 
 rule train_baseline:
     input:
-        unpack(baseline_init_weights),
+        unpack(
+            lambda wildcards: grid.training_init_input(
+                config, wildcards.experiment, "baseline"
+            )
+        ),
         manifest=manifest_of,
     output:
         weights=paths.baseline_weights("{experiment}"),
@@ -105,7 +90,7 @@ rule train_baseline:
     log:
         log_file("train_baseline", "{experiment}"),
     wildcard_constraints:
-        experiment=experiments_with_weights("none"),
+        experiment=one_of(grid.experiments_with_weights(config, "none")),
     priority: BASELINE_FIRST
     conda:
         CONDA_ENV

@@ -5,57 +5,11 @@ localrules:
     tables,
 
 
-def figure_attention_store(wildcards):
-    """The val attention that Fig. 3 draws: the whole store, or with store none the figure images'."""
-    if config["attention"]["store"] == "zarr":
-        return zarr_target(paths.attention_store(wildcards.experiment, "val"))
-    return zarr_target(paths.figure_attention_store(wildcards.experiment, "val"))
-
-
-def figure_field_store(wildcards):
-    """Fig. 5, 7 and 9 show the responsive fields of the first (dip_alpha, beta)."""
-    alpha, beta = grid.figure_field_values(config)
-    return zarr_target(paths.field_store(wildcards.experiment, "val", alpha, beta))
-
-
-def figure_keep_stores(betas):
-    """Input function: the val keep stores of ``betas``."""
-    return lambda wildcards: [
-        zarr_target(paths.keep_store(wildcards.experiment, "val", beta))
-        for beta in betas
-    ]
-
-
-def figures():
-    """Every figure file of the configured grid."""
-    experiments = config["experiments"]
-    targets = [paths.figure_file("accuracy_vs_interactions", ".png")]
-    with_val = "val" in config["attention"]["splits"]
-    if config["betas"] and config["dip_alphas"] and with_val:
-        targets += [
-            paths.figure_file(name, ".png", experiment)
-            for experiment in experiments
-            for name in ("fig5_interaction_map", "fig9_image_panels")
-        ]
-    if with_val:
-        targets += [
-            paths.figure_file("fig3_attention_rows", ".png", experiment)
-            for experiment in experiments
-        ]
-    if config["winft"]["figure_images"] > 0:
-        targets += [
-            paths.figure_file("winft_windows", ".png", experiment)
-            for experiment in experiments
-            if "winft" in grid.retrain_methods(config, experiment)
-        ]
-    return targets
-
-
 rule tables:
     input:
-        metrics=baseline_metrics() + retrain_metrics(),
-        predictions=baseline_metrics(paths.PREDICTIONS)
-        + retrain_metrics(paths.PREDICTIONS),
+        metrics=grid.baseline_files(config) + grid.branch_files(config),
+        predictions=grid.baseline_files(config, paths.PREDICTIONS)
+        + grid.branch_files(config, paths.PREDICTIONS),
     output:
         parquet=[paths.table_file(name, ".parquet") for name in paths.TABLE_NAMES],
         runs=report(
@@ -181,8 +135,10 @@ rule figure_winft_windows:
 rule figure_patch_interactions:
     input:
         interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
-        fields=figure_field_store,
-        keep=figure_keep_stores(grid.kept_token_figure_betas(config)),
+        fields=lambda wildcards: grid.figure_field_store(config, wildcards.experiment),
+        keep=lambda wildcards: grid.val_keep_stores(
+            wildcards.experiment, grid.kept_token_figure_betas(config)
+        ),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
     output:
@@ -232,7 +188,9 @@ rule figure_patch_interactions:
 
 rule figure_attention_rows:
     input:
-        attention=figure_attention_store,
+        attention=lambda wildcards: grid.figure_attention_store(
+            config, wildcards.experiment
+        ),
         interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
@@ -267,8 +225,10 @@ rule figure_attention_rows:
 rule figure_image_panels:
     input:
         interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
-        fields=figure_field_store,
-        keep=figure_keep_stores(config["figures"]["dip_betas"]),
+        fields=lambda wildcards: grid.figure_field_store(config, wildcards.experiment),
+        keep=lambda wildcards: grid.val_keep_stores(
+            wildcards.experiment, config["figures"]["dip_betas"]
+        ),
         manifest=manifest_of,
         notebook=f"{workflow.basedir}/notebooks/image_panels.ipynb",
     output:

@@ -4,51 +4,6 @@
 # Outputs under results/<experiment>/semantics/<split>/ (paths.semantics_file); docs/analyses.md.
 
 
-def semantics_file(name):
-    """An output of the semantic analyses, as a pattern over {experiment} and {split}."""
-    return paths.semantics_file("{experiment}", "{split}", name)
-
-
-def semantics_store(split):
-    """Input function: the semantics store of the job's experiment and ``split``."""
-    return lambda wildcards: zarr_target(
-        paths.semantics_file(wildcards.experiment, split, "semantics.zarr")
-    )
-
-
-def masking_fill(wildcards):
-    """The data set's mean colour, where zeroed patches take it (semantics.masking.fill: dataset_mean)."""
-    if config["semantics"]["masking"]["fill"] != "dataset_mean":
-        return {}
-    return {
-        "mean_colour": paths.mean_colour(grid.dataset_of(config, wildcards.experiment))
-    }
-
-
-def keypoint_store(wildcards):
-    """The keypoint store of the job's experiment and split."""
-    return zarr_target(
-        paths.semantics_file(wildcards.experiment, wildcards.split, "keypoints.zarr")
-    )
-
-
-def semantic_analyses():
-    """Outputs of the semantic analyses (Wu et al.) of every experiment, unless semantics.enabled is false."""
-    if not config["semantics"]["enabled"]:
-        return []
-    targets = []
-    for experiment in config["experiments"]:
-        targets += [
-            paths.table_file(f"semantics_summary_{experiment}_{split}", ".parquet")
-            for split in config["semantics"]["splits"]
-        ]
-        targets += [
-            paths.semantics_file(experiment, "val", "theta_masking.parquet"),
-            paths.figure_file("theta_masking", ".png", experiment),
-        ]
-    return targets
-
-
 SEMANTICS = config["semantics"]
 
 SEMANTICS_PARAMS = dict(
@@ -62,8 +17,12 @@ rule keypoints:
     input:
         manifest=manifest_of,
     output:
-        store=zarr_target(semantics_file("keypoints.zarr")),
-        figure=zarr_target(semantics_file("figure_keypoints.zarr")),
+        store=zarr_target(
+            paths.semantics_file("{experiment}", "{split}", "keypoints.zarr")
+        ),
+        figure=zarr_target(
+            paths.semantics_file("{experiment}", "{split}", "figure_keypoints.zarr")
+        ),
     log:
         log_file("keypoints", "{experiment}_{split}"),
     conda:
@@ -85,10 +44,16 @@ if config["attention"]["store"] == "zarr":
     rule semantics_store:
         input:
             attention=zarr_target(paths.attention_store("{experiment}", "{split}")),
-            keypoints=keypoint_store,
+            keypoints=lambda wildcards: zarr_target(
+                paths.semantics_file(
+                    wildcards.experiment, wildcards.split, "keypoints.zarr"
+                )
+            ),
         output:
-            store=zarr_target(semantics_file("semantics.zarr")),
-            theta=semantics_file("theta.parquet"),
+            store=zarr_target(
+                paths.semantics_file("{experiment}", "{split}", "semantics.zarr")
+            ),
+            theta=paths.semantics_file("{experiment}", "{split}", "theta.parquet"),
         log:
             log_file("semantics_store", "{experiment}_{split}"),
         conda:
@@ -109,10 +74,16 @@ else:
         input:
             weights=paths.baseline_weights("{experiment}"),
             manifest=manifest_of,
-            keypoints=keypoint_store,
+            keypoints=lambda wildcards: zarr_target(
+                paths.semantics_file(
+                    wildcards.experiment, wildcards.split, "keypoints.zarr"
+                )
+            ),
         output:
-            store=zarr_target(semantics_file("semantics.zarr")),
-            theta=semantics_file("theta.parquet"),
+            store=zarr_target(
+                paths.semantics_file("{experiment}", "{split}", "semantics.zarr")
+            ),
+            theta=paths.semantics_file("{experiment}", "{split}", "theta.parquet"),
         log:
             log_file("semantics_store", "{experiment}_{split}"),
         conda:
@@ -131,7 +102,7 @@ else:
 
 rule semantics_summary:
     input:
-        theta=semantics_file("theta.parquet"),
+        theta=paths.semantics_file("{experiment}", "{split}", "theta.parquet"),
     output:
         table=paths.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
     log:
@@ -147,10 +118,12 @@ rule semantics_summary:
 
 rule theta_masking:
     input:
-        unpack(masking_fill),
+        unpack(lambda wildcards: grid.mean_colour_input(config, wildcards.experiment)),
         weights=paths.baseline_weights("{experiment}"),
         manifest=manifest_of,
-        semantics=semantics_store("val"),
+        semantics=lambda wildcards: zarr_target(
+            paths.semantics_file(wildcards.experiment, "val", "semantics.zarr")
+        ),
     output:
         table=paths.semantics_file("{experiment}", "val", "theta_masking.parquet"),
         predictions=paths.semantics_file(
@@ -187,7 +160,9 @@ rule figure_semantics:
         keypoints=zarr_target(
             paths.semantics_file("{experiment}", "val", "figure_keypoints.zarr")
         ),
-        semantics=semantics_store("val"),
+        semantics=lambda wildcards: zarr_target(
+            paths.semantics_file(wildcards.experiment, "val", "semantics.zarr")
+        ),
         notebook=f"{workflow.basedir}/notebooks/semantic_analyses.ipynb",
     output:
         **{

@@ -44,8 +44,14 @@ def chromium(width: int = 1400, height: int = 1900):
 
     options = webdriver.ChromeOptions()
     options.binary_location = _find(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--allow-file-access-from-files", f"--window-size={width},{height}"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--allow-file-access-from-files",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(_find(CHROMEDRIVER)), options=options)
@@ -83,24 +89,36 @@ def select(driver, image_id: int, head: int, patch: int, timeout: float = 30.0) 
     driver.execute_script("PatchExplorer.pickImage(arguments[0])", image_id)
     wait_for(driver, "return !!PatchExplorer.payloads[arguments[0]]", timeout, image_id)
     driver.execute_script("PatchExplorer.pickHead(arguments[0]); PatchExplorer.pickPatch(arguments[1])", head, patch)
-    wait_for(driver, "return PatchExplorer.state.head === arguments[0] && PatchExplorer.state.patch === arguments[1]",
-             timeout, head, patch)  # fmt: skip
+    wait_for(
+        driver,
+        "return PatchExplorer.state.head === arguments[0] && PatchExplorer.state.patch === arguments[1]",
+        timeout,
+        head,
+        patch,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pages", nargs="+", type=Path, help="explorer index.html files")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the (last) page here")
-    parser.add_argument("--select", nargs=3, type=int, metavar=("IMAGE_ID", "HEAD", "PATCH"),
-                        help="pick this image, head (layer-major index) and patch before the screenshot")  # fmt: skip
+    parser.add_argument(
+        "--select",
+        nargs=3,
+        type=int,
+        metavar=("IMAGE_ID", "HEAD", "PATCH"),
+        help="pick this image, head (layer-major index) and patch before the screenshot",
+    )
     args = parser.parse_args()
     with chromium() as driver:
         for page in args.pages:
             seconds = open_explorer(driver, page)
             size = sum(path.stat().st_size for path in page.parent.rglob("*") if path.is_file())
             errors = console_errors(driver)
-            print(f"{page}: interactive after {seconds:.2f} s; page {page.stat().st_size / 1e6:.1f} MB, "
-                  f"folder {size / 1e6:.1f} MB; console errors: {len(errors)}")  # fmt: skip
+            print(
+                f"{page}: interactive after {seconds:.2f} s; page {page.stat().st_size / 1e6:.1f} MB, "
+                f"folder {size / 1e6:.1f} MB; console errors: {len(errors)}"
+            )
             for error in errors:
                 print("  ", error)
         if args.select:

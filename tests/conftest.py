@@ -100,12 +100,16 @@ def run_snakemake(directory: Path, config: dict, *args: str, check: bool = True)
     """Run the repository's Snakefile in ``directory`` with ``config`` (results go there)."""
     command = [
         *SNAKEMAKE,
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(directory),
-        "--configfile", str(write_config(directory, config)),
-        "--cores", "2",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(directory),
+        "--configfile",
+        str(write_config(directory, config)),
+        "--cores",
+        "2",
         *args,
-    ]  # fmt: skip
+    ]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     # cwd too: the Slurm profile's log folder is relative to where snakemake starts.
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=directory)

@@ -178,10 +178,21 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     # The head analyses of every experiment, on the paper's sample (the 10 best and 10 worst predicted classes,
     # 50 val images each; CUB's test split has fewer: all of each) streamed through the baseline.
     sample = config["heads"]["sample"]
-    assert (sample["kind"], sample["classes"], sample["per_class"]) == ("best_worst", 20, 50 if "imagenet" in name
-                                                                        else "all")  # fmt: skip
-    for rule in ("head_sample", "head_attention_streaming", "head_importance", "pattern_autoencoder",
-                 "attention_patterns", "image_overview", "head_summary", "figure_heads"):  # fmt: skip
+    assert (sample["kind"], sample["classes"], sample["per_class"]) == (
+        "best_worst",
+        20,
+        50 if "imagenet" in name else "all",
+    )
+    for rule in (
+        "head_sample",
+        "head_attention_streaming",
+        "head_importance",
+        "pattern_autoencoder",
+        "attention_patterns",
+        "image_overview",
+        "head_summary",
+        "figure_heads",
+    ):
         assert counts[rule] == REAL_SCALE[name], rule
     # The semantic analyses of every experiment: val keypoints, θ streamed through the baseline, masking.
     for rule in ("keypoints", "semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):
@@ -211,8 +222,13 @@ def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
     experiment = next(iter(tiny_config["experiments"]))
     tiny_config["retrain"]["methods"] = ["vit", "awd", "awd_dip", "winft"]
     assert retrain_branches(tiny_config, experiment) == [
-        "vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2", "awd_dip_a0.1_b1", "winft",
-    ]  # fmt: skip
+        "vit",
+        "awd_a0.5",
+        "awd_a0.1",
+        "awd_dip_a0.1_b0.2",
+        "awd_dip_a0.1_b1",
+        "winft",
+    ]
     tiny_config["experiments"][experiment]["retrain_methods"] = ["awd"]
     assert retrain_branches(tiny_config, experiment) == ["awd_a0.5", "awd_a0.1"]
 
@@ -241,10 +257,16 @@ def test_one_branch_target_plans_only_that_branch(tmp_path, tiny_config):
     target = "results/tiny/retrain/awd_dip_a0.1_b0.2/seed0/metrics.json"
     counts = planned_jobs(run_snakemake(tmp_path, tiny_config, "--dry-run", target).stdout)
     assert counts == {
-        "write_digits": 1, "dataset_manifest": 1, "train_baseline": 1, "attention_store": 2,
-        "interaction_store": 2, "window_masks": 2, "token_masks": 2, "retrain_awd_dip": 1,
+        "write_digits": 1,
+        "dataset_manifest": 1,
+        "train_baseline": 1,
+        "attention_store": 2,
+        "interaction_store": 2,
+        "window_masks": 2,
+        "token_masks": 2,
+        "retrain_awd_dip": 1,
         "responsive_fields": 1,  # the val field store: E_O over kept patches is read from its o
-    }  # fmt: skip
+    }
 
 
 def test_canonical_sorts_every_dict_and_keeps_sequences_in_order():
@@ -265,15 +287,21 @@ def test_command_line_values_read_as_yaml_scalars():
     # What Snakemake's parse_config hands over for: betas=[0.1,.2] data={check_threads: 2, on_corrupt: skip}
     # device=cuda:1 experiments={x: {pretrained: null, model_args: {class_token: false}}} and a quoted '[1]'
     overrides = {
-        "betas": ["0.1", ".2"], "data": {"check_threads": "2", "on_corrupt": "skip"}, "device": "cuda:1",
-        "experiments": {"x": {"pretrained": "null", "model_args": {"class_token": "false"}}}, "seed": 3,
+        "betas": ["0.1", ".2"],
+        "data": {"check_threads": "2", "on_corrupt": "skip"},
+        "device": "cuda:1",
+        "experiments": {"x": {"pretrained": "null", "model_args": {"class_token": "false"}}},
+        "seed": 3,
         "name": "[1]",
-    }  # fmt: skip
+    }
     assert command_line_values(overrides) == {
-        "betas": [0.1, 0.2], "data": {"check_threads": 2, "on_corrupt": "skip"}, "device": "cuda:1",
-        "experiments": {"x": {"pretrained": None, "model_args": {"class_token": False}}}, "seed": 3,
+        "betas": [0.1, 0.2],
+        "data": {"check_threads": 2, "on_corrupt": "skip"},
+        "device": "cuda:1",
+        "experiments": {"x": {"pretrained": None, "model_args": {"class_token": False}}},
+        "seed": 3,
         "name": "[1]",
-    }  # fmt: skip
+    }
 
 
 def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
@@ -290,9 +318,11 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     (metadata / "partial").write_text('{"rule": "tra')  # being written: left alone
     assert canonical_params_records(metadata) == 1
     rewritten = json.loads((metadata / "@long" / "rest").read_text())
-    assert rewritten == record | {"params": sorted(
-        ["0.1", "{'img_size': 16, 'model': 'VisionTransformer'}", "OrderedDict({'b': 1, 'a': 2})", "'text'"]
-    )}  # fmt: skip
+    assert rewritten == record | {
+        "params": sorted(
+            ["0.1", "{'img_size': 16, 'model': 'VisionTransformer'}", "OrderedDict({'b': 1, 'a': 2})", "'text'"]
+        )
+    }
     assert (metadata / "partial").read_text() == '{"rule": "tra'
     assert canonical_params_records(metadata) == 0  # idempotent
     assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]

@@ -216,8 +216,11 @@ def test_cached_images_are_decoded_once_and_give_the_same_augmented_samples(tmp_
     from patchinteract.training.loop import SeededSamples
 
     table = write_digits_imagefolder(tmp_path / "images", image_size=16, val_fraction=0.5, seed=0, per_class=2)
-    write_manifest(finalize_manifest(check_images(table, tmp_path / "images", "error")), tmp_path / "m.parquet",
-                   tmp_path / "images")  # fmt: skip
+    write_manifest(
+        finalize_manifest(check_images(table, tmp_path / "images", "error")),
+        tmp_path / "m.parquet",
+        tmp_path / "images",
+    )
     augment = transforms.Compose([transforms.RandomResizedCrop(16, scale=(0.5, 1.0)), transforms.ToTensor()])
     plain = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", augment), seed=3)
     cached = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", augment, cache_images=True), seed=3)
@@ -245,13 +248,17 @@ def test_batches_are_the_per_image_pipeline_bit_for_bit(tmp_path):
     from patchinteract.training.loop import SeededSamples
 
     table = write_digits_imagefolder(tmp_path / "images", image_size=16, val_fraction=0.5, seed=0, per_class=2)
-    write_manifest(finalize_manifest(check_images(table, tmp_path / "images", "error")), tmp_path / "m.parquet",
-                   tmp_path / "images")  # fmt: skip
+    write_manifest(
+        finalize_manifest(check_images(table, tmp_path / "images", "error")),
+        tmp_path / "m.parquet",
+        tmp_path / "images",
+    )
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 2})
     crop = train_transform(vit, (0.5, 1.0))
     config = data_config(vit)
-    per_image = transforms.Compose([crop.transforms[0], transforms.ToTensor(),
-                                    transforms.Normalize(config["mean"], config["std"])])  # fmt: skip
+    per_image = transforms.Compose(
+        [crop.transforms[0], transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
+    )
     reference = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", per_image), seed=5)
     batched = SeededSamples(split_dataset(tmp_path / "m.parquet", "train", crop), seed=5)
     keys = [(epoch, index) for epoch in range(2) for index in range(len(reference))]

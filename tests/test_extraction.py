@@ -61,9 +61,16 @@ def test_store_layout_and_u_on_real_images(tmp_path, digits_manifest):
     import torch
 
     path = write_attention_store(
-        model, dataset, tmp_path / "train.zarr", device=torch.device("cpu"), batch_size=8, workers=0,
-        chunk_setting=3, compression_level=3, attributes={"experiment": "test"},
-    )  # fmt: skip
+        model,
+        dataset,
+        tmp_path / "train.zarr",
+        device=torch.device("cpu"),
+        batch_size=8,
+        workers=0,
+        chunk_setting=3,
+        compression_level=3,
+        attributes={"experiment": "test"},
+    )
     store = zarr.open_group(path, mode="r")
     attn = store["attn"]
     assert attn.shape == (36, 3, 2, 17, 17) and attn.chunks == (3, 3, 2, 17, 17) and attn.dtype == np.float16

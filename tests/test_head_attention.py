@@ -48,8 +48,9 @@ def strength_loop(matrix, grid):
 
 def distance_loop(matrix, grid):
     cols, n = grid[1], grid[0] * grid[1]
-    return np.mean([sum(matrix[q, k] * np.hypot(q // cols - k // cols, q % cols - k % cols) for k in range(n))
-                    for q in range(n)])  # fmt: skip
+    return np.mean(
+        [sum(matrix[q, k] * np.hypot(q // cols - k // cols, q % cols - k % cols) for k in range(n)) for q in range(n)]
+    )
 
 
 @pytest.mark.parametrize("grid, prefix", [((3, 5), 1), ((4, 2), 0), ((1, 4), 2), ((3, 3), 1)])
@@ -192,13 +193,18 @@ def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
 
     grid, n_images = (2, 3), 9
     attn = random_attention((n_images, 2, 2), 6, seed=5).astype(np.float16)
-    arrays = {"attn": attn, "label": np.zeros(n_images, np.int64), "prediction": np.zeros(n_images, np.int64),
-              "image_id": np.arange(n_images) + 50}  # fmt: skip
+    arrays = {
+        "attn": attn,
+        "label": np.zeros(n_images, np.int64),
+        "prediction": np.zeros(n_images, np.int64),
+        "image_id": np.arange(n_images) + 50,
+    }
     specs = {"attn": ArraySpec(attn.shape[1:], "float16", ATTENTION_DIMENSIONS), **PER_IMAGE_SPECS}
     write_arrays(tmp_path / "attention.zarr", arrays, specs, {"n_prefix_tokens": 0, "grid": list(grid)})
     images = np.array([1, 2, 4, 8])
-    compute_head_store(tmp_path / "attention.zarr", tmp_path / "heads.zarr", images, 0.1,
-                       dask={"mode": "threads", "workers": 2})  # fmt: skip
+    compute_head_store(
+        tmp_path / "attention.zarr", tmp_path / "heads.zarr", images, 0.1, dask={"mode": "threads", "workers": 2}
+    )
     store = zarr.open_group(tmp_path / "heads.zarr", mode="r")
     assert "cls_pattern" not in store and store.attrs["top_count"] == 3
     np.testing.assert_array_equal(store["image_id"][:], images + 50)
@@ -230,8 +236,12 @@ def test_best_worst_sample_takes_the_best_and_worst_classes_with_ties_by_index()
     split = pd.DataFrame({"image_id": np.arange(100, 100 + len(labels)), "label": labels[:-1] + [0]})
     sample = {"kind": "best_worst", "classes": 4, "per_class": 2}
     images, classes = analysed_images(split, predictions, sample, "all", seed=0, split="val")
-    assert classes.to_dict("list") == {"class": [0, 2, 3, 5], "top1": [100.0, 100.0, 0.0, 0.0],
-                                       "group": ["best", "best", "worst", "worst"], "images": [2, 2, 2, 2]}  # fmt: skip
+    assert classes.to_dict("list") == {
+        "class": [0, 2, 3, 5],
+        "top1": [100.0, 100.0, 0.0, 0.0],
+        "group": ["best", "best", "worst", "worst"],
+        "images": [2, 2, 2, 2],
+    }
     assert (np.diff(images["position"]) > 0).all() and set(images["label"]) == {0, 2, 3, 5}
     np.testing.assert_array_equal(images["image_id"], split["image_id"].to_numpy()[images["position"]])
     again, _ = analysed_images(split, predictions, sample, "all", seed=0, split="val")

@@ -22,9 +22,15 @@ LAYERS, HEADS, DIM, CLASSES = 3, 4, 32, 7
 def tiny_vit(seed=0, **options):
     torch.manual_seed(seed)
     model = timm.models.VisionTransformer(
-        img_size=16, patch_size=4, embed_dim=DIM, depth=LAYERS, num_heads=HEADS, mlp_ratio=2.0,
-        num_classes=CLASSES, **options,
-    )  # fmt: skip
+        img_size=16,
+        patch_size=4,
+        embed_dim=DIM,
+        depth=LAYERS,
+        num_heads=HEADS,
+        mlp_ratio=2.0,
+        num_classes=CLASSES,
+        **options,
+    )
     # Larger than timm's init (std 0.02), so that pruning one head visibly moves the outputs.
     with torch.no_grad():
         for parameter in model.parameters():
@@ -150,8 +156,9 @@ def test_importance_tables_have_one_row_per_image_layer_head_and_mode():
     assert (
         mode0.groupby(["image_id", "layer"])["top5_prob"].apply(lambda s: np.ptp(np.stack(s), axis=0).max()).max() == 0
     )
-    np.testing.assert_allclose(np.stack(mode0["top5_prob"]).max(1), images["top5_prob"].str[0].repeat(
-        LAYERS * HEADS).to_numpy(), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.stack(mode0["top5_prob"]).max(1), images["top5_prob"].str[0].repeat(LAYERS * HEADS).to_numpy(), atol=1e-6
+    )
 
 
 def test_without_prefix_tokens_the_cls_measures_are_skipped(caplog):

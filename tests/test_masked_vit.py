@@ -137,8 +137,9 @@ def test_multiply_on_kept_tokens_pools_the_shared_token_once_per_dropped_patch(g
     windows, keep = random_masks(alpha=0.08, beta=0.25, images=3, seed=4)
     images = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(model(images, windows, keep), model.dense_forward(images, windows, keep),
-                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            model(images, windows, keep), model.dense_forward(images, windows, keep), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_drop_keys_on_kept_tokens_averages_the_kept_tokens():
@@ -167,8 +168,9 @@ def test_dip_on_kept_tokens_computes_fewer_tokens_and_needs_equal_counts():
     ragged[0, keep[0].nonzero()[0]] = False
     with pytest.raises(ValueError, match="as many patches"):
         model(torch.randn(2, 3, 16, 16), windows, ragged)
-    dropout = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 2,
-                                                          "patch_drop_rate": 0.25})  # fmt: skip
+    dropout = create_vit(
+        "VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_drop_rate": 0.25}
+    )
     with pytest.raises(ValueError, match="patch_drop_rate"):
         MaskedViT(dropout)(torch.randn(2, 3, 16, 16), windows, keep)
 

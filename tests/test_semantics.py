@@ -77,11 +77,13 @@ def group_means(thetas, counts):
 def test_theta_matches_a_loop(weighting, gamma):
     n, prefix = 12, 1
     attn = random_attention((3, 2, 3), prefix + n, seed=7)
-    counts = np.array([
-        [0, 3, 0, 0, 1, 0, 0, 0, 2, 0, 0, 1],  # a few keypoint patches, weights 1-3
-        [0] * 12,  # no keypoint: no θ_KK
-        [1, 2, 1, 4, 1, 1, 1, 1, 1, 1, 1, 1],  # keypoints everywhere: no θ_NK
-    ])  # fmt: skip
+    counts = np.array(
+        [
+            [0, 3, 0, 0, 1, 0, 0, 0, 2, 0, 0, 1],  # a few keypoint patches, weights 1-3
+            [0] * 12,  # no keypoint: no θ_KK
+            [1, 2, 1, 4, 1, 1, 1, 1, 1, 1, 1, 1],  # keypoints everywhere: no θ_NK
+        ]
+    )
     result = semantic_reductions(attn, prefix, counts, gamma, weighting)
     theta_patch = []
     for image in range(3):
@@ -140,12 +142,16 @@ def test_focus_index_on_constant_one_hot_and_hand_computed_rows():
 
 def test_location_patches_at_the_borders():
     grid, patch = (2, 3), (4, 4)  # 8 x 12 pixels
-    points = np.array([
-        [3.49, 0.0, 1], [3.5, 0.0, 1],  # last pixel of column 0 | first pixel of column 1 (x + 0.5 = 4)
-        [-0.6, -0.6, 1],  # outside the top-left corner: clipped into patch 0
-        [11.9, 7.9, 1],  # beyond the bottom-right pixel centre: last patch
-        [0.0, 3.5, 1],  # first pixel of row 1
-    ], dtype=np.float32)  # fmt: skip
+    points = np.array(
+        [
+            [3.49, 0.0, 1],
+            [3.5, 0.0, 1],  # last pixel of column 0 | first pixel of column 1 (x + 0.5 = 4)
+            [-0.6, -0.6, 1],  # outside the top-left corner: clipped into patch 0
+            [11.9, 7.9, 1],  # beyond the bottom-right pixel centre: last patch
+            [0.0, 3.5, 1],  # first pixel of row 1
+        ],
+        dtype=np.float32,
+    )
     assert location_patches(points, grid, patch).tolist() == [0, 1, 0, 5, 3]
     assert keypoint_counts(points, grid, patch, "location").tolist() == [2, 1, 0, 1, 0, 1]
     # region: a disc of diameter 3 at the corner of four patches touches all four, one of diameter 1 only its own
@@ -271,8 +277,9 @@ def test_masking_at_zero_is_the_plain_evaluation(mode):
     dataset = torch.utils.data.TensorDataset(images, labels, torch.arange(20))
     loader = torch.utils.data.DataLoader(dataset, batch_size=8)
     scores = np.random.default_rng(0).random((20, 16)).astype(np.float32)
-    table, predictions = masking_accuracy(model, loader, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode,
-                                          torch.device("cpu"))  # fmt: skip
+    table, predictions = masking_accuracy(
+        model, loader, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode, torch.device("cpu")
+    )
     metrics, baseline = evaluate_classifier(model, loader, torch.device("cpu"))
     at_zero = table[table["r"] == 0]
     assert len(at_zero) == 4 and (at_zero["top1"] == metrics["top1"]).all()  # exactly
@@ -283,8 +290,11 @@ def test_masking_at_zero_is_the_plain_evaluation(mode):
     )
     pd.testing.assert_frame_equal(unmasked.reset_index(drop=True), baseline)
     for row in table.itertuples():
-        rows = predictions[(predictions["r"] == row.r) & (predictions["order"] == row.order)
-                           & (predictions["seed"].fillna(-1) == (-1 if pd.isna(row.seed) else row.seed))]  # fmt: skip
+        rows = predictions[
+            (predictions["r"] == row.r)
+            & (predictions["order"] == row.order)
+            & (predictions["seed"].fillna(-1) == (-1 if pd.isna(row.seed) else row.seed))
+        ]
         assert row.top1 == 100.0 * rows["correct"].sum() / len(rows)
     assert sorted(table["order"].unique()) == ["bottom", "random", "top"]
     assert table.loc[table["order"] == "random", "seed"].unique().tolist() == [5, 6]
@@ -318,8 +328,9 @@ def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digi
     model = tiny_vit(seed=2)
     views = split_dataset(digits_manifest, "train", eval_view(model))
     counter = KeypointCounter((4, 4), (4, 4), SIFT | {"assign": "region"})
-    keypoints = write_keypoint_store(views, tmp_path / "k.zarr", counter, threads=2, compression_level=1,
-                                     attributes={"split": "train"})  # fmt: skip
+    keypoints = write_keypoint_store(
+        views, tmp_path / "k.zarr", counter, threads=2, compression_level=1, attributes={"split": "train"}
+    )
     stored = zarr.open_group(keypoints, mode="r")
     counts = stored["keypoints"][:]
     assert counts.shape == (len(views), 16) and stored["image_id"][:].tolist() == views.image_ids.tolist()
@@ -339,15 +350,17 @@ def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digi
     attention = write_attention_store(model, dataset, tmp_path / "a.zarr", attributes={}, chunk_setting=4, **options)
     settings = dict(gamma=0.9, weighting="weighted")
     from_store = zarr.open_group(
-        compute_semantics_store(attention, keypoints, tmp_path / "s.zarr",
-                                dask_settings={"mode": "threads", "workers": 2}, **settings),
+        compute_semantics_store(
+            attention, keypoints, tmp_path / "s.zarr", dask_settings={"mode": "threads", "workers": 2}, **settings
+        ),
         mode="r",
-    )  # fmt: skip
+    )
     streamed = zarr.open_group(
-        write_semantics_store_streaming(model, dataset, keypoints, tmp_path / "t.zarr", attributes={}, **settings,
-                                        **options),
+        write_semantics_store_streaming(
+            model, dataset, keypoints, tmp_path / "t.zarr", attributes={}, **settings, **options
+        ),
         mode="r",
-    )  # fmt: skip
+    )
     expected = semantic_reductions(zarr.open_group(attention)["attn"][:], 1, counts, **settings)
     for name in ("theta_kk", "theta_nk", "focus_index", "theta_patch"):
         np.testing.assert_array_equal(from_store[name][:], streamed[name][:])
@@ -369,8 +382,13 @@ def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digi
     other = split_dataset(digits_manifest, "val", eval_view(model))
     write_keypoint_store(other, tmp_path / "v.zarr", counter, threads=1, compression_level=1, attributes={})
     with pytest.raises(ValueError, match="holds other images"):
-        compute_semantics_store(attention, tmp_path / "v.zarr", tmp_path / "x.zarr",
-                                dask_settings={"mode": "threads", "workers": 1}, **settings)  # fmt: skip
+        compute_semantics_store(
+            attention,
+            tmp_path / "v.zarr",
+            tmp_path / "x.zarr",
+            dask_settings={"mode": "threads", "workers": 1},
+            **settings,
+        )
 
 
 def test_an_interrupted_keypoint_store_resumes_to_the_same_store(tmp_path, digits_manifest):
@@ -434,7 +452,9 @@ def test_the_data_sets_mean_colour_is_the_mean_of_its_train_images(digits_manife
 
     colour = mean_colour(digits_manifest, "train", threads=2)
     table, root = read_manifest(digits_manifest, "train")
-    by_hand = np.mean([np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float64).mean((0, 1)) / 255
-                       for p in table["path"]], axis=0)  # fmt: skip
+    by_hand = np.mean(
+        [np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float64).mean((0, 1)) / 255 for p in table["path"]],
+        axis=0,
+    )
     np.testing.assert_allclose(colour, by_hand, rtol=1e-12)
     assert colour.shape == (3,) and np.ptp(colour) < 1e-12 and 0.1 < colour[0] < 0.6  # grey digits on black

@@ -27,9 +27,15 @@ PROFILE = REPO / "profiles" / "slurm"
 # The profile as a user runs it, with faster polling: the tiny jobs take seconds, not hours. (The
 # plugin polls after 6 s, then waits 10 s longer after each poll that finds no job finished.)
 SLURM_ARGS = (
-    "--profile", str(PROFILE), "--cores", "8",
-    "--slurm-init-seconds-before-status-checks", "6", "--seconds-between-status-checks", "2",
-)  # fmt: skip
+    "--profile",
+    str(PROFILE),
+    "--cores",
+    "8",
+    "--slurm-init-seconds-before-status-checks",
+    "6",
+    "--seconds-between-status-checks",
+    "2",
+)
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 GPU_RULES = {"train_baseline", "retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft"}
 
@@ -80,8 +86,10 @@ def accounting(job_ids) -> dict[str, dict]:
     """sacct's record (State, AllocTRES, Timelimit) of each job, from slurmdbd."""
     out = subprocess.run(
         ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,JobName,State,AllocTRES,Timelimit"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     records = {}
     for line in out.splitlines():
         job_id, name, state, tres, limit = line.split("|")
@@ -253,10 +261,22 @@ def test_profile_is_found_as_typed_from_the_repository_root(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(TINY_CONFIG))
     result = subprocess.run(
-        [*SNAKEMAKE, "--cores", "8", "--profile", "slurm", "--configfile", str(config), "--directory", str(tmp_path),
-         "--dry-run"],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *SNAKEMAKE,
+            "--cores",
+            "8",
+            "--profile",
+            "slurm",
+            "--configfile",
+            str(config),
+            "--directory",
+            str(tmp_path),
+            "--dry-run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Using profile slurm" in result.stdout + result.stderr
     assert planned_jobs(result.stdout)["retrain_awd"] == 2 * len(TINY_CONFIG["seeds"])  # two α, every seed

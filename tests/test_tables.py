@@ -29,8 +29,19 @@ IMAGES = 200  # top-1 in steps of 0.5 %: the first top1 * 2 images are right
 
 
 def run(experiment, dataset, method, branch=None, alpha=None, beta=None, eo=256.0, top1=50.0, seed=0, **extra):
-    return {"experiment": experiment, "dataset": dataset, "method": method, "branch": branch, "alpha": alpha,
-            "beta": beta, "eo": eo, "top1": top1, "seed": seed, **MODEL, **extra}  # fmt: skip
+    return {
+        "experiment": experiment,
+        "dataset": dataset,
+        "method": method,
+        "branch": branch,
+        "alpha": alpha,
+        "beta": beta,
+        "eo": eo,
+        "top1": top1,
+        "seed": seed,
+        **MODEL,
+        **extra,
+    }
 
 
 ROWS = [
@@ -57,10 +68,16 @@ def runs_from(tmp_path, rows=ROWS, correct=None):
         folder.mkdir(parents=True)
         right = correctness(row["top1"]) if correct is None else correct[index]
         labels = np.arange(IMAGES) % 10
-        pd.DataFrame({
-            "image_id": np.arange(IMAGES)[::-1], "label": labels[::-1], "prediction": np.where(right, labels, 0)[::-1],
-            "correct": right[::-1], "p_true": np.where(right, 0.9, 0.05)[::-1], "top5": [[0, 1, 2, 3, 4]] * IMAGES,
-        }).to_parquet(folder / PREDICTIONS)  # fmt: skip
+        pd.DataFrame(
+            {
+                "image_id": np.arange(IMAGES)[::-1],
+                "label": labels[::-1],
+                "prediction": np.where(right, labels, 0)[::-1],
+                "correct": right[::-1],
+                "p_true": np.where(right, 0.9, 0.05)[::-1],
+                "top5": [[0, 1, 2, 3, 4]] * IMAGES,
+            }
+        ).to_parquet(folder / PREDICTIONS)
         (folder / "metrics.json").write_text(json.dumps(row))
         paths.append(folder / "metrics.json")
     return paths
@@ -106,8 +123,11 @@ def test_table3_pairs_vit_and_winft_and_table4_keeps_the_transfer_datasets(tmp_p
     assert set(table3["experiment"]) == {"p4", "cub"}
     row = table3.set_index("experiment").loc["p4"]
     assert (row["vit_top1_mean"], row["winft_top1_mean"], row["winft_eo"], row["winft_window_iou"]) == (
-        90.0, 91.0, 100.0, 0.5,
-    )  # fmt: skip
+        90.0,
+        91.0,
+        100.0,
+        0.5,
+    )
     assert row["diff"] == pytest.approx(1.0)
     assert table4_transfer(models)["dataset"].tolist() == ["cub200", "digits"]  # default: not imagenet*
     assert table4_transfer(models, ["digits"])["dataset"].tolist() == ["digits"]
@@ -170,5 +190,4 @@ def test_write_tables_writes_every_declared_table(tmp_path):
     for name in TABLE_NAMES:
         assert pd.read_parquet(tmp_path / "tables" / f"{name}.parquet").shape == tables[name].shape
         assert (tmp_path / "tables" / f"{name}.md").read_text().startswith("| ")
-    assert tables["comparisons"]["branch"].tolist() == ["winft", "awd_a0.1", "awd_a0.5", "awd_dip_a0.1_b0.2",
-                                                         "winft"]  # fmt: skip
+    assert tables["comparisons"]["branch"].tolist() == ["winft", "awd_a0.1", "awd_a0.5", "awd_dip_a0.1_b0.2", "winft"]

@@ -33,7 +33,7 @@ torch.set_num_threads(1)
 seed_everything(0)
 vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
 recipe = Recipe.from_config({"epochs": 3, "lr": 1e-3, "batch_size": 4, "optimizer": "adamw", "warmup_steps": 3,
-                             "crop_scale": (0.5, 1.0), "hflip": True})  # fmt: skip
+                             "crop_scale": (0.5, 1.0), "hflip": True})
 augment = train_transform(vit, recipe.crop_scale)
 
 def slow_augment(image):  # slows the run so the test can stop it part-way
@@ -94,8 +94,9 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 16, "depth": 1, "num_heads": 2})
     dataset = split_dataset(digits_manifest, "train", eval_transform(vit))
     recipe = Recipe.from_config({"epochs": 1, "lr": 1e-3, "batch_size": 12, "optimizer": "adamw"})
-    summary = train_model(vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt",
-                               fingerprint="these settings")  # fmt: skip
+    summary = train_model(
+        vit, dataset, recipe, torch.device("cpu"), seed=0, checkpoint=tmp_path / "c.pt", fingerprint="these settings"
+    )
     assert summary["resumed_from_step"] == 0 and summary["steps"] == 3
     assert torch.load(tmp_path / "c.pt", weights_only=False)["fingerprint"] == "these settings"
 

@@ -111,8 +111,13 @@ def test_short_training_lowers_the_bce(mask_mode):
 def test_a_patch_always_attends_to_itself_so_no_row_is_empty():
     torch.manual_seed(0)
     # No prefix token: with neg_inf, an empty row of W would leave a query nothing to attend to (NaN).
-    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 1, "num_heads": 4,
-                                                      "class_token": False, "global_pool": "avg"}).eval()  # fmt: skip
+    vit = create_vit(
+        "VisionTransformer",
+        16,
+        4,
+        10,
+        {"embed_dim": 32, "depth": 1, "num_heads": 4, "class_token": False, "global_pool": "avg"},
+    ).eval()
     attention = vit.blocks[0].attn
     with torch.no_grad():
         attention.qkv.weight[:32] = 0  # Q = 0: every w' = sigmoid(0), constant along each row
@@ -157,8 +162,9 @@ def test_evaluation_computes_windows_and_accuracy_without_the_training_loss(monk
         raise AssertionError("evaluation computed the training loss")
 
     monkeypatch.setattr(winft, "window_bce", no_loss)
-    metrics, predictions = evaluate_windows(model, torch.utils.data.DataLoader(samples, batch_size=4),
-                                            torch.device("cpu"), keep_first=2)  # fmt: skip
+    metrics, predictions = evaluate_windows(
+        model, torch.utils.data.DataLoader(samples, batch_size=4), torch.device("cpu"), keep_first=2
+    )
     assert metrics["n_images"] == 6 and 0 <= metrics["top1"] <= 100
     assert predictions["image_id"].tolist() == list(range(6))
     assert metrics["top1"] == 100.0 * predictions["correct"].sum() / 6

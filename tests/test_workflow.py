@@ -77,9 +77,24 @@ def test_stores_open_without_warnings(tiny_run):
 
 
 RETRAIN_KEYS = {
-    "experiment", "dataset", "model", "img_size", "patch_size", "n_patches", "method", "alpha", "beta", "seed",
-    "top1", "top5", "eo", "train_seconds", "steps", "config_hash", "code_revision",
-}  # fmt: skip
+    "experiment",
+    "dataset",
+    "model",
+    "img_size",
+    "patch_size",
+    "n_patches",
+    "method",
+    "alpha",
+    "beta",
+    "seed",
+    "top1",
+    "top5",
+    "eo",
+    "train_seconds",
+    "steps",
+    "config_hash",
+    "code_revision",
+}
 
 
 BRANCHES = ("vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2", "winft")
@@ -242,8 +257,13 @@ def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
     summary = pd.read_parquet(tiny_run / "results/tables/head_summary_tiny_val.parquet")
     assert len(summary) == 4 and summary["images"].eq(20).all()
     assert {"prob_mean", "prob_std", "entropy_mean", "mean_distance_mean", "cluster", "pattern"} <= set(summary.columns)
-    for name in ("fig7_head_importance", "head_pruning_modes", "fig8_head_entropy", "fig12_pattern_layouts",
-                 "fig13_pattern_clusters"):  # fmt: skip
+    for name in (
+        "fig7_head_importance",
+        "head_pruning_modes",
+        "fig8_head_entropy",
+        "fig12_pattern_layouts",
+        "fig13_pattern_clusters",
+    ):
         with Image.open(tiny_run / f"results/figures/tiny/{name}_val.png") as image:
             assert min(image.size) > 300 and image.convert("L").getextrema()[1] > 100, name
 
@@ -294,8 +314,15 @@ def test_report_gathers_figures_and_tables(tiny_run):
 
     run_from_root(tiny_run, TINY_CONFIG, "--report", "results/report.html")
     report = (tiny_run / "results/report.html").read_text()
-    for name in ("fig5_interaction_map", "fig9_image_panels", "winft_windows", "table1_awd", "table3_winft",
-                 "fig8_head_entropy", "theta_masking"):  # fmt: skip
+    for name in (
+        "fig5_interaction_map",
+        "fig9_image_panels",
+        "winft_windows",
+        "table1_awd",
+        "table3_winft",
+        "fig8_head_entropy",
+        "theta_masking",
+    ):
         assert name in report, name
     assert "Fig. 10" in report  # a caption
 
@@ -308,9 +335,13 @@ def test_changing_one_alpha_reruns_only_its_branches(tiny_run):
     counts = planned_jobs(run_from_root(tiny_run, changed, "--dry-run").stdout)
     # Its two seeds; the tables and the figure drawn from Table I follow, and the explorer, which shows every α.
     assert counts == {
-        "window_masks": 2, "retrain_awd": 2, "tables": 1, "figure_accuracy_vs_interactions": 1, "explorer": 1,
+        "window_masks": 2,
+        "retrain_awd": 2,
+        "tables": 1,
+        "figure_accuracy_vs_interactions": 1,
+        "explorer": 1,
         "all": 1,
-    }  # fmt: skip
+    }
 
 
 def changed_plan(root, **changes) -> dict[str, int]:
@@ -335,34 +366,63 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     # Two settings per dry run where the jobs they plan cannot overlap (a dry run from the root costs ~20 s).
     # Table IV's datasets: the tables, and the figure drawn from Table I; a figure setting: that figure only.
     assert changed_plan(tiny_run, **{"tables.transfer_datasets": ["digits"], "figures.image_index": 1}) == {
-        "tables": 1, "figure_accuracy_vs_interactions": 1, "figure_patch_interactions": experiments, "all": 1,
-    }  # fmt: skip
+        "tables": 1,
+        "figure_accuracy_vs_interactions": 1,
+        "figure_patch_interactions": experiments,
+        "all": 1,
+    }
     # The retrain recipe: every branch and what reads them, not the baseline nor any store.
     plan = changed_plan(tiny_run, **{"retrain.recipe.lr": 0.002})
     assert {"retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft", "tables"} <= set(plan)
-    assert not {"train_baseline", "evaluate_baseline", "attention_store", "interaction_store", "window_masks",
-                "token_masks", "responsive_fields"} & set(plan)  # fmt: skip
+    assert not {
+        "train_baseline",
+        "evaluate_baseline",
+        "attention_store",
+        "interaction_store",
+        "window_masks",
+        "token_masks",
+        "responsive_fields",
+    } & set(plan)
     # The number of pattern clusters: the clustering and what shows it; γ of the detection line: θ and
     # everything read from it, not the keypoints. The explorer shows both.
     assert changed_plan(tiny_run, **{"heads.clusters": 3, "semantics.gamma": 0.9}) == {
-        "attention_patterns": experiments, "head_summary": experiments, "figure_heads": experiments,
-        "semantics_store": experiments, "semantics_summary": experiments, "theta_masking": experiments,
-        "figure_semantics": experiments, "explorer": experiments, "all": 1,
-    }  # fmt: skip
+        "attention_patterns": experiments,
+        "head_summary": experiments,
+        "figure_heads": experiments,
+        "semantics_store": experiments,
+        "semantics_summary": experiments,
+        "theta_masking": experiments,
+        "figure_semantics": experiments,
+        "explorer": experiments,
+        "all": 1,
+    }
     # The colour of masked patches: the data set's mean colour once, the masking and its figure.
     assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean"}) == {
-        "dataset_mean_colour": 1, "theta_masking": experiments, "figure_semantics": experiments, "all": 1,
-    }  # fmt: skip
+        "dataset_mean_colour": 1,
+        "theta_masking": experiments,
+        "figure_semantics": experiments,
+        "all": 1,
+    }
     # How jobs run (device, loader workers, batch sizes): nothing.
-    assert changed_plan(tiny_run, **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5,
-                                     "heads.batch_images": 3}) == {}  # fmt: skip
+    assert (
+        changed_plan(
+            tiny_run,
+            **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5, "heads.batch_images": 3},
+        )
+        == {}
+    )
 
 
 def dry_run_of_text(root, text: str, *args: str, name: str = "config.yaml") -> str:
     """A dry run from the root with a config file written as ``text``: its output, or '' for nothing to do."""
     (root / name).write_text(text)
-    result = subprocess.run([*SNAKEMAKE, "--configfile", name, "--cores", "2", "--dry-run", *args], cwd=root,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [*SNAKEMAKE, "--configfile", name, "--cores", "2", "--dry-run", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return "" if "Nothing to be done" in result.stdout + result.stderr else result.stdout
 
@@ -400,8 +460,10 @@ def test_a_config_rewritten_in_another_key_order_reruns_nothing(tiny_run):
     changed = json.loads(json.dumps(TINY_CONFIG))
     changed["tables"] = {"transfer_datasets": ["digits"]}
     assert planned_jobs(dry_run_of_text(tiny_run, yaml.safe_dump(changed))) == {
-        "tables": 1, "figure_accuracy_vs_interactions": 1, "all": 1,
-    }  # fmt: skip
+        "tables": 1,
+        "figure_accuracy_vs_interactions": 1,
+        "all": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -544,9 +606,13 @@ def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     # Pick an image as typing its id does: every view shows that image's data.
     image_id = int(overview["image_id"].iloc[7])
     page("Bokeh.documents[0].get_model_by_name('search').value = arguments[0]", str(image_id))
-    wait_for(driver, "return PatchExplorer.state.image === arguments[0] && "
-             "Bokeh.documents[0].get_model_by_name('status').text.includes('Image ' + arguments[0])",
-             10, image_id)  # fmt: skip
+    wait_for(
+        driver,
+        "return PatchExplorer.state.image === arguments[0] && "
+        "Bokeh.documents[0].get_model_by_name('status').text.includes('Image ' + arguments[0])",
+        10,
+        image_id,
+    )
     importance = pd.read_parquet(heads / "head_importance.parquet").query("image_id == @image_id and mode == 1")
     # the probability line shows P_ij[y] (pruned_prob), as the paper's Head Importance View does
     for metric in ("pruned_prob", "jsd", "cls_distance", "patch_distance"):
@@ -563,7 +629,7 @@ def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     wait_for(driver, "return PatchExplorer.state.head === 3 && PatchExplorer.state.patch === 5", 10)
     hops = pd.read_parquet(heads / "attention_strength.parquet").query(
         "image_id == @image_id and layer == @layer and head == @head"
-    )["strength"]  # fmt: skip
+    )["strength"]
     np.testing.assert_allclose(source("khop_source")["strength"], hops, atol=1e-5)
     row = attention["attn"][int(np.flatnonzero(attention["image_id"][:] == image_id)[0]), layer, head, 1 + patch]
     shown = np.array(source("patch_source")["raw"], dtype=np.float64)
@@ -608,8 +674,9 @@ def killed_after(root: Path, seconds: float, *args: str) -> bool:
     """Start snakemake in ``root`` and SIGKILL its whole process group after ``seconds`` (as a node failure or
     `kill -9` does); False when the run finished first."""
     command = [*SNAKEMAKE, "--configfile", "config.yaml", "--cores", "2", *args]
-    process = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         process.wait(timeout=seconds)
         assert process.returncode == 0, f"snakemake failed ({process.returncode}) before it was killed"
@@ -643,8 +710,9 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
         # The README's commands after a killed run: unlock the folder, then rerun what was incomplete.
         resume = ["--rerun-incomplete"] if attempt else []
         if attempt:
-            subprocess.run([*SNAKEMAKE, "--configfile", "config.yaml", "--unlock"], cwd=root, check=True,
-                           capture_output=True)  # fmt: skip
+            subprocess.run(
+                [*SNAKEMAKE, "--configfile", "config.yaml", "--unlock"], cwd=root, check=True, capture_output=True
+            )
         if killed_after(root, moments.uniform(6, 22), *resume):
             kills += 1
             complete = complete_outputs(root)

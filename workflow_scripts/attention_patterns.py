@@ -12,9 +12,14 @@ with logged_to(snakemake.log[0]) as log:
     store = store_folder(snakemake.input.store)
     codes = zarr.open_group(store_folder(snakemake.input.codes), mode="r")["codes"][:]
     patterns, clusters = pattern_tables(
-        store, codes, perplexity=params.perplexity, n_clusters=params.clusters, seed=params.seed,
-        threads=snakemake.threads, iterations=params.tsne_iterations,
-    )  # fmt: skip
+        store,
+        codes,
+        perplexity=params.perplexity,
+        n_clusters=params.clusters,
+        seed=params.seed,
+        threads=snakemake.threads,
+        iterations=params.tsne_iterations,
+    )
     patterns.to_parquet(snakemake.output.patterns, index=False)
     clusters.to_parquet(snakemake.output.clusters, index=False)
     log.info("clusters:\n%s", clusters.drop(columns="mean_matrix").to_string(index=False))

@@ -38,5 +38,5 @@ with logged_to(snakemake.log[0]) as log:
         compression_level=params.compression_level,
         **options,
         attributes=store_record(params.record, split),
-    )  # fmt: skip
+    )
     log.info("wrote %s", path)

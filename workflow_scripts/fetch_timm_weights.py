@@ -10,8 +10,12 @@ with logged_to(snakemake.log[0]) as log:
     # embedding) of the hub weights to them. The hub's own head is kept; consumers
     # re-initialise it or check it against the dataset's classes.
     model = create_vit(
-        name, settings["img_size"], settings["patch_size"], num_classes=None,
-        model_args=settings.get("model_args"), pretrained=True,
-    )  # fmt: skip
+        name,
+        settings["img_size"],
+        settings["patch_size"],
+        num_classes=None,
+        model_args=settings.get("model_args"),
+        pretrained=True,
+    )
     save_weights(model, snakemake.output.weights)
     log.info("saved hub weights of %s (%d classes) to %s", name, model.num_classes, snakemake.output.weights)

@@ -15,8 +15,14 @@ with logged_to(snakemake.log[0]) as log:
     if "attention" in inputs.keys():
         attention = store_folder(inputs.attention)
         images = sample_positions(inputs.sample)
-        compute_head_store(attention, out, images, params.top_share, compression_level=params.compression_level,
-                           dask=execution.dask_settings(params.dask_logs))  # fmt: skip
+        compute_head_store(
+            attention,
+            out,
+            images,
+            params.top_share,
+            compression_level=params.compression_level,
+            dask=execution.dask_settings(params.dask_logs),
+        )
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline
@@ -28,13 +34,21 @@ with logged_to(snakemake.log[0]) as log:
         dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
         images = sample_positions(inputs.sample)
         write_head_store_streaming(
-            model, torch.utils.data.Subset(dataset, images.tolist()), out, params.top_share,
-            device=select_device(execution.device), batch_size=execution.batch_size,
-            workers=execution.loader_workers, compression_level=params.compression_level,
+            model,
+            torch.utils.data.Subset(dataset, images.tolist()),
+            out,
+            params.top_share,
+            device=select_device(execution.device),
+            batch_size=execution.batch_size,
+            workers=execution.loader_workers,
+            compression_level=params.compression_level,
             attributes=store_record(params.record, snakemake.wildcards.split),
-        )  # fmt: skip
+        )
     per_hop, per_head = strength_tables(out)
     per_hop.to_parquet(snakemake.output.strength, index=False)
     per_head.to_parquet(snakemake.output.head_strength, index=False)
-    log.info("%d images: mean entropy per layer %s", len(images),
-             per_head.groupby("layer")["entropy"].mean().round(3).tolist())  # fmt: skip
+    log.info(
+        "%d images: mean entropy per layer %s",
+        len(images),
+        per_head.groupby("layer")["entropy"].mean().round(3).tolist(),
+    )

@@ -16,12 +16,20 @@ with logged_to(snakemake.log[0]) as log:
     dataset = eval_dataset(model, inputs.manifest, snakemake.wildcards.split)
     images = sample_positions(inputs.sample)
     rows, per_image = head_importance(
-        model, torch.utils.data.Subset(dataset, images.tolist()), device=select_device(execution.device),
-        batch_images=execution.batch_size, workers=execution.loader_workers,
-        variants_per_pass=params.variants_per_pass, activation=params.activation,
-    )  # fmt: skip
+        model,
+        torch.utils.data.Subset(dataset, images.tolist()),
+        device=select_device(execution.device),
+        batch_images=execution.batch_size,
+        workers=execution.loader_workers,
+        variants_per_pass=params.variants_per_pass,
+        activation=params.activation,
+    )
     rows.to_parquet(snakemake.output.rows, index=False)
     per_image.to_parquet(snakemake.output.images, index=False)
     strongest = rows[rows["mode"] == 1].groupby(["layer", "head"])["prob"].mean().nlargest(3)
-    log.info("%d images, %d rows; largest mean I_prob: %s", len(per_image), len(rows),
-             ", ".join(f"L{layer}H{head} {value:.4f}" for (layer, head), value in strongest.items()))  # fmt: skip
+    log.info(
+        "%d images, %d rows; largest mean I_prob: %s",
+        len(per_image),
+        len(rows),
+        ", ".join(f"L{layer}H{head} {value:.4f}" for (layer, head), value in strongest.items()),
+    )

@@ -8,8 +8,13 @@ from patchinteract.runtime import logged_to
 with logged_to(snakemake.log[0]) as log:
     params = snakemake.params
     overview = image_overview(
-        pd.read_parquet(snakemake.input.rows), pd.read_parquet(snakemake.input.images), metric=params.metric,
-        perplexity=params.perplexity, seed=params.seed, threads=snakemake.threads, iterations=params.tsne_iterations,
-    )  # fmt: skip
+        pd.read_parquet(snakemake.input.rows),
+        pd.read_parquet(snakemake.input.images),
+        metric=params.metric,
+        perplexity=params.perplexity,
+        seed=params.seed,
+        threads=snakemake.threads,
+        iterations=params.tsne_iterations,
+    )
     overview.to_parquet(snakemake.output.overview, index=False)
     log.info("%d images laid out by their %s vectors", len(overview), params.metric)

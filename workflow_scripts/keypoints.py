@@ -20,9 +20,14 @@ with logged_to(snakemake.log[0]) as log:
     views = split_dataset(snakemake.input.manifest, split, eval_view(model))
     counter = keypoint_counter(model, params.keypoints)
     path = write_keypoint_store(
-        views, store_folder(snakemake.output.store), counter, threads=snakemake.threads,
-        compression_level=params.compression_level, attributes=counter.attributes() | {"split": split},
-    )  # fmt: skip
-    write_figure_keypoints(views, store_folder(snakemake.output.figure), counter, params.figure_images,
-                           params.compression_level)  # fmt: skip
+        views,
+        store_folder(snakemake.output.store),
+        counter,
+        threads=snakemake.threads,
+        compression_level=params.compression_level,
+        attributes=counter.attributes() | {"split": split},
+    )
+    write_figure_keypoints(
+        views, store_folder(snakemake.output.figure), counter, params.figure_images, params.compression_level
+    )
     log.info("%s: %s", split, keypoint_summary(path))

@@ -18,11 +18,15 @@ with logged_to(snakemake.log[0]) as log:
     store = zarr.open_group(store_folder(snakemake.input.store), mode="r")
     grid = tuple(store.attrs["grid"])
     model, codes, summary = train_pattern_autoencoder(
-        store["patch_top"][:], grid[0] * grid[1], params.settings, seed=params.seed,
-        device=select_device(params.execution.device), workers=params.execution.loader_workers,
-        checkpoint=params.checkpoint, fingerprint=fingerprint(params.settings, params.top_share, params.seed,
-                                                              dict(store.attrs)),
-    )  # fmt: skip
+        store["patch_top"][:],
+        grid[0] * grid[1],
+        params.settings,
+        seed=params.seed,
+        device=select_device(params.execution.device),
+        workers=params.execution.loader_workers,
+        checkpoint=params.checkpoint,
+        fingerprint=fingerprint(params.settings, params.top_share, params.seed, dict(store.attrs)),
+    )
     save_weights(model, snakemake.output.weights)
     specs = {"codes": ArraySpec(codes.shape[1:], "float32", ("image", "layer", "head", "code"))} | IMAGE_ID
     attributes = dict(store.attrs) | {"autoencoder": params.settings, "final_loss": summary["final_loss"]}

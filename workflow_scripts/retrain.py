@@ -15,9 +15,15 @@ with logged_to(snakemake.log[0]) as log:
     torch_threads(snakemake.threads)
     branch = branch_of(params.method, params.settings, params.alpha, params.beta)
     run = TrainingRun(
-        params.model, inputs.manifest, Recipe.from_config(params.recipe), params.seed, params.execution,
-        params.checkpoint, params.config_hash, snakemake.output.weights,
-    )  # fmt: skip
+        params.model,
+        inputs.manifest,
+        Recipe.from_config(params.recipe),
+        params.seed,
+        params.execution,
+        params.checkpoint,
+        params.config_hash,
+        snakemake.output.weights,
+    )
     init = TrainingInit(inputs.get("init"), keep_head=params.init == "baseline")
     vit, metrics, predictions, figure = retrain_branch(branch, run, init, params.stores)
     if figure is not None:  # WinFT: its predicted windows of the first val images (Fig. 10)

@@ -2,11 +2,7 @@
 al. eq. 2-5) of every image of a split, from the attention store with Dask or streamed during
 inference, and the long table theta.parquet."""
 
-from patchinteract.analyses.semantics.store import (
-    compute_semantics_store,
-    theta_table,
-    write_semantics_store_streaming,
-)
+from patchinteract.analyses.semantics.store import compute_semantics_store, theta_table, write_semantics_store_streaming
 from patchinteract.runtime import logged_to, torch_threads
 from patchinteract.stores.chunked import store_folder
 
@@ -15,8 +11,13 @@ with logged_to(snakemake.log[0]) as log:
     settings = {"gamma": params.gamma, "weighting": params.weighting, "compression_level": params.compression_level}
     out, keypoints = store_folder(snakemake.output.store), store_folder(inputs.keypoints)
     if "attention" in inputs.keys():
-        compute_semantics_store(store_folder(inputs.attention), keypoints, out, **settings,
-                                dask_settings=execution.dask_settings(params.dask_logs))  # fmt: skip
+        compute_semantics_store(
+            store_folder(inputs.attention),
+            keypoints,
+            out,
+            **settings,
+            dask_settings=execution.dask_settings(params.dask_logs),
+        )
     else:
         from patchinteract.models.transforms import eval_dataset
         from patchinteract.models.vit import load_baseline
@@ -26,10 +27,16 @@ with logged_to(snakemake.log[0]) as log:
         torch_threads(snakemake.threads)
         model = load_baseline(params.model, inputs.weights, inputs.manifest)
         write_semantics_store_streaming(
-            model, eval_dataset(model, inputs.manifest, snakemake.wildcards.split), keypoints, out, **settings,
-            device=select_device(execution.device), batch_size=execution.batch_size,
-            workers=execution.loader_workers, attributes=store_record(params.record, snakemake.wildcards.split),
-        )  # fmt: skip
+            model,
+            eval_dataset(model, inputs.manifest, snakemake.wildcards.split),
+            keypoints,
+            out,
+            **settings,
+            device=select_device(execution.device),
+            batch_size=execution.batch_size,
+            workers=execution.loader_workers,
+            attributes=store_record(params.record, snakemake.wildcards.split),
+        )
     theta = theta_table(out)
     theta.to_parquet(snakemake.output.theta, index=False)
     per_layer = theta.groupby("layer")[["theta_kk", "theta_nk", "focus_index"]].mean().round(3)

@@ -33,9 +33,14 @@ with logged_to(snakemake.log[0]) as log:
         fill = normalised_colour(colour, normalisation["mean"], normalisation["std"])
         log.info("masked patches take the data set's mean colour %s (normalised %s)", colour, fill.tolist())
     table, predictions = masking_accuracy(
-        model, loader, masking_rankings(scores, masking["random_seeds"], params.seed), ratios, masking["mode"],
-        select_device(execution.device), fill,
-    )  # fmt: skip
+        model,
+        loader,
+        masking_rankings(scores, masking["random_seeds"], params.seed),
+        ratios,
+        masking["mode"],
+        select_device(execution.device),
+        fill,
+    )
     table.to_parquet(snakemake.output.table, index=False)
     predictions.to_parquet(snakemake.output.predictions, index=False)
     log.info("\n%s", table.round(2).to_string(index=False))

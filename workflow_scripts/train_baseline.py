@@ -14,9 +14,15 @@ with logged_to(snakemake.log[0]) as log:
     torch_threads(snakemake.threads)
     recipe = Recipe.from_config(params.recipe)
     run = TrainingRun(
-        params.model, snakemake.input.manifest, recipe, params.seed, params.execution, params.checkpoint,
-        params.config_hash, snakemake.output.weights,
-    )  # fmt: skip
+        params.model,
+        snakemake.input.manifest,
+        recipe,
+        params.seed,
+        params.execution,
+        params.checkpoint,
+        params.config_hash,
+        snakemake.output.weights,
+    )
 
     def train_samples(vit):  # no masks: the flip only
         transform = train_transform(vit, recipe.crop_scale)

@@ -109,9 +109,14 @@ def write_attention_store(
     chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
     store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
     fill_store(
-        model, dataset, store, lambda attention, _images: {"attn": attention.cpu().numpy()},
-        device=device, batch_size=batch_size, workers=workers,
-    )  # fmt: skip
+        model,
+        dataset,
+        store,
+        lambda attention, _images: {"attn": attention.cpu().numpy()},
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+    )
     return store.finalize()
 
 
@@ -122,9 +127,13 @@ def write_interaction_store_streaming(
     prefix = n_prefix_tokens(model)
     n = attention_shape(model)[-1] - prefix
     store = ChunkedStore(
-        path, len(dataset), interaction_chunk(n), interaction_specs(n), store_attributes(model, **attributes),
+        path,
+        len(dataset),
+        interaction_chunk(n),
+        interaction_specs(n),
+        store_attributes(model, **attributes),
         compression_level,
-    )  # fmt: skip
+    )
 
     def interaction_outputs(attention, images):
         interaction, score = interaction_map_on_device(attention, prefix, first_image=int(images[0]))

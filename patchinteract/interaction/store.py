@@ -61,9 +61,14 @@ def compute_interaction_store(
     n = attn.shape[-1] - prefix
     # Written in one go (a rerun starts over), directly in the final layout.
     store = ChunkedStore(
-        out_path, n_images, interaction_chunk(n), interaction_specs(n), dict(source.attrs), compression_level,
+        out_path,
+        n_images,
+        interaction_chunk(n),
+        interaction_specs(n),
+        dict(source.attrs),
+        compression_level,
         resumable=False,
-    )  # fmt: skip
+    )
     for name in PER_IMAGE_SPECS:
         store.array(name)[:] = source[name][:]
     interaction, scores = interaction_arrays(da.from_zarr(attn), prefix)
@@ -71,7 +76,11 @@ def compute_interaction_store(
     interaction = interaction.rechunk({0: store.array("U").chunks[0]})
     scores = scores.rechunk({0: store.array("dip_score").chunks[0]})
     store_with_dask(
-        [interaction, scores], [store.array("U"), store.array("dip_score")],
-        mode=dask_mode, workers=workers, address=address, slurm=slurm,
-    )  # fmt: skip
+        [interaction, scores],
+        [store.array("U"), store.array("dip_score")],
+        mode=dask_mode,
+        workers=workers,
+        address=address,
+        slurm=slurm,
+    )
     return store.finalize()

@@ -57,9 +57,8 @@ def _map_interaction(
     u, scores = source["U"], source["dip_score"]
     n_images, chunk = u.shape[0], u.chunks[0]
     store = ChunkedStore(
-        out_path, n_images, chunk, specs | IMAGE_ID, dict(source.attrs) | attributes, compression_level,
-        resumable=False,
-    )  # fmt: skip
+        out_path, n_images, chunk, specs | IMAGE_ID, dict(source.attrs) | attributes, compression_level, resumable=False
+    )
     store.array("image_id")[:] = source["image_id"][:]
     start_time = time.perf_counter()
     for start in range(0, n_images, chunk):
@@ -93,9 +92,13 @@ def write_keep_store(interaction_path, out_path, beta: float, compression_level:
     n = int(np.prod(grid_of(interaction_path)))
     specs = keep_specs(n)
     return _map_interaction(
-        interaction_path, out_path, specs, {"beta": beta},
-        lambda _u, scores, _images: {"keep": kept_patches(scores, beta)}, compression_level,
-    )  # fmt: skip
+        interaction_path,
+        out_path,
+        specs,
+        {"beta": beta},
+        lambda _u, scores, _images: {"keep": kept_patches(scores, beta)},
+        compression_level,
+    )
 
 
 def write_field_store(interaction_path, keep_path, out_path, alpha: float, beta: float, compression_level: int = 1):

@@ -103,10 +103,13 @@ class MaskedViT(nn.Module):
         if windows is None:
             windows = keep_all_windows(images.shape[0], self.grid, images.device)
         return window_attention_mask(
-            windows.to(images.device), self.grid, self.n_prefix,
+            windows.to(images.device),
+            self.grid,
+            self.n_prefix,
             keep=None if keep is None else keep.to(images.device),
-            cls_in_window=self.cls_in_window, drop_keys=self.dip_mode == "drop_keys",
-        )  # fmt: skip
+            cls_in_window=self.cls_in_window,
+            drop_keys=self.dip_mode == "drop_keys",
+        )
 
     def token_scale(self, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(image, T, 1): 1 for prefix tokens and kept patches, 0 for dropped patches."""

@@ -34,13 +34,7 @@ def create_vit(
     if name == EXPLICIT_VIT:
         model = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, **model_args)
     else:
-        model = timm.create_model(
-            name,
-            pretrained=pretrained,
-            img_size=img_size,
-            patch_size=patch_size,
-            **model_args,
-        )
+        model = timm.create_model(name, pretrained=pretrained, img_size=img_size, patch_size=patch_size, **model_args)
     if not isinstance(model, timm.models.VisionTransformer):
         raise ValueError(f"model '{name}' is a {type(model).__name__}, not a timm VisionTransformer")
     return model

@@ -52,9 +52,12 @@ def show_patch_map(axis, image: np.ndarray, values: np.ndarray, grid: tuple[int,
     height, width = image.shape[:2]
     axis.imshow(image, extent=(0, width, height, 0))
     overlay = axis.imshow(
-        values.reshape(rows, cols), extent=(0, width, height, 0), alpha=style.pop("alpha", 0.6),
-        interpolation="nearest", **style,
-    )  # fmt: skip
+        values.reshape(rows, cols),
+        extent=(0, width, height, 0),
+        alpha=style.pop("alpha", 0.6),
+        interpolation="nearest",
+        **style,
+    )
     for x in np.linspace(0, width, cols + 1):
         axis.axvline(x, color="white", linewidth=0.3)
     for y in np.linspace(0, height, rows + 1):
@@ -75,8 +78,9 @@ def mark_patch(axis, patch: int, grid: tuple[int, int], size: int, color: str = 
 
 def show_dropped_patches(axis, image: np.ndarray, keep: np.ndarray, grid: tuple[int, int], title: str):
     """DIP's dropped patches (keep False) as a red overlay; kept patches stay clear."""
-    show_patch_map(axis, image, np.where(keep, np.nan, 1.0), grid, title, cmap=DROPPED_COLOURS, vmin=0, vmax=1,
-                   alpha=0.5)  # fmt: skip
+    show_patch_map(
+        axis, image, np.where(keep, np.nan, 1.0), grid, title, cmap=DROPPED_COLOURS, vmin=0, vmax=1, alpha=0.5
+    )
 
 
 def draw_directions(axis, image: np.ndarray, vectors: np.ndarray, grid: tuple[int, int], title: str):
@@ -89,8 +93,17 @@ def draw_directions(axis, image: np.ndarray, vectors: np.ndarray, grid: tuple[in
     unit = np.divide(vectors, length, out=np.zeros_like(vectors), where=length > 0)
     arrows = unit * ARROW_PATCHES * size / cols
     axis.imshow(image)
-    axis.quiver(centres_x, centres_y, arrows[:, 0], arrows[:, 1], color="orange", angles="xy", scale_units="xy",
-                scale=1, width=0.008)  # fmt: skip
+    axis.quiver(
+        centres_x,
+        centres_y,
+        arrows[:, 0],
+        arrows[:, 1],
+        color="orange",
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        width=0.008,
+    )
     axis.set_title(title, fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])
@@ -114,11 +127,22 @@ def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
         lines = axis.errorbar(awd["eo"], awd["top1_mean"], yerr=interval_errors(awd), fmt="-", capsize=3, label="AWD")
         significant = excludes_zero(awd["diff_ci_low"], awd["diff_ci_high"])
         colour = lines[0].get_color()
-        axis.scatter(awd["eo"], awd["top1_mean"], s=30, zorder=3, edgecolors=colour,
-                     facecolors=[colour if s else "white" for s in significant])  # fmt: skip
+        axis.scatter(
+            awd["eo"],
+            awd["top1_mean"],
+            s=30,
+            zorder=3,
+            edgecolors=colour,
+            facecolors=[colour if s else "white" for s in significant],
+        )
         for _, row in awd.iterrows():
-            axis.annotate(f"α={row['alpha']:g}", (row["eo"], row["top1_mean"]), textcoords="offset points",
-                          xytext=(4, 4), fontsize=8)  # fmt: skip
+            axis.annotate(
+                f"α={row['alpha']:g}",
+                (row["eo"], row["top1_mean"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
         for _, row in rows[rows["method"] == "vit"].iterrows():
             axis.axhline(row["top1_mean"], color="gray", linestyle="--", label=f"ViT ({row['top1_mean']:.2f}%)")
             axis.axhspan(row["top1_ci_low"], row["top1_ci_high"], color="gray", alpha=0.15, linewidth=0)
@@ -127,8 +151,11 @@ def plot_accuracy_vs_interactions(table1: pd.DataFrame) -> plt.Figure:
         axis.set_ylabel("val top-1 (%)")
         axis.set_title(experiment)
         axis.legend(fontsize=8)
-    figure.suptitle("Accuracy against the number of patch interactions (Table I)\n"
-                    "bars and band: intervals of top-1; filled: differs from the ViT", fontsize=10)  # fmt: skip
+    figure.suptitle(
+        "Accuracy against the number of patch interactions (Table I)\n"
+        "bars and band: intervals of top-1; filled: differs from the ViT",
+        fontsize=10,
+    )
     figure.tight_layout()
     return figure
 
@@ -153,11 +180,26 @@ def plot_winft_windows(
         mark_patch(axes[row, 0], patch, grid, size)
         axes[row, 0].set_title(f"val image {image_ids[row]}, patch {patch} (red)", fontsize=9)
         axes[row, 0].set_axis_off()
-        show_patch_map(axes[row, 1], image, target[row, patch].astype(float), grid, "ground-truth window w_gt",
-                       cmap="Greens", vmin=0, vmax=1)  # fmt: skip
-        overlay = show_patch_map(axes[row, 2], image, predicted[row, :, patch].sum(axis=0), grid,
-                                 f"predicted W summed over {layers} layers", cmap="magma", vmin=0,
-                                 vmax=layers)  # fmt: skip
+        show_patch_map(
+            axes[row, 1],
+            image,
+            target[row, patch].astype(float),
+            grid,
+            "ground-truth window w_gt",
+            cmap="Greens",
+            vmin=0,
+            vmax=1,
+        )
+        overlay = show_patch_map(
+            axes[row, 2],
+            image,
+            predicted[row, :, patch].sum(axis=0),
+            grid,
+            f"predicted W summed over {layers} layers",
+            cmap="magma",
+            vmin=0,
+            vmax=layers,
+        )
         figure.colorbar(overlay, ax=axes[row, 2], fraction=0.046, label="layers")
         for axis in axes[row, 1:]:
             mark_patch(axis, patch, grid, size, color="cyan")
@@ -167,9 +209,14 @@ def plot_winft_windows(
 
 
 def plot_interaction_map(
-    image: np.ndarray, interaction: np.ndarray, scores: np.ndarray, keep: np.ndarray, beta: float,
-    grid: tuple[int, int], image_id: int,
-) -> plt.Figure:  # fmt: skip
+    image: np.ndarray,
+    interaction: np.ndarray,
+    scores: np.ndarray,
+    keep: np.ndarray,
+    beta: float,
+    grid: tuple[int, int],
+    image_id: int,
+) -> plt.Figure:
     """Fig. 5: U as an N×N score map, the sorted column variances (dip_score), the patches DIP drops at β
     (``keep``, from the keep store of β)."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
@@ -204,9 +251,14 @@ def plot_dip_betas(image: np.ndarray, keeps: dict[float, np.ndarray], grid: tupl
 
 
 def plot_responsive_fields(
-    image: np.ndarray, field_size: np.ndarray, offset: np.ndarray, tendency: np.ndarray, grid: tuple[int, int],
-    alpha: float, beta: float,
-) -> plt.Figure:  # fmt: skip
+    image: np.ndarray,
+    field_size: np.ndarray,
+    offset: np.ndarray,
+    tendency: np.ndarray,
+    grid: tuple[int, int],
+    alpha: float,
+    beta: float,
+) -> plt.Figure:
     """Fig. 7: responsive-field tendency as arrows (towards the field's centroid; eq. 7's R_p) and size.
 
     Arrows show directions only: each has the same length, ARROW_PATCHES of a patch.
@@ -214,8 +266,9 @@ def plot_responsive_fields(
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     draw_directions(axes[0], image, offset, grid, "direction to the field's centroid")
     draw_directions(axes[1], image, tendency, grid, "tendency R_p (eq. 7, unit length)")
-    shown = show_patch_map(axes[2], image, field_size.astype(float), grid, "field size |S_p| (patches)",
-                           cmap="inferno", alpha=0.6)  # fmt: skip
+    shown = show_patch_map(
+        axes[2], image, field_size.astype(float), grid, "field size |S_p| (patches)", cmap="inferno", alpha=0.6
+    )
     figure.colorbar(shown, ax=axes[2], fraction=0.046, label="|S_p|")
     figure.suptitle(f"Responsive fields at α={alpha:g}, β={beta:g} (Fig. 7)")
     figure.tight_layout()
@@ -223,17 +276,22 @@ def plot_responsive_fields(
 
 
 def plot_attention_rows(
-    image: np.ndarray, attention: np.ndarray, interaction: np.ndarray, patches: list[int], grid: tuple[int, int],
+    image: np.ndarray,
+    attention: np.ndarray,
+    interaction: np.ndarray,
+    patches: list[int],
+    grid: tuple[int, int],
     n_prefix: int,
-) -> plt.Figure:  # fmt: skip
+) -> plt.Figure:
     """Fig. 3: for each sampled patch p, its attention row in every layer (mean over heads) and U's row u_p.
 
     ``attention`` is one image's (layer, head, T, T); ``interaction`` its U (N, N).
     """
     layers = attention.shape[0]
     size = image.shape[0]
-    figure, axes = plt.subplots(len(patches), layers + 2, figsize=(2.3 * (layers + 2), 2.5 * len(patches)),
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(
+        len(patches), layers + 2, figsize=(2.3 * (layers + 2), 2.5 * len(patches)), squeeze=False
+    )
     for row, patch in enumerate(patches):
         axes[row, 0].imshow(image)
         mark_patch(axes[row, 0], patch, grid, size)
@@ -241,8 +299,15 @@ def plot_attention_rows(
         axes[row, 0].set_axis_off()
         for layer in range(layers):
             attention_row = attention[layer, :, n_prefix + patch, n_prefix:].astype(np.float32).mean(axis=0)
-            show_patch_map(axes[row, layer + 1], image, attention_row, grid, f"layer {layer + 1} attention",
-                           cmap="viridis", alpha=0.7)  # fmt: skip
+            show_patch_map(
+                axes[row, layer + 1],
+                image,
+                attention_row,
+                grid,
+                f"layer {layer + 1} attention",
+                cmap="viridis",
+                alpha=0.7,
+            )
             mark_patch(axes[row, layer + 1], patch, grid, size)
         shown = show_patch_map(axes[row, -1], image, interaction[patch], grid, "U row u_p", cmap="magma", alpha=0.7)
         mark_patch(axes[row, -1], patch, grid, size, color="cyan")
@@ -253,9 +318,13 @@ def plot_attention_rows(
 
 
 def plot_image_panels(
-    images: list[np.ndarray], keeps: dict[float, np.ndarray], field_size: np.ndarray, offset: np.ndarray,
-    grid: tuple[int, int], image_ids: list[int],
-) -> plt.Figure:  # fmt: skip
+    images: list[np.ndarray],
+    keeps: dict[float, np.ndarray],
+    field_size: np.ndarray,
+    offset: np.ndarray,
+    grid: tuple[int, int],
+    image_ids: list[int],
+) -> plt.Figure:
     """Fig. 9: per image, the input, DIP at each β (``keeps``: β -> kept patches per image, from the keep
     stores), the directions to the responsive fields, and their sizes."""
     betas = sorted(keeps)
@@ -268,8 +337,9 @@ def plot_image_panels(
         for column, beta in enumerate(betas, start=1):
             show_dropped_patches(axes[row, column], image, keeps[beta][row], grid, f"DIP β={beta:g} (red: dropped)")
         draw_directions(axes[row, -2], image, offset[row], grid, "towards the responsive field")
-        shown = show_patch_map(axes[row, -1], image, field_size[row].astype(float), grid, "field size |S_p|",
-                               cmap="inferno", alpha=0.6)  # fmt: skip
+        shown = show_patch_map(
+            axes[row, -1], image, field_size[row].astype(float), grid, "field size |S_p|", cmap="inferno", alpha=0.6
+        )
         figure.colorbar(shown, ax=axes[row, -1], fraction=0.046)
     figure.suptitle("Per image: indiscriminative patches and responsive fields (Fig. 9)")
     figure.tight_layout()

@@ -75,8 +75,15 @@ def plot_entropy(head_strength: pd.DataFrame) -> plt.Figure:
     n_heads = statistics["head"].max() + 1
     offset = (statistics["head"] - (n_heads - 1) / 2) / (2.5 * n_heads)  # heads side by side in a layer
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.errorbar(statistics["layer"] + offset, statistics["mean"], yerr=statistics["std"].fillna(0), fmt="o",
-                  markersize=4, linewidth=0.8, capsize=2)  # fmt: skip
+    axis.errorbar(
+        statistics["layer"] + offset,
+        statistics["mean"],
+        yerr=statistics["std"].fillna(0),
+        fmt="o",
+        markersize=4,
+        linewidth=0.8,
+        capsize=2,
+    )
     trend = statistics.groupby("layer")["mean"].mean()
     axis.plot(trend.index, trend.to_numpy(), color="black", linewidth=1, label="layer mean")
     axis.set_xlabel("layer")
@@ -94,22 +101,39 @@ def plot_pattern_layouts(patterns: pd.DataFrame, clusters: pd.DataFrame) -> plt.
     figure, axes = plt.subplots(1, 2, figsize=(12, 5.5))
     n_layers = patterns["layer"].max() + 1
     colours = plt.get_cmap("viridis", n_layers)
-    for axis, (x, y, title) in zip(axes, [("cls_x", "cls_y", "CLS patterns"), ("patch_x", "patch_y",
-                                                                              "patch patterns (autoencoder codes)")],
-                                   strict=True):  # fmt: skip
+    for axis, (x, y, title) in zip(
+        axes,
+        [("cls_x", "cls_y", "CLS patterns"), ("patch_x", "patch_y", "patch patterns (autoencoder codes)")],
+        strict=True,
+    ):
         if patterns[x].isna().all():
             axis.text(0.5, 0.5, "no prefix (CLS) token", ha="center", va="center", transform=axis.transAxes)
         else:
             # Rasterised: 144,000 vector points would make the PDF slow to write and to open.
-            points = axis.scatter(patterns[x], patterns[y], c=patterns["layer"], cmap=colours, s=3, alpha=0.6,
-                                  vmin=-0.5, vmax=n_layers - 0.5, linewidths=0, rasterized=True)  # fmt: skip
+            points = axis.scatter(
+                patterns[x],
+                patterns[y],
+                c=patterns["layer"],
+                cmap=colours,
+                s=3,
+                alpha=0.6,
+                vmin=-0.5,
+                vmax=n_layers - 0.5,
+                linewidths=0,
+                rasterized=True,
+            )
         axis.set_title(title)
         axis.set_xticks([])
         axis.set_yticks([])
     names = clusters.set_index("cluster")["name"]
     for cluster, members in patterns.groupby("cluster"):
-        axes[1].annotate(f"{cluster}: {names[cluster]}", (members["patch_x"].median(), members["patch_y"].median()),
-                         fontsize=7, ha="center", bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})  # fmt: skip
+        axes[1].annotate(
+            f"{cluster}: {names[cluster]}",
+            (members["patch_x"].median(), members["patch_y"].median()),
+            fontsize=7,
+            ha="center",
+            bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
+        )
     figure.colorbar(points, ax=axes, label="layer", ticks=range(n_layers))
     return figure
 

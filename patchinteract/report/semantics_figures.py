@@ -43,8 +43,9 @@ def plot_theta_per_layer(summary: pd.DataFrame) -> plt.Figure:
     without = int(summary["images_without_kk"].max()), int(summary["images_without_nk"].max())
     figure.suptitle(
         f"Patch interrelation θ per head and layer: {images} images "
-        f"({without[0]} without keypoint patches, {without[1]} without non-keypoint patches)", fontsize=10,
-    )  # fmt: skip
+        f"({without[0]} without keypoint patches, {without[1]} without non-keypoint patches)",
+        fontsize=10,
+    )
     return figure
 
 
@@ -69,10 +70,22 @@ def plot_theta_masking(masking: pd.DataFrame) -> plt.Figure:
         axis.plot(rows["r"] * 100, rows["top1"], marker="o", color=ORDER_COLOURS[order], label=f"{order} θ masked")
     random = masking[masking["order"] == "random"].groupby("r")["top1"].agg(["mean", "min", "max"])
     seeds = masking.loc[masking["order"] == "random", "seed"].nunique()
-    axis.plot(random.index * 100, random["mean"], color=ORDER_COLOURS["random"], linestyle="--",
-              label=f"random (mean of {seeds} seeds)")  # fmt: skip
-    axis.fill_between(random.index * 100, random["min"], random["max"], color=ORDER_COLOURS["random"], alpha=0.25,
-                      linewidth=0, label="random (range)")  # fmt: skip
+    axis.plot(
+        random.index * 100,
+        random["mean"],
+        color=ORDER_COLOURS["random"],
+        linestyle="--",
+        label=f"random (mean of {seeds} seeds)",
+    )
+    axis.fill_between(
+        random.index * 100,
+        random["min"],
+        random["max"],
+        color=ORDER_COLOURS["random"],
+        alpha=0.25,
+        linewidth=0,
+        label="random (range)",
+    )
     axis.set_xlabel("masked patches r (%)")
     axis.set_ylabel("val top-1 (%)")
     axis.legend(fontsize=8)
@@ -81,9 +94,13 @@ def plot_theta_masking(masking: pd.DataFrame) -> plt.Figure:
 
 
 def plot_masked_patches(
-    views: np.ndarray, points: np.ndarray, scores: np.ndarray, ratio: float, grid: tuple[int, int],
+    views: np.ndarray,
+    points: np.ndarray,
+    scores: np.ndarray,
+    ratio: float,
+    grid: tuple[int, int],
     image_ids: np.ndarray,
-) -> plt.Figure:  # fmt: skip
+) -> plt.Figure:
     """For each image: its SIFT keypoints (circles of the keypoint's scale), and the top and bottom r of the
     patches by θ masked (red). ``views`` (image, H, W, 3), ``points`` (image, K, 3) NaN-padded, ``scores``
     (image, N) the patch scores of the same images."""

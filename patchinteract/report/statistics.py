@@ -53,9 +53,15 @@ def _interval(values: np.ndarray, confidence: float, resamples: int, seed: int) 
     """Percentile interval of the mean of ``values`` (seeds, images), in percent."""
     if values.shape[0] == 1:
         result = stats.bootstrap(
-            (values[0],), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-            random_state=np.random.default_rng(seed), vectorized=True, batch=200,  # 200 resamples in memory
-        )  # fmt: skip
+            (values[0],),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=resamples,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+            vectorized=True,
+            batch=200,  # 200 resamples in memory
+        )
         low, high = result.confidence_interval
     else:
         low, high = _quantiles(two_level_bootstrap(values, resamples, seed), confidence)
@@ -88,9 +94,12 @@ def bootstrap_pvalue(differences: np.ndarray) -> float:
 
 
 def paired_comparison(
-    correct: np.ndarray, reference: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+    correct: np.ndarray,
+    reference: np.ndarray,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
     seed: int = 0,
-) -> dict:  # fmt: skip
+) -> dict:
     """top-1(correct) − top-1(reference) in points on the same images (and seeds), with its interval and
     a paired test: McNemar's exact test and the interval that inverts it for one seed, the paired
     two-level bootstrap (interval and p-value from the same replicates) for several. Either way the

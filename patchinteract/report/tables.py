@@ -19,19 +19,25 @@ import numpy as np
 import pandas as pd
 
 from patchinteract.paths import PREDICTIONS, TABLE_NAMES, VIT_BRANCH
-from patchinteract.report.statistics import (
-    CONFIDENCE,
-    RESAMPLES,
-    accuracy_interval,
-    excludes_zero,
-    paired_comparison,
-)
+from patchinteract.report.statistics import CONFIDENCE, RESAMPLES, accuracy_interval, excludes_zero, paired_comparison
 
 # Columns first in every table, in this order; the rest follow alphabetically.
 LEADING_COLUMNS = [
-    "experiment", "dataset", "model", "img_size", "patch_size", "n_patches", "method", "branch",
-    "alpha", "beta", "seed", "eo", "top1", "top5",
-]  # fmt: skip
+    "experiment",
+    "dataset",
+    "model",
+    "img_size",
+    "patch_size",
+    "n_patches",
+    "method",
+    "branch",
+    "alpha",
+    "beta",
+    "seed",
+    "eo",
+    "top1",
+    "top5",
+]
 MODEL_KEYS = ["experiment", "branch"]
 # Per model: top-1 over its seeds, and its paired difference to the experiment's ViT (points).
 TOP1_COLUMNS = ["top1_mean", "top1_std", "n_seeds", "top1_ci_low", "top1_ci_high"]
@@ -91,13 +97,22 @@ def model_statistics(runs: pd.DataFrame, correct: list[np.ndarray], uncertainty:
     rows = []
     for _key, group in runs.groupby(MODEL_KEYS, sort=False):
         seeds = sorted(group["seed"])
-        low, high = accuracy_interval(_seed_matrix(group, correct, seeds), uncertainty.confidence,
-                                      uncertainty.resamples, uncertainty.seed)  # fmt: skip
+        low, high = accuracy_interval(
+            _seed_matrix(group, correct, seeds), uncertainty.confidence, uncertainty.resamples, uncertainty.seed
+        )
         averaged = {c: group[c].mean() for c in ("eo", "window_iou") if c in group}
-        rows.append(group.iloc[0].to_dict() | averaged | {
-            "top1_mean": group["top1"].mean(), "top1_std": group["top1"].std(ddof=1), "n_seeds": len(seeds),
-            "seeds": ",".join(map(str, seeds)), "top1_ci_low": low, "top1_ci_high": high,
-        })  # fmt: skip
+        rows.append(
+            group.iloc[0].to_dict()
+            | averaged
+            | {
+                "top1_mean": group["top1"].mean(),
+                "top1_std": group["top1"].std(ddof=1),
+                "n_seeds": len(seeds),
+                "seeds": ",".join(map(str, seeds)),
+                "top1_ci_low": low,
+                "top1_ci_high": high,
+            }
+        )
     models = pd.DataFrame(rows).drop(columns=["top1", "top5", "seed", "metrics_file"], errors="ignore")
     return models.reset_index(drop=True)
 
@@ -123,17 +138,40 @@ def comparisons(runs: pd.DataFrame, correct: list[np.ndarray], uncertainty: Unce
             for seeds in [*seed_sets, shared] if shared else []:
                 ours = _seed_matrix(model, correct, seeds)
                 theirs = _seed_matrix(reference, correct, seeds)
-                test = paired_comparison(ours, theirs, uncertainty.confidence, uncertainty.resamples,
-                                         uncertainty.seed)  # fmt: skip
+                test = paired_comparison(ours, theirs, uncertainty.confidence, uncertainty.resamples, uncertainty.seed)
                 first = model.iloc[0]
-                rows.append({
-                    "experiment": experiment, "branch": branch, "method": first["method"], "alpha": first["alpha"],
-                    "beta": first["beta"], "reference": VIT_BRANCH, "seeds": ",".join(map(str, seeds)),
-                    "n_seeds": len(seeds), "n_images": ours.shape[1], "top1_mean": 100.0 * ours.mean(),
-                    "reference_top1_mean": 100.0 * theirs.mean(),
-                } | test | {"significant": bool(excludes_zero(test["diff_ci_low"], test["diff_ci_high"]))})  # fmt: skip
-    columns = ["experiment", "branch", "method", "alpha", "beta", "reference", "seeds", "n_seeds", "n_images",
-               "top1_mean", "reference_top1_mean", *DIFF_COLUMNS, "significant"]  # fmt: skip
+                rows.append(
+                    {
+                        "experiment": experiment,
+                        "branch": branch,
+                        "method": first["method"],
+                        "alpha": first["alpha"],
+                        "beta": first["beta"],
+                        "reference": VIT_BRANCH,
+                        "seeds": ",".join(map(str, seeds)),
+                        "n_seeds": len(seeds),
+                        "n_images": ours.shape[1],
+                        "top1_mean": 100.0 * ours.mean(),
+                        "reference_top1_mean": 100.0 * theirs.mean(),
+                    }
+                    | test
+                    | {"significant": bool(excludes_zero(test["diff_ci_low"], test["diff_ci_high"]))}
+                )
+    columns = [
+        "experiment",
+        "branch",
+        "method",
+        "alpha",
+        "beta",
+        "reference",
+        "seeds",
+        "n_seeds",
+        "n_images",
+        "top1_mean",
+        "reference_top1_mean",
+        *DIFF_COLUMNS,
+        "significant",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -158,8 +196,18 @@ def table2_awd_dip(models: pd.DataFrame) -> pd.DataFrame:
     dip_alphas = dip[["experiment", "alpha"]].drop_duplicates()
     awd = models[models["method"] == "awd"].merge(dip_alphas, on=["experiment", "alpha"])
     table = pd.concat([awd.assign(beta=0.0), dip])
-    columns = ["experiment", "model", "img_size", "patch_size", "method", "alpha", "beta", "eo", *TOP1_COLUMNS,
-               *DIFF_COLUMNS]  # fmt: skip
+    columns = [
+        "experiment",
+        "model",
+        "img_size",
+        "patch_size",
+        "method",
+        "alpha",
+        "beta",
+        "eo",
+        *TOP1_COLUMNS,
+        *DIFF_COLUMNS,
+    ]
     return table[columns].sort_values(["experiment", "alpha", "beta"], kind="stable").reset_index(drop=True)
 
 
@@ -227,15 +275,19 @@ def to_markdown(table: pd.DataFrame) -> str:
     shown = interval_cells(table)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    body = ["| " + " | ".join(cell(c, v) for c, v in zip(shown.columns, row, strict=True)) + " |"
-            for row in shown.itertuples(index=False)]  # fmt: skip
+    body = [
+        "| " + " | ".join(cell(c, v) for c, v in zip(shown.columns, row, strict=True)) + " |"
+        for row in shown.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 
 def write_tables(
-    metrics_paths: list[Path | str], out_dir: Path | str, transfer_datasets: list[str] | None = None,
+    metrics_paths: list[Path | str],
+    out_dir: Path | str,
+    transfer_datasets: list[str] | None = None,
     uncertainty: Uncertainty = Uncertainty(),
-) -> dict[str, pd.DataFrame]:  # fmt: skip
+) -> dict[str, pd.DataFrame]:
     """runs, Tables I-IV and comparisons as <name>.parquet and <name>.md under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

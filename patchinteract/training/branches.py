@@ -72,8 +72,10 @@ def load_mask_array(
     group = zarr.open_group(path, mode="r")
     for key, value in (values or {}).items():
         if key in group.attrs and group.attrs[key] != value:
-            raise MaskMismatchError(f"{path} holds masks of {key} {group.attrs[key]!r}, but this job's {key} is "
-                                    f"{value!r} (the stores were computed for other settings)")  # fmt: skip
+            raise MaskMismatchError(
+                f"{path} holds masks of {key} {group.attrs[key]!r}, but this job's {key} is "
+                f"{value!r} (the stores were computed for other settings)"
+            )
     stored_ids = group["image_id"][:]
     if not np.array_equal(stored_ids, image_ids):
         raise MaskMismatchError(
@@ -195,14 +197,25 @@ def retrain_branch(branch: ViTBranch, run: TrainingRun, init: TrainingInit, stor
     Returns (vit, metrics, per-image val predictions, figure arrays or None); the weights are saved by the run.
     """
     vit, model, summary = run.train(
-        init, lambda vit: split_with_masks(branch, run.manifest, "train", train_transform(vit, run.recipe.crop_scale),
-                                           stores["train"], patch_grid(vit), run.recipe.hflip,
-                                           run.execution.cache_images),
-        wrap=branch.model, attn_layer=branch.attn_layer, loss_weights=branch.loss_weights,
-    )  # fmt: skip
+        init,
+        lambda vit: split_with_masks(
+            branch,
+            run.manifest,
+            "train",
+            train_transform(vit, run.recipe.crop_scale),
+            stores["train"],
+            patch_grid(vit),
+            run.recipe.hflip,
+            run.execution.cache_images,
+        ),
+        wrap=branch.model,
+        attn_layer=branch.attn_layer,
+        loss_weights=branch.loss_weights,
+    )
     val = split_with_masks(branch, run.manifest, "val", eval_transform(vit), stores["val"], patch_grid(vit))
-    loader = torch.utils.data.DataLoader(val, batch_size=run.execution.batch_size,
-                                         num_workers=run.execution.loader_workers)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        val, batch_size=run.execution.batch_size, num_workers=run.execution.loader_workers
+    )
     rows, cols = patch_grid(vit)
     device = select_device(run.execution.device)
     metrics, predictions, figure = branch.evaluate(model, loader, device, stores["val"], rows * cols)

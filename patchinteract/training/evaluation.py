@@ -33,10 +33,16 @@ class Predictions:
         top = logits.topk(min(5, self.num_classes), dim=-1).indices
         p_true = logits.softmax(dim=-1).gather(1, labels[:, None].to(logits.device))[:, 0]
         labels = labels.to(top.device)
-        self.batches.append({
-            "image_id": np.asarray(image_ids), "label": labels.cpu().numpy(), "prediction": top[:, 0].cpu().numpy(),
-            "correct": (top[:, 0] == labels).cpu().numpy(), "p_true": p_true.cpu().numpy(), "top5": top.cpu().numpy(),
-        })  # fmt: skip
+        self.batches.append(
+            {
+                "image_id": np.asarray(image_ids),
+                "label": labels.cpu().numpy(),
+                "prediction": top[:, 0].cpu().numpy(),
+                "correct": (top[:, 0] == labels).cpu().numpy(),
+                "p_true": p_true.cpu().numpy(),
+                "top5": top.cpu().numpy(),
+            }
+        )
 
     def columns(self) -> dict[str, np.ndarray]:
         if not self.batches:

@@ -220,16 +220,27 @@ class TrainingState:
         self.schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
         self.position = state["position"]
-        log.info("resuming from %s at step %d (epoch %d, batch %d)", checkpoint, self.position["step"],
-                 self.position["epoch"], self.position["batch"])  # fmt: skip
+        log.info(
+            "resuming from %s at step %d (epoch %d, batch %d)",
+            checkpoint,
+            self.position["step"],
+            self.position["epoch"],
+            self.position["batch"],
+        )
 
     def save(self, checkpoint: Path | None, fingerprint: str) -> None:
         if checkpoint:
-            save_checkpoint(checkpoint, {
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                "position": dict(self.position), "fingerprint": fingerprint,
-            })  # fmt: skip
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "schedule": self.schedule.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "position": dict(self.position),
+                    "fingerprint": fingerprint,
+                },
+            )
 
 
 class Training:
@@ -244,19 +255,33 @@ class Training:
     checkpoint and fingerprint resumes, and on CPU ends with the same weights as an uninterrupted run.
     """
 
-    def __init__(self, model, dataset, recipe: Recipe, device: torch.device, *, seed: int, workers: int = 0,
-                 checkpoint: Path | str | None = None, fingerprint: str = "",
-                 loss_weights: tuple[float, float] = (1.0, 1.0),
-                 normalize: Callable[[torch.Tensor], torch.Tensor] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        dataset,
+        recipe: Recipe,
+        device: torch.device,
+        *,
+        seed: int,
+        workers: int = 0,
+        checkpoint: Path | str | None = None,
+        fingerprint: str = "",
+        loss_weights: tuple[float, float] = (1.0, 1.0),
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.model, self.recipe, self.device = model, recipe, device
         self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
         self.loss_weights, self.normalize = loss_weights, normalize
         drop_last = len(dataset) > recipe.batch_size
         self.order = EpochOrder(len(dataset), recipe.batch_size, seed, drop_last)
         self.loader = torch.utils.data.DataLoader(
-            SeededSamples(dataset, seed), batch_size=recipe.batch_size, sampler=self.order, num_workers=workers,
-            drop_last=drop_last, pin_memory=device.type == "cuda",
-        )  # fmt: skip
+            SeededSamples(dataset, seed),
+            batch_size=recipe.batch_size,
+            sampler=self.order,
+            num_workers=workers,
+            drop_last=drop_last,
+            pin_memory=device.type == "cuda",
+        )
         self.total_steps = math.ceil(self.order.batches / recipe.accumulation_steps) * recipe.epochs
 
     def run(self) -> dict:
@@ -266,8 +291,7 @@ class Training:
         state.resume(self.checkpoint, self.fingerprint)
         position = state.position
         self.resumed = {"step": position["step"], "seconds": position["seconds"]}
-        self.progress = tqdm(total=self.total_steps, initial=position["step"], desc="train", unit="step",
-                             mininterval=5)  # fmt: skip
+        self.progress = tqdm(total=self.total_steps, initial=position["step"], desc="train", unit="step", mininterval=5)
         self.start = time.perf_counter() - position["seconds"]
         with stop_on_sigterm() as stop_requested:
             for epoch in range(position["epoch"], self.recipe.epochs):
@@ -277,8 +301,12 @@ class Training:
                 state.save(self.checkpoint, self.fingerprint)
                 log.info("epoch %d/%d: loss %.4f", epoch + 1, self.recipe.epochs, position["loss"])
         self.progress.close()
-        return {"steps": position["step"], "train_seconds": position["seconds"], "final_loss": position["loss"],
-                "resumed_from_step": self.resumed["step"]}  # fmt: skip
+        return {
+            "steps": position["step"],
+            "train_seconds": position["seconds"],
+            "final_loss": position["loss"],
+            "resumed_from_step": self.resumed["step"],
+        }
 
     def epoch(self, state: TrainingState, epoch: int, stop_requested: Callable[[], bool]) -> None:
         """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
@@ -307,8 +335,9 @@ class Training:
         masks = [m.to(self.device, non_blocking=True) for m in masks]
         loss = training_loss(self.model, images, labels, masks, self.loss_weights, self.recipe.label_smoothing)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, step "
-                                     f"{state.position['step']}")  # fmt: skip
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {epoch}, step {state.position['step']}"
+            )
         (loss / self.recipe.accumulation_steps).backward()
         value, running = loss.item(), state.position["loss"]
         state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
@@ -321,13 +350,18 @@ class Training:
             (position["step"] - self.resumed["step"]) * self.recipe.batch_size * self.recipe.accumulation_steps
         )
         throughput = images_seen / max(1e-9, position["seconds"] - self.resumed["seconds"])
-        self.progress.set_postfix(epoch=epoch, loss=f"{position['loss']:.3f}",
-                                  lr=f"{state.schedule.get_last_lr()[0]:.2e}", img_per_s=f"{throughput:.0f}",
-                                  refresh=False)  # fmt: skip
+        self.progress.set_postfix(
+            epoch=epoch,
+            loss=f"{position['loss']:.3f}",
+            lr=f"{state.schedule.get_last_lr()[0]:.2e}",
+            img_per_s=f"{throughput:.0f}",
+            refresh=False,
+        )
 
 
-def train_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device,
-                **options) -> dict:  # fmt: skip
+def train_model(
+    model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device, **options
+) -> dict:
     """Train ``model`` in place (a ViT branch, WinFT, or the pattern autoencoder, whose loss is auxiliary
     only): :class:`Training` (its options: seed, workers, checkpoint, fingerprint, loss_weights, normalize).
     Returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""

@@ -67,10 +67,17 @@ class TrainingRun:
             log.info("initialised from %s%s", init.weights, "" if init.keep_head else " (fresh head)")
         model, dataset = wrap(vit), samples(vit)
         summary = train_model(
-            model, dataset, self.recipe, select_device(self.execution.device), seed=self.seed,
-            workers=self.execution.loader_workers, checkpoint=self.checkpoint, fingerprint=self.fingerprint,
-            loss_weights=loss_weights, normalize=batch_normalization(vit),
-        )  # fmt: skip
+            model,
+            dataset,
+            self.recipe,
+            select_device(self.execution.device),
+            seed=self.seed,
+            workers=self.execution.loader_workers,
+            checkpoint=self.checkpoint,
+            fingerprint=self.fingerprint,
+            loss_weights=loss_weights,
+            normalize=batch_normalization(vit),
+        )
         save_weights(vit, self.weights)
         return vit, model, summary | {"train_images": len(dataset)}
 

@@ -32,15 +32,21 @@ class PatternAutoencoder(nn.Module):
         c1, c2 = channels
         flat = c2 * self.side * self.side
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(flat, code_size),
-        )  # fmt: skip
+            nn.Conv2d(1, c1, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(flat, code_size),
+        )
         self.decoder = nn.Sequential(
-            nn.Linear(code_size, flat), nn.ReLU(), nn.Unflatten(1, (c2, self.side, self.side)),
-            nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.Linear(code_size, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, (c2, self.side, self.side)),
+            nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
             nn.ConvTranspose2d(c1, 1, 3, stride=2, padding=1, output_padding=1),
-        )  # fmt: skip
+        )
 
     def encode(self, matrices: torch.Tensor) -> torch.Tensor:
         return self.encoder(matrices)
@@ -76,9 +82,16 @@ def encode_patterns(model: PatternAutoencoder, patterns: BinarisedPatterns, devi
 
 
 def train_pattern_autoencoder(
-    top: np.ndarray, n_patches: int, settings: dict, *, seed: int, device, workers: int = 0,
-    checkpoint=None, fingerprint: str = "",
-) -> tuple[PatternAutoencoder, np.ndarray, dict]:  # fmt: skip
+    top: np.ndarray,
+    n_patches: int,
+    settings: dict,
+    *,
+    seed: int,
+    device,
+    workers: int = 0,
+    checkpoint=None,
+    fingerprint: str = "",
+) -> tuple[PatternAutoencoder, np.ndarray, dict]:
     """Train the autoencoder on every head's binarised matrix (``top``: (…, count) top entries) with the
     project's training loop (seeded, checkpointed, resumable); returns (model, codes (…, code_size), summary).
 
@@ -91,8 +104,15 @@ def train_pattern_autoencoder(
     model = PatternAutoencoder(n_patches, settings["code_size"], ones=top.shape[-1])
     recipe = Recipe.from_config({key: settings[key] for key in ("epochs", "lr", "batch_size")} | {"optimizer": "adamw"})
     summary = train_model(
-        model, patterns, recipe, device, seed=seed, workers=workers, checkpoint=checkpoint,
-        fingerprint=fingerprint, loss_weights=(0.0, 1.0),
-    )  # fmt: skip
+        model,
+        patterns,
+        recipe,
+        device,
+        seed=seed,
+        workers=workers,
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        loss_weights=(0.0, 1.0),
+    )
     codes = encode_patterns(model, patterns, device, settings["batch_size"])
     return model, codes.reshape(*top.shape[:-1], -1), summary | {"samples": len(patterns)}

@@ -80,8 +80,15 @@ def tsne_layout(
     # Barnes-Hut gradients for few points, FFT-interpolated ones (linear in the points) from FFT_FROM on,
     # where they are faster (docs/scaling.md; openTSNE's own switch is at 10,000 points).
     gradients = "fft" if samples >= FFT_FROM else "bh"
-    embedding = TSNE(perplexity=usable, random_state=seed, n_jobs=threads, initialization="pca", n_iter=iterations,
-                     negative_gradient_method=gradients, verbose=False)  # fmt: skip
+    embedding = TSNE(
+        perplexity=usable,
+        random_state=seed,
+        n_jobs=threads,
+        initialization="pca",
+        n_iter=iterations,
+        negative_gradient_method=gradients,
+        verbose=False,
+    )
     return np.asarray(embedding.fit(np.asarray(features, dtype=np.float64)), dtype=np.float32)
 
 
@@ -128,8 +135,9 @@ def pattern_scores(matrix: np.ndarray, grid: tuple[int, int]) -> dict[str, float
     share of the mass in the heaviest ceil(N / 16) key columns (a few patches everyone attends to)."""
     n = matrix.shape[0]
     total = float(matrix.sum()) or 1.0
-    scores = {name: lift(float(matrix[region].sum()) / total, region.mean()) for name, region in
-              pattern_regions(grid).items()}  # fmt: skip
+    scores = {
+        name: lift(float(matrix[region].sum()) / total, region.mean()) for name, region in pattern_regions(grid).items()
+    }
     columns = max(1, math.ceil(n / 16))
     heaviest = np.sort(matrix.sum(axis=0))[::-1][:columns].sum() / total
     scores["vertical"] = lift(float(heaviest), columns / n)

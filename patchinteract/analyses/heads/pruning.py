@@ -44,11 +44,7 @@ def region_masks(n_tokens: int, n_prefix: int) -> dict[str, torch.Tensor]:
     """Boolean (T, T) masks of the regions cc, cp and pp of an attention matrix (rows = queries)."""
     is_prefix = torch.arange(n_tokens) < n_prefix
     prefix_query, prefix_key = is_prefix[:, None], is_prefix[None, :]
-    return {
-        "cc": prefix_query & prefix_key,
-        "cp": prefix_query ^ prefix_key,
-        "pp": ~prefix_query & ~prefix_key,
-    }
+    return {"cc": prefix_query & prefix_key, "cp": prefix_query ^ prefix_key, "pp": ~prefix_query & ~prefix_key}
 
 
 def pruning_modes(n_prefix: int) -> tuple[int, ...]:
@@ -155,8 +151,9 @@ def patch_distance(reference_tokens: torch.Tensor, pruned_tokens: torch.Tensor, 
 # ----------------------------------------------------------------------------- the batched computation
 
 
-def variant_metrics(reference, pruned_probabilities, labels, unpruned_output, pruned_outputs, n_prefix: int,
-                    top: int) -> dict:  # fmt: skip
+def variant_metrics(
+    reference, pruned_probabilities, labels, unpruned_output, pruned_outputs, n_prefix: int, top: int
+) -> dict:
     """Eq. 3-6 and the top classes of every variant of one layer, per image: (B, V) tensors, (B, V, top)."""
     top_prob, top_class = pruned_probabilities.topk(top, dim=-1)
     no_prefix = torch.full(pruned_probabilities.shape[:2], float("nan"), device=pruned_probabilities.device)
@@ -173,9 +170,12 @@ def variant_metrics(reference, pruned_probabilities, labels, unpruned_output, pr
 
 @torch.no_grad()
 def head_importance_batch(
-    model, images: torch.Tensor, labels: torch.Tensor, variants_per_pass: int = 256,
+    model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    variants_per_pass: int = 256,
     activation: str = "attention_output",
-) -> dict:  # fmt: skip
+) -> dict:
     """Every variant of every layer for a batch of images.
 
     Returns numpy arrays: ``probabilities`` (B, C) of the unpruned model, and per
@@ -216,8 +216,9 @@ def head_importance_batch(
             for later in blocks[layer + 1 :]:
                 pruned = later(pruned)
             probabilities.append(logits_from_tokens(model, pruned).softmax(-1).unflatten(0, (n_images, len(chunk))))
-        layer_results = variant_metrics(reference, torch.cat(probabilities, 1), labels, outputs[layer],
-                                        torch.cat(block_outputs, 1), prefix, top)  # fmt: skip
+        layer_results = variant_metrics(
+            reference, torch.cat(probabilities, 1), labels, outputs[layer], torch.cat(block_outputs, 1), prefix, top
+        )
         for name, values in layer_results.items():
             results[name].append(values.cpu().numpy())
     arrays = {name: np.stack(values, axis=1) for name, values in results.items()}  # (B, L, V, ...)
@@ -271,9 +272,15 @@ def image_rows(probabilities: np.ndarray, labels: np.ndarray, image_ids: np.ndar
 
 
 def head_importance(
-    model, dataset, *, device: torch.device, batch_images: int, workers: int = 0, variants_per_pass: int = 256,
+    model,
+    dataset,
+    *,
+    device: torch.device,
+    batch_images: int,
+    workers: int = 0,
+    variants_per_pass: int = 256,
     activation: str = "attention_output",
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Head importance of every image of ``dataset`` (yielding image, label, image_id): (rows, images) tables."""
     model.to(device).eval()
     prefix = n_prefix_tokens(model)

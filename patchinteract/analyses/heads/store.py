@@ -51,9 +51,14 @@ def store_settings(attributes: dict, n_layers: int, n_heads: int, top_share: flo
 
 
 def compute_head_store(
-    attention_path: Path | str, out_path: Path | str, images: np.ndarray, top_share: float, *,
-    dask: dict, compression_level: int = 1,
-) -> Path:  # fmt: skip
+    attention_path: Path | str,
+    out_path: Path | str,
+    images: np.ndarray,
+    top_share: float,
+    *,
+    dask: dict,
+    compression_level: int = 1,
+) -> Path:
     """The head-attention store of ``images`` (indices into the attention store), computed with Dask
     (``dask``: mode, workers, address, slurm as for the interaction store)."""
     source = zarr.open_group(attention_path, mode="r")
@@ -97,9 +102,14 @@ def write_head_store_streaming(
     grid, prefix, count = tuple(attributes["grid"]), int(attributes["n_prefix_tokens"]), attributes["top_count"]
     store = ChunkedStore(path, len(dataset), chunk, specs, attributes, compression_level)
     fill_store(
-        model, dataset, store, lambda attention, _images: head_reductions(attention.cpu().numpy(), prefix, grid, count),
-        device=device, batch_size=batch_size, workers=workers,
-    )  # fmt: skip
+        model,
+        dataset,
+        store,
+        lambda attention, _images: head_reductions(attention.cpu().numpy(), prefix, grid, count),
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+    )
     return store.finalize()
 
 

@@ -40,9 +40,15 @@ def head_index(image_ids: np.ndarray, n_layers: int, n_heads: int) -> pd.DataFra
 
 
 def pattern_tables(
-    store_path, codes: np.ndarray, *, perplexity: float, n_clusters: int, seed: int, threads: int = 1,
+    store_path,
+    codes: np.ndarray,
+    *,
+    perplexity: float,
+    n_clusters: int,
+    seed: int,
+    threads: int = 1,
     iterations: int = 500,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per head: the t-SNE of its CLS pattern (NaN without a prefix token) and of its code, and its
     k-means cluster; per cluster: size, name, mean layer, the pattern scores of its mean binarised
     matrix, and that matrix (``mean_matrix``, N·N values in row-major order). Returns (patterns, clusters)."""
@@ -66,9 +72,16 @@ def pattern_tables(
     for cluster in range(n_found):
         scores = pattern_scores(means[cluster], grid)
         members = table[table["cluster"] == cluster]
-        rows.append({"cluster": cluster, "size": len(members), "name": pattern_name(scores),
-                     "mean_layer": members["layer"].mean(), **scores,
-                     "mean_matrix": means[cluster].reshape(-1)})  # fmt: skip
+        rows.append(
+            {
+                "cluster": cluster,
+                "size": len(members),
+                "name": pattern_name(scores),
+                "mean_layer": members["layer"].mean(),
+                **scores,
+                "mean_matrix": means[cluster].reshape(-1),
+            }
+        )
     return table, pd.DataFrame(rows)
 
 
@@ -86,9 +99,15 @@ def importance_vectors(importance: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def image_overview(
-    importance: pd.DataFrame, images: pd.DataFrame, *, metric: str, perplexity: float, seed: int, threads: int = 1,
+    importance: pd.DataFrame,
+    images: pd.DataFrame,
+    *,
+    metric: str,
+    perplexity: float,
+    seed: int,
+    threads: int = 1,
     iterations: int = 500,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """The Image Overview (Sec. 5.1): t-SNE of every image's head-importance vector (l·k values)."""
     vectors = importance_vectors(importance, metric)
     if vectors.isna().all(axis=None):
@@ -107,8 +126,10 @@ def head_summary(
     whole_heads = importance[importance["mode"] == 1]
     statistics = {
         name: whole_heads.groupby(["layer", "head"])[name].agg(["mean", "std"]) for name in IMPORTANCE_COLUMNS
-    } | {name: head_strength.groupby(["layer", "head"])[name].agg(["mean", "std"]) for name in
-         ("entropy", "mean_distance")}  # fmt: skip
+    } | {
+        name: head_strength.groupby(["layer", "head"])[name].agg(["mean", "std"])
+        for name in ("entropy", "mean_distance")
+    }
     summary = pd.concat(statistics, axis=1)
     summary.columns = [f"{name}_{statistic}" for name, statistic in summary.columns]
     counts = patterns.groupby(["layer", "head"])["cluster"].value_counts(normalize=True).rename("share")

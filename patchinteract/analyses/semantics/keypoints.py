@@ -124,9 +124,15 @@ def keypoint_counter(model, settings: dict) -> KeypointCounter:
 
 
 def write_keypoint_store(
-    views, path: Path | str, counter: KeypointCounter, *, threads: int, compression_level: int, attributes: dict,
+    views,
+    path: Path | str,
+    counter: KeypointCounter,
+    *,
+    threads: int,
+    compression_level: int,
+    attributes: dict,
     chunk_images: int = 1024,
-) -> Path:  # fmt: skip
+) -> Path:
     """The keypoint store of a split: ``keypoints`` (image, patch) and the per-image arrays.
 
     ``views`` is a dataset of (RGB uint8 view, label, image_id) in manifest order. Written by chunks of
@@ -134,8 +140,9 @@ def write_keypoint_store(
     images of a chunk are counted on ``threads`` threads.
     """
     specs = keypoint_specs(counter.grid[0] * counter.grid[1])
-    store = ChunkedStore(path, len(views), min(chunk_images, auto_chunk(specs, len(views))), specs, attributes,
-                         compression_level)  # fmt: skip
+    store = ChunkedStore(
+        path, len(views), min(chunk_images, auto_chunk(specs, len(views))), specs, attributes, compression_level
+    )
 
     def one(index):
         view, label, image_id = views[index]

@@ -62,9 +62,14 @@ def masked_logits(
 
 @torch.no_grad()
 def masking_accuracy(
-    model, loader, rankings: dict[tuple[str, int | None], np.ndarray], ratios: list[float], mode: str,
-    device: torch.device, fill: torch.Tensor | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    model,
+    loader,
+    rankings: dict[tuple[str, int | None], np.ndarray],
+    ratios: list[float],
+    mode: str,
+    device: torch.device,
+    fill: torch.Tensor | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Top-1 (and top-5) of ``model`` over ``loader`` (in the order of ``rankings``' images) for every
     ratio and ranking, each image loaded once. r = 0 is always included: the unmasked model, evaluated
     as the baseline's evaluation is, so its top-1 is the baseline's.

@@ -46,9 +46,15 @@ def packed_reductions(attn: np.ndarray, counts: np.ndarray, n_prefix: int, gamma
 
 
 def compute_semantics_store(
-    attention_path: Path | str, keypoint_path: Path | str, out_path: Path | str, *, gamma: float, weighting: str,
-    dask_settings: dict, compression_level: int = 1,
-) -> Path:  # fmt: skip
+    attention_path: Path | str,
+    keypoint_path: Path | str,
+    out_path: Path | str,
+    *,
+    gamma: float,
+    weighting: str,
+    dask_settings: dict,
+    compression_level: int = 1,
+) -> Path:
     """The semantics store of every image of an attention store, with Dask (``dask_settings``: mode,
     workers, address, slurm as for the interaction store)."""
     source = zarr.open_group(attention_path, mode="r")
@@ -58,18 +64,24 @@ def compute_semantics_store(
     prefix, n = int(source.attrs["n_prefix_tokens"]), counts.shape[1]
     specs = semantics_specs(n_layers, n_heads, n)
     attributes = semantics_attributes(source.attrs, gamma, weighting)
-    store = ChunkedStore(out_path, n_images, auto_chunk(specs, n_images), specs, attributes, compression_level,
-                         resumable=False)  # fmt: skip
+    store = ChunkedStore(
+        out_path, n_images, auto_chunk(specs, n_images), specs, attributes, compression_level, resumable=False
+    )
     for name in PER_IMAGE_SPECS:
         store.array(name)[:] = source[name][:]
     attn = attn.rechunk({1: -1, 2: -1, 3: -1, 4: -1})
     counts = da.from_zarr(counts).rechunk({0: attn.chunks[0], 1: -1})
     blocks = zip(attn.chunks[0], attn.to_delayed().ravel(), counts.to_delayed().ravel(), strict=True)
-    packed = da.concatenate([
-        da.from_delayed(dask.delayed(packed_reductions)(a, c, prefix, gamma, weighting),
-                        shape=(size, n_layers, 3 * n_heads + n), dtype=np.float32)
-        for size, a, c in blocks
-    ])  # fmt: skip
+    packed = da.concatenate(
+        [
+            da.from_delayed(
+                dask.delayed(packed_reductions)(a, c, prefix, gamma, weighting),
+                shape=(size, n_layers, 3 * n_heads + n),
+                dtype=np.float32,
+            )
+            for size, a, c in blocks
+        ]
+    )
     columns = {name: slice(i * n_heads, (i + 1) * n_heads) for i, name in enumerate(HEAD_ARRAYS)}
     columns["theta_patch"] = slice(3 * n_heads, None)
     sources = [packed[..., part].rechunk({0: store.array(name).chunks[0]}) for name, part in columns.items()]
@@ -83,9 +95,19 @@ def semantics_attributes(attributes, gamma: float, weighting: str) -> dict:
 
 
 def write_semantics_store_streaming(
-    model, dataset, keypoint_path: Path | str, path: Path | str, *, gamma: float, weighting: str, device,
-    batch_size: int, workers: int, compression_level: int, attributes: dict,
-) -> Path:  # fmt: skip
+    model,
+    dataset,
+    keypoint_path: Path | str,
+    path: Path | str,
+    *,
+    gamma: float,
+    weighting: str,
+    device,
+    batch_size: int,
+    workers: int,
+    compression_level: int,
+    attributes: dict,
+) -> Path:
     """The semantics store computed during inference over ``dataset`` (a whole split), without keeping
     the attention (``attention.store: none``)."""
     from patchinteract.attention.extraction import fill_store, store_attributes
@@ -114,10 +136,12 @@ def theta_table(store_path: Path | str) -> pd.DataFrame:
         [store["image_id"][:], range(n_layers), range(n_heads)], names=["image_id", "layer", "head"]
     ).to_frame(index=False)
     return table.assign(
-        theta_kk=theta_kk.reshape(-1), theta_nk=theta_nk.reshape(-1),
-        theta_kn=1 - theta_kk.reshape(-1), theta_nn=1 - theta_nk.reshape(-1),
+        theta_kk=theta_kk.reshape(-1),
+        theta_nk=theta_nk.reshape(-1),
+        theta_kn=1 - theta_kk.reshape(-1),
+        theta_nn=1 - theta_nk.reshape(-1),
         focus_index=store["focus_index"][:].reshape(-1),
-    )  # fmt: skip
+    )
 
 
 def semantics_summary(theta: pd.DataFrame) -> pd.DataFrame:

@@ -29,8 +29,15 @@ from patchinteract.report.explorer.data import (
     write_payloads,
 )
 
-__all__ = ["ExplorerStores", "dequantised_rows", "encode_array", "explorer_images", "page_data", "quantised_rows",
-           "write_explorer"]  # fmt: skip
+__all__ = [
+    "ExplorerStores",
+    "dequantised_rows",
+    "encode_array",
+    "explorer_images",
+    "page_data",
+    "quantised_rows",
+    "write_explorer",
+]
 
 
 def write_explorer(folder: Path | str, page: dict, payloads: dict[int, dict], title: str) -> Path:

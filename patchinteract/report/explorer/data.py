@@ -23,9 +23,27 @@ from patchinteract.data.manifest import image_path, read_manifest, resized_image
 
 ATTENTION_BLOCK = 64  # images whose attention is read at once
 PALETTE = (  # class colours (Category10, then Category20's light tones)
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+)
 PATTERN_COLUMNS = ("image_id", "layer", "head", "cls_x", "cls_y", "patch_x", "patch_y", "cluster")
 
 
@@ -142,15 +160,24 @@ def explorer_selection(stores: ExplorerStores, images: int | str, attention_laye
     if any(not 0 <= layer < n_layers for layer in layers):
         raise ValueError(f"explorer.attention_layers: {attention_layers} is not a list of layers in 0..{n_layers - 1}")
     rows, cols = attention.attrs["grid"]
-    return ExplorerSelection(image_ids, layers, int(n_layers), int(n_heads), int(attention.attrs["n_prefix_tokens"]),
-                             (int(rows), int(cols)), int(attention["attn"].shape[-1]))  # fmt: skip
+    return ExplorerSelection(
+        image_ids,
+        layers,
+        int(n_layers),
+        int(n_heads),
+        int(attention.attrs["n_prefix_tokens"]),
+        (int(rows), int(cols)),
+        int(attention["attn"].shape[-1]),
+    )
 
 
 def importance_band(importance: pd.DataFrame) -> dict:
     """Mean and std over images of each head's importance with the whole head pruned (mode 1), per metric."""
     whole = importance[importance["mode"] == 1].groupby(["layer", "head"])
-    return {metric: {"mean": whole[metric].mean().to_list(), "std": whole[metric].std(ddof=0).to_list()}
-            for metric in IMPORTANCE_VIEWS}  # fmt: skip
+    return {
+        metric: {"mean": whole[metric].mean().to_list(), "std": whole[metric].std(ddof=0).to_list()}
+        for metric in IMPORTANCE_VIEWS
+    }
 
 
 def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
@@ -162,26 +189,39 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
     entropy = head_table(stores.head_strength, image_ids)["entropy"].to_numpy(np.float32)
     patterns = head_table(stores.attention_patterns, image_ids)
     return {
-        "n_layers": selection.n_layers, "n_heads": selection.n_heads, "grid": list(selection.grid),
-        "n_prefix": selection.n_prefix, "n_tokens": selection.n_tokens, "attention_layers": selection.layers,
-        "metrics": list(IMPORTANCE_VIEWS), "modes": sorted(int(mode) for mode in importance["mode"].unique()),
-        "alphas": list(stores.windows), "betas": list(stores.keeps), "fields": list(stores.fields),
-        "semantics": stores.semantics is not None, "palette": list(PALETTE), "image_ids": [int(i) for i in image_ids],
+        "n_layers": selection.n_layers,
+        "n_heads": selection.n_heads,
+        "grid": list(selection.grid),
+        "n_prefix": selection.n_prefix,
+        "n_tokens": selection.n_tokens,
+        "attention_layers": selection.layers,
+        "metrics": list(IMPORTANCE_VIEWS),
+        "modes": sorted(int(mode) for mode in importance["mode"].unique()),
+        "alphas": list(stores.windows),
+        "betas": list(stores.keeps),
+        "fields": list(stores.fields),
+        "semantics": stores.semantics is not None,
+        "palette": list(PALETTE),
+        "image_ids": [int(i) for i in image_ids],
         "overview": {
-            "image_id": overview["image_id"].astype(int).to_list(), "x": overview["x"].to_list(),
-            "y": overview["y"].to_list(), "label": overview["label"].astype(int).to_list(),
+            "image_id": overview["image_id"].astype(int).to_list(),
+            "x": overview["x"].to_list(),
+            "y": overview["y"].to_list(),
+            "label": overview["label"].astype(int).to_list(),
             "prediction": overview["prediction"].astype(int).to_list(),
-            "true_prob": overview["true_prob"].round(4).to_list(), "metric": str(overview["metric"].iloc[0]),
+            "true_prob": overview["true_prob"].round(4).to_list(),
+            "metric": str(overview["metric"].iloc[0]),
         },
         "band": importance_band(importance),
         # the distribution of a head's entropy over the images
         "entropy": entropy.reshape(len(image_ids), selection.n_head_rows).round(4).tolist(),
         "patterns": {
-            column: patterns[column].to_numpy().round(3).tolist() if patterns[column].dtype.kind == "f"
+            column: patterns[column].to_numpy().round(3).tolist()
+            if patterns[column].dtype.kind == "f"
             else patterns[column].astype(int).tolist()
             for column in PATTERN_COLUMNS
         },
-    }  # fmt: skip
+    }
 
 
 def per_image_arrays(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
@@ -201,11 +241,13 @@ def per_image_arrays(stores: ExplorerStores, selection: ExplorerSelection) -> di
         "importance": by_head(importance[list(IMPORTANCE_VIEWS)].to_numpy(np.float32)),
         "top_class": by_head(np.stack(importance["top5_class"].to_numpy())),
         "top_prob": by_head(np.stack(importance["top5_prob"].to_numpy())),
-        "hops": head_table(stores.attention_strength, image_ids)["strength"].to_numpy(np.float32).reshape(
-            len(image_ids), heads, -1),
-        "entropy": head_table(stores.head_strength, image_ids)["entropy"].to_numpy(np.float32).reshape(
-            len(image_ids), heads),
-    }  # fmt: skip
+        "hops": head_table(stores.attention_strength, image_ids)["strength"]
+        .to_numpy(np.float32)
+        .reshape(len(image_ids), heads, -1),
+        "entropy": head_table(stores.head_strength, image_ids)["entropy"]
+        .to_numpy(np.float32)
+        .reshape(len(image_ids), heads),
+    }
     if stores.keypoints:
         arrays["keypoints"] = _selected_rows(stores.keypoints, ("keypoints",), image_ids)["keypoints"]
     if stores.semantics:
@@ -250,9 +292,11 @@ def image_payloads(stores: ExplorerStores, selection: ExplorerSelection, page: d
         for offset, image_id in enumerate(selection.image_ids[block]):
             i = start + offset
             payloads[int(image_id)] = {
-                "image_id": int(image_id), "label": overview["label"][i], "prediction": overview["prediction"][i],
+                "image_id": int(image_id),
+                "label": overview["label"][i],
+                "prediction": overview["prediction"][i],
                 "picture": picture_url(image_path(table, root, int(image_id)), image_size),
-            } | image_payload(arrays, i, attention_block[offset])  # fmt: skip
+            } | image_payload(arrays, i, attention_block[offset])
     return payloads
 
 

@@ -37,12 +37,37 @@ CONTROLLER = Path(__file__).with_name("controller.js")
 # Every Bokeh model the controller looks up by name. The page hands the list over; the controller
 # refuses a name that is not on it and says which listed model the page lacks.
 MODEL_NAMES = (
-    "status", "search", "overview_source", "importance_source", "mode_metric", "modes_figure", "modes_source",
-    "pruning_mode", "top5_figure", "top5_source", "entropy_source", "khop_figure", "khop_source", "hist_figure",
-    "hist_source", "entropy_marker", "pattern_kind", "patterns_figure", "patterns_all", "patterns_image",
-    "threshold", "matrix_figure", "matrix_source", "overlay", "alpha", "beta", "field", "picture_figure",
-    "picture_source", "patch_source",
-)  # fmt: skip
+    "status",
+    "search",
+    "overview_source",
+    "importance_source",
+    "mode_metric",
+    "modes_figure",
+    "modes_source",
+    "pruning_mode",
+    "top5_figure",
+    "top5_source",
+    "entropy_source",
+    "khop_figure",
+    "khop_source",
+    "hist_figure",
+    "hist_source",
+    "entropy_marker",
+    "pattern_kind",
+    "patterns_figure",
+    "patterns_all",
+    "patterns_image",
+    "threshold",
+    "matrix_figure",
+    "matrix_source",
+    "overlay",
+    "alpha",
+    "beta",
+    "field",
+    "picture_figure",
+    "picture_source",
+    "patch_source",
+)
 OVERLAYS = ("attention row", "U row", "AWD window", "responsive field", "DIP dropped", "DIP score", "keypoints", "θ")
 PAGE_TEMPLATE = """{% extends "file.html.jinja" %}
 {% block postamble %}
@@ -86,12 +111,28 @@ def overview_view(page: dict):
         | {"color": [page["palette"][label % len(page["palette"])] for label in overview["label"]]},
         name=named("overview_source"),
     )
-    plot = figure(width=420, height=380, tools="tap,pan,wheel_zoom,reset",
-                  title=f"t-SNE of images by I_{overview['metric']}; colour: class")  # fmt: skip
-    plot.scatter("x", "y", source=source, color="color", size=7, alpha=0.8, selection_line_color="black",
-                 selection_line_width=3, nonselection_alpha=0.35)  # fmt: skip
-    plot.add_tools(HoverTool(tooltips=[("image", "@image_id"), ("class", "@label"), ("predicted", "@prediction"),
-                                       ("P[y]", "@true_prob")]))  # fmt: skip
+    plot = figure(
+        width=420,
+        height=380,
+        tools="tap,pan,wheel_zoom,reset",
+        title=f"t-SNE of images by I_{overview['metric']}; colour: class",
+    )
+    plot.scatter(
+        "x",
+        "y",
+        source=source,
+        color="color",
+        size=7,
+        alpha=0.8,
+        selection_line_color="black",
+        selection_line_width=3,
+        nonselection_alpha=0.35,
+    )
+    plot.add_tools(
+        HoverTool(
+            tooltips=[("image", "@image_id"), ("class", "@label"), ("predicted", "@prediction"), ("P[y]", "@true_prob")]
+        )
+    )
     tap("image", source)
     return plot
 
@@ -106,15 +147,22 @@ def importance_views(page: dict) -> list:
     plots = []
     for metric in page["metrics"]:
         mean, std = page["band"][metric]["mean"], page["band"][metric]["std"]
-        band = ColumnDataSource(dict(flat=list(range(heads)), mean=mean,
-                                     lower=[m - s for m, s in zip(mean, std, strict=True)],
-                                     upper=[m + s for m, s in zip(mean, std, strict=True)]))  # fmt: skip
-        plot = figure(width=300, height=170, tools="tap", title=IMPORTANCE_LABELS[metric],
-                      x_axis_label="head (layer-major)")  # fmt: skip
+        band = ColumnDataSource(
+            dict(
+                flat=list(range(heads)),
+                mean=mean,
+                lower=[m - s for m, s in zip(mean, std, strict=True)],
+                upper=[m + s for m, s in zip(mean, std, strict=True)],
+            )
+        )
+        plot = figure(
+            width=300, height=170, tools="tap", title=IMPORTANCE_LABELS[metric], x_axis_label="head (layer-major)"
+        )
         plot.varea("flat", "lower", "upper", source=band, fill_color="#cccccc", fill_alpha=0.6)
         plot.line("flat", "mean", source=band, color="#888888")
-        plot.scatter("flat", metric, source=source, size=6, color="#1f77b4", selection_color="red",
-                     nonselection_alpha=0.7)  # fmt: skip
+        plot.scatter(
+            "flat", metric, source=source, size=6, color="#1f77b4", selection_color="red", nonselection_alpha=0.7
+        )
         plot.add_tools(HoverTool(tooltips=[("head", "@name"), (metric, f"@{metric}")]))
         plot.yaxis.formatter = PrintfTickFormatter(format="%.2g")
         plots.append(plot)
@@ -124,19 +172,44 @@ def importance_views(page: dict) -> list:
 
 def pruning_views(page: dict) -> tuple:
     """2b. The picked head's pruning modes (the modes the model has) and its top-5 classes under one mode."""
-    modes = figure(name=named("modes_figure"), width=330, height=220, tools="", title="Pruning modes",
-                   x_range=[MODE_LABELS[mode] for mode in page["modes"]])  # fmt: skip
+    modes = figure(
+        name=named("modes_figure"),
+        width=330,
+        height=220,
+        tools="",
+        title="Pruning modes",
+        x_range=[MODE_LABELS[mode] for mode in page["modes"]],
+    )
     modes.vbar(x="mode", top="value", width=0.8, source=empty_source("modes_source", "mode", "value"))
     modes.xaxis.major_label_orientation = 0.7
     modes.yaxis.formatter = PrintfTickFormatter(format="%.2g")
-    metric = Select(name=named("mode_metric"), title="Metric of the modes:", value=page["metrics"][0],
-                    options=page["metrics"], width=150)  # fmt: skip
-    mode = Select(name=named("pruning_mode"), title="Pruning mode of the top-5:", value="1",
-                  options=[str(m) for m in page["modes"]], width=150)  # fmt: skip
-    top5 = figure(name=named("top5_figure"), width=330, height=220, y_range=[""], x_range=Range1d(0, 1), tools="",
-                  title="Top-5 classes", x_axis_label="probability")  # fmt: skip
-    top5.hbar(y="rank", right="prob", height=0.7, color="color", source=empty_source("top5_source", "rank", "prob",
-                                                                                       "color"))  # fmt: skip
+    metric = Select(
+        name=named("mode_metric"),
+        title="Metric of the modes:",
+        value=page["metrics"][0],
+        options=page["metrics"],
+        width=150,
+    )
+    mode = Select(
+        name=named("pruning_mode"),
+        title="Pruning mode of the top-5:",
+        value="1",
+        options=[str(m) for m in page["modes"]],
+        width=150,
+    )
+    top5 = figure(
+        name=named("top5_figure"),
+        width=330,
+        height=220,
+        y_range=[""],
+        x_range=Range1d(0, 1),
+        tools="",
+        title="Top-5 classes",
+        x_axis_label="probability",
+    )
+    top5.hbar(
+        y="rank", right="prob", height=0.7, color="color", source=empty_source("top5_source", "rank", "prob", "color")
+    )
     for widget in (metric, mode):
         rerender(widget)
     return column(metric, modes), column(mode, top5)
@@ -146,77 +219,185 @@ def strength_views() -> list:
     """3. Attention strength: every head's entropy against its layer, the picked head's k-hop strength and
     its entropy over the images."""
     entropy_source = empty_source("entropy_source", "flat", "layer", "entropy", "name")
-    entropy = figure(width=330, height=240, tools="tap", x_axis_label="layer", y_axis_label="normalised entropy",
-                     title="Entropy of every head against its layer")  # fmt: skip
+    entropy = figure(
+        width=330,
+        height=240,
+        tools="tap",
+        x_axis_label="layer",
+        y_axis_label="normalised entropy",
+        title="Entropy of every head against its layer",
+    )
     entropy.scatter("layer", "entropy", source=entropy_source, size=8, selection_color="red", nonselection_alpha=0.6)
     entropy.add_tools(HoverTool(tooltips=[("head", "@name"), ("entropy", "@entropy")]))
     tap("head", entropy_source)
-    khop = figure(name=named("khop_figure"), width=330, height=240, tools="", x_axis_label="hop k",
-                  y_axis_label="s_k", title="k-hop strength")  # fmt: skip
+    khop = figure(
+        name=named("khop_figure"),
+        width=330,
+        height=240,
+        tools="",
+        x_axis_label="hop k",
+        y_axis_label="s_k",
+        title="k-hop strength",
+    )
     khop.vbar(x="hop", top="strength", width=0.8, source=empty_source("khop_source", "hop", "strength"))
-    histogram = figure(name=named("hist_figure"), width=330, height=240, tools="", x_axis_label="normalised entropy",
-                       y_axis_label="images", title="Entropy over images")  # fmt: skip
-    histogram.quad(left="left", right="right", top="count", bottom=0, color="#9ecae1",
-                   source=empty_source("hist_source", "left", "right", "count"))  # fmt: skip
+    histogram = figure(
+        name=named("hist_figure"),
+        width=330,
+        height=240,
+        tools="",
+        x_axis_label="normalised entropy",
+        y_axis_label="images",
+        title="Entropy over images",
+    )
+    histogram.quad(
+        left="left",
+        right="right",
+        top="count",
+        bottom=0,
+        color="#9ecae1",
+        source=empty_source("hist_source", "left", "right", "count"),
+    )
     histogram.xaxis.formatter = PrintfTickFormatter(format="%.3f")
-    histogram.add_layout(Span(name=named("entropy_marker"), location=0, dimension="height", line_color="red",
-                              line_width=2))  # fmt: skip
+    histogram.add_layout(
+        Span(name=named("entropy_marker"), location=0, dimension="height", line_color="red", line_width=2)
+    )
     return [entropy, khop, histogram]
 
 
 def pattern_views(page: dict) -> tuple:
-    """4. Attention patterns: the t-SNE of all heads (CLS or patch patterns), and the picked head's matrix."""
+    """4a. Attention patterns: the t-SNE of all heads (CLS or patch patterns), the image's heads on top."""
     kind = RadioButtonGroup(name=named("pattern_kind"), labels=["CLS pattern", "patch pattern"], active=0)
     rerender(kind, "active")
-    patterns = figure(name=named("patterns_figure"), width=420, height=380, tools="tap,pan,wheel_zoom,reset",
-                      title="Attention patterns")  # fmt: skip
+    patterns = figure(
+        name=named("patterns_figure"),
+        width=420,
+        height=380,
+        tools="tap,pan,wheel_zoom,reset",
+        title="Attention patterns",
+    )
     context = ColumnDataSource(dict(x=[], y=[], color=[]), name=named("patterns_all"), tags=["none"])
     patterns.scatter("x", "y", source=context, size=3, color="color", alpha=0.15)
     mine = empty_source("patterns_image", "x", "y", "flat", "name")
-    patterns.scatter("x", "y", source=mine, size=9, color="#1f77b4", line_color="black", selection_color="red",
-                     nonselection_alpha=0.8)  # fmt: skip
+    patterns.scatter(
+        "x",
+        "y",
+        source=mine,
+        size=9,
+        color="#1f77b4",
+        line_color="black",
+        selection_color="red",
+        nonselection_alpha=0.8,
+    )
     patterns.add_tools(HoverTool(tooltips=[("head", "@name")]))
     tap("head", mine)
-    threshold = Slider(name=named("threshold"), title="Hide entries below this share of the row's max", start=0,
-                       end=1, step=0.01, value=0.0, width=330)  # fmt: skip
+    threshold = Slider(
+        name=named("threshold"),
+        title="Hide entries below this share of the row's max",
+        start=0,
+        end=1,
+        step=0.01,
+        value=0.0,
+        width=330,
+    )
     rerender(threshold)
+    return column(heading("4 · Attention pattern"), kind, patterns), column(threshold, matrix_view(page))
+
+
+def matrix_view(page: dict):
+    """4b. The picked head's attention matrix (its entries below the threshold hidden)."""
     colours = LinearColorMapper(palette="Viridis256", low=0, nan_color=(0, 0, 0, 0))
     tokens = page["n_tokens"]
-    matrix = figure(name=named("matrix_figure"), width=420, height=400, tools="hover", x_axis_label="key token",
-                    y_axis_label="query token", title="Attention matrix", x_range=Range1d(0, tokens),
-                    y_range=Range1d(tokens, 0), tooltips=[("attention", "@image")])  # fmt: skip
-    matrix.image(image="image", x=0, y=0, dw="dw", dh="dh", color_mapper=colours,
-                 source=empty_source("matrix_source", "image", "dw", "dh"))  # fmt: skip
+    matrix = figure(
+        name=named("matrix_figure"),
+        width=420,
+        height=400,
+        tools="hover",
+        x_axis_label="key token",
+        y_axis_label="query token",
+        title="Attention matrix",
+        x_range=Range1d(0, tokens),
+        y_range=Range1d(tokens, 0),
+        tooltips=[("attention", "@image")],
+    )
+    matrix.image(
+        image="image",
+        x=0,
+        y=0,
+        dw="dw",
+        dh="dh",
+        color_mapper=colours,
+        source=empty_source("matrix_source", "image", "dw", "dh"),
+    )
     matrix.add_layout(ColorBar(color_mapper=colours, width=10), "right")
-    return column(heading("4 · Attention pattern"), kind, patterns), column(threshold, matrix)
+    return matrix
+
+
+def patch_cells(rows: int, cols: int) -> ColumnDataSource:
+    """One cell per patch over the image, which the controller colours with the overlay's values."""
+    cells = [(p // cols, p % cols) for p in range(rows * cols)]
+    columns = dict(
+        left=[c for _, c in cells],
+        right=[c + 1 for _, c in cells],
+        top=[r for r, _ in cells],
+        bottom=[r + 1 for r, _ in cells],
+        patch=list(range(rows * cols)),
+    )
+    initial = {"raw": 0.0, "value": 0.0, "alpha": 0.0, "line": 0.3}
+    return ColumnDataSource(
+        columns | {name: [value] * len(cells) for name, value in initial.items()}, name=named("patch_source")
+    )
 
 
 def picture_view(page: dict):
     """5. The image and its patch grid, with what the overlay shows of the clicked patch."""
     rows, cols = page["grid"]
-    overlay = Select(name=named("overlay"), title="Show over the image:", value=OVERLAYS[0], options=list(OVERLAYS),
-                     width=160)  # fmt: skip
-    choices = [Select(name=named(name), title=title, value=page[key][0] if page[key] else "", options=page[key],
-                      width=width)
-               for name, title, key, width in (("alpha", "AWD α:", "alphas", 90), ("beta", "DIP β:", "betas", 90),
-                                               ("field", "Field (α, β):", "fields", 120))]  # fmt: skip
+    overlay = Select(
+        name=named("overlay"), title="Show over the image:", value=OVERLAYS[0], options=list(OVERLAYS), width=160
+    )
+    choices = [
+        Select(name=named(name), title=title, value=page[key][0] if page[key] else "", options=page[key], width=width)
+        for name, title, key, width in (
+            ("alpha", "AWD α:", "alphas", 90),
+            ("beta", "DIP β:", "betas", 90),
+            ("field", "Field (α, β):", "fields", 120),
+        )
+    ]
     for widget in (overlay, *choices):
         rerender(widget)
-    picture = figure(name=named("picture_figure"), width=440, height=440, tools="tap", x_range=Range1d(0, cols),
-                     y_range=Range1d(rows, 0), title="Image and patches: click a patch")  # fmt: skip
-    picture.image_url(url="url", x="x", y="y", w="w", h="h", anchor="top_left",
-                      source=empty_source("picture_source", "url", "x", "y", "w", "h"))  # fmt: skip
+    picture = figure(
+        name=named("picture_figure"),
+        width=440,
+        height=440,
+        tools="tap",
+        x_range=Range1d(0, cols),
+        y_range=Range1d(rows, 0),
+        title="Image and patches: click a patch",
+    )
+    picture.image_url(
+        url="url",
+        x="x",
+        y="y",
+        w="w",
+        h="h",
+        anchor="top_left",
+        source=empty_source("picture_source", "url", "x", "y", "w", "h"),
+    )
     colours = LinearColorMapper(palette="Inferno256", low=0, high=1, nan_color=(0, 0, 0, 0))
-    cells = [(p // cols, p % cols) for p in range(rows * cols)]
-    patches = ColumnDataSource(dict(
-        left=[c for _, c in cells], right=[c + 1 for _, c in cells], top=[r for r, _ in cells],
-        bottom=[r + 1 for r, _ in cells], patch=list(range(rows * cols)), raw=[0.0] * len(cells),
-        value=[0.0] * len(cells), alpha=[0.0] * len(cells), line=[0.3] * len(cells),
-    ), name=named("patch_source"))  # fmt: skip
-    picture.quad(left="left", right="right", top="top", bottom="bottom", source=patches,
-                 fill_color={"field": "value", "transform": colours}, fill_alpha="alpha", line_color="white",
-                 line_width="line", selection_line_color="cyan", nonselection_fill_alpha="alpha",
-                 selection_fill_alpha="alpha")  # fmt: skip
+    patches = patch_cells(rows, cols)
+    picture.quad(
+        left="left",
+        right="right",
+        top="top",
+        bottom="bottom",
+        source=patches,
+        fill_color={"field": "value", "transform": colours},
+        fill_alpha="alpha",
+        line_color="white",
+        line_width="line",
+        selection_line_color="cyan",
+        nonselection_fill_alpha="alpha",
+        selection_fill_alpha="alpha",
+    )
     picture.add_tools(HoverTool(tooltips=[("patch", "@patch"), ("value", "@raw")]))
     picture.axis.visible = False
     tap("patch", patches)
