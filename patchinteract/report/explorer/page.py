@@ -215,40 +215,30 @@ def pruning_views(page: dict) -> tuple:
     return column(metric, modes), column(mode, top5)
 
 
+def strength_figure(title: str, x_label: str, y_label: str, name: str | None = None, tools: str = ""):
+    """One of the attention-strength plots (view 3), all of one size."""
+    return figure(
+        name=named(name) if name else None,
+        width=330,
+        height=240,
+        tools=tools,
+        x_axis_label=x_label,
+        y_axis_label=y_label,
+        title=title,
+    )
+
+
 def strength_views() -> list:
     """3. Attention strength: every head's entropy against its layer, the picked head's k-hop strength and
     its entropy over the images."""
     entropy_source = empty_source("entropy_source", "flat", "layer", "entropy", "name")
-    entropy = figure(
-        width=330,
-        height=240,
-        tools="tap",
-        x_axis_label="layer",
-        y_axis_label="normalised entropy",
-        title="Entropy of every head against its layer",
-    )
+    entropy = strength_figure("Entropy of every head against its layer", "layer", "normalised entropy", tools="tap")
     entropy.scatter("layer", "entropy", source=entropy_source, size=8, selection_color="red", nonselection_alpha=0.6)
     entropy.add_tools(HoverTool(tooltips=[("head", "@name"), ("entropy", "@entropy")]))
     tap("head", entropy_source)
-    khop = figure(
-        name=named("khop_figure"),
-        width=330,
-        height=240,
-        tools="",
-        x_axis_label="hop k",
-        y_axis_label="s_k",
-        title="k-hop strength",
-    )
+    khop = strength_figure("k-hop strength", "hop k", "s_k", "khop_figure")
     khop.vbar(x="hop", top="strength", width=0.8, source=empty_source("khop_source", "hop", "strength"))
-    histogram = figure(
-        name=named("hist_figure"),
-        width=330,
-        height=240,
-        tools="",
-        x_axis_label="normalised entropy",
-        y_axis_label="images",
-        title="Entropy over images",
-    )
+    histogram = strength_figure("Entropy over images", "normalised entropy", "images", "hist_figure")
     histogram.quad(
         left="left",
         right="right",
