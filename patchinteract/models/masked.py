@@ -151,7 +151,8 @@ class MaskedViT(nn.Module):
             raise ValueError("DIP masks cannot be combined with timm's patch dropout (model_args.patch_drop_rate)")
         multiply = self.dip_mode == "multiply"
         index = kept_token_index(keep, self.n_prefix)  # (image, T_kept): prefix, then kept patches
-        tokens = gather_tokens(vit_stem(vit, images), index)
+        with dropped_tokens(vit, keep):  # the one token-dropping path, shared with θ masking
+            tokens = vit_stem(vit, images)
         mask = self.attention_mask(images, windows, keep)
         bias = reduced_attention_bias(mask, keep, index, self.n_prefix, shared_token=multiply, dtype=tokens.dtype)
         if multiply:
@@ -180,11 +181,6 @@ def kept_token_index(keep: torch.Tensor, n_prefix: int) -> torch.Tensor:
     patches = keep.nonzero()[:, 1].view(keep.shape[0], -1) + n_prefix
     prefix = torch.arange(n_prefix, device=keep.device).expand(keep.shape[0], -1)
     return torch.cat([prefix, patches], dim=1)
-
-
-def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """The tokens (image, T, D) at positions ``index`` (image, T_kept) (:func:`kept_token_index`)."""
-    return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
 
 
 def reduced_attention_bias(
@@ -244,7 +240,10 @@ def dropped_tokens(vit: nn.Module, keep: torch.Tensor):
     """
     index = kept_token_index(keep, n_prefix_tokens(vit))
 
-    handle = vit.patch_drop.register_forward_hook(lambda _module, _args, tokens: gather_tokens(tokens, index))
+    def gather(_module, _args, tokens):
+        return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
+
+    handle = vit.patch_drop.register_forward_hook(gather)
     try:
         yield
     finally:
