@@ -1,4 +1,4 @@
-# What the rule files share: the config check, wildcard constraints, resources, how a job runs, and
+# What the rule files share. The config check, wildcard constraints, resources, how a job runs, and
 # the params and input functions several of them use. Paths and branch names come from
 # patchinteract/paths.py; what the config means, including what each stage reads, from
 # patchinteract/grid.py, which the rules call in one-line lambdas (snakemake --lint wants functions
