@@ -76,25 +76,11 @@ def test_stores_open_without_warnings(tiny_run):
         assert "image_id" in members, store
 
 
-RETRAIN_KEYS = {
-    "experiment",
-    "dataset",
-    "model",
-    "img_size",
-    "patch_size",
-    "n_patches",
-    "method",
-    "alpha",
-    "beta",
-    "seed",
-    "top1",
-    "top5",
-    "eo",
-    "train_seconds",
-    "steps",
-    "config_hash",
-    "code_revision",
-}
+# The keys of every retrained branch's metrics.json (README, "Layout of results/").
+RETRAIN_KEYS = set(
+    "experiment dataset model img_size patch_size n_patches method alpha beta seed top1 top5 eo train_seconds steps "
+    "config_hash code_revision".split()
+)
 
 
 BRANCHES = ("vit", "awd_a0.5", "awd_a0.1", "awd_dip_a0.1_b0.2", "winft")

@@ -68,6 +68,7 @@ MODEL_NAMES = (
     "picture_source",
     "patch_source",
 )
+STRENGTH_SIZE = (330, 240)
 OVERLAYS = ("attention row", "U row", "AWD window", "responsive field", "DIP dropped", "DIP score", "keypoints", "θ")
 PAGE_TEMPLATE = """{% extends "file.html.jinja" %}
 {% block postamble %}
@@ -98,6 +99,12 @@ def heading(text: str) -> Div:
     return Div(text=f"<h3 style='margin:4px 0'>{text}</h3>")
 
 
+def plot(title: str, size: tuple[int, int], name: str | None = None, tools: str = "", **options):
+    """A Bokeh figure of the page (``name``: one of :data:`MODEL_NAMES`, for those the controller updates)."""
+    width, height = size
+    return figure(name=named(name) if name else None, width=width, height=height, tools=tools, title=title, **options)
+
+
 def empty_source(name: str, *columns: str) -> ColumnDataSource:
     """A data source the controller fills."""
     return ColumnDataSource({column: [] for column in columns}, name=named(name))
@@ -111,13 +118,10 @@ def overview_view(page: dict):
         | {"color": [page["palette"][label % len(page["palette"])] for label in overview["label"]]},
         name=named("overview_source"),
     )
-    plot = figure(
-        width=420,
-        height=380,
-        tools="tap,pan,wheel_zoom,reset",
-        title=f"t-SNE of images by I_{overview['metric']}; colour: class",
+    images = plot(
+        f"t-SNE of images by I_{overview['metric']}; colour: class", (420, 380), tools="tap,pan,wheel_zoom,reset"
     )
-    plot.scatter(
+    images.scatter(
         "x",
         "y",
         source=source,
@@ -128,13 +132,13 @@ def overview_view(page: dict):
         selection_line_width=3,
         nonselection_alpha=0.35,
     )
-    plot.add_tools(
+    images.add_tools(
         HoverTool(
             tooltips=[("image", "@image_id"), ("class", "@label"), ("predicted", "@prediction"), ("P[y]", "@true_prob")]
         )
     )
     tap("image", source)
-    return plot
+    return images
 
 
 def importance_views(page: dict) -> list:
@@ -155,31 +159,22 @@ def importance_views(page: dict) -> list:
                 upper=[m + s for m, s in zip(mean, std, strict=True)],
             )
         )
-        plot = figure(
-            width=300, height=170, tools="tap", title=IMPORTANCE_LABELS[metric], x_axis_label="head (layer-major)"
-        )
-        plot.varea("flat", "lower", "upper", source=band, fill_color="#cccccc", fill_alpha=0.6)
-        plot.line("flat", "mean", source=band, color="#888888")
-        plot.scatter(
+        metric_plot = plot(IMPORTANCE_LABELS[metric], (300, 170), tools="tap", x_axis_label="head (layer-major)")
+        metric_plot.varea("flat", "lower", "upper", source=band, fill_color="#cccccc", fill_alpha=0.6)
+        metric_plot.line("flat", "mean", source=band, color="#888888")
+        metric_plot.scatter(
             "flat", metric, source=source, size=6, color="#1f77b4", selection_color="red", nonselection_alpha=0.7
         )
-        plot.add_tools(HoverTool(tooltips=[("head", "@name"), (metric, f"@{metric}")]))
-        plot.yaxis.formatter = PrintfTickFormatter(format="%.2g")
-        plots.append(plot)
+        metric_plot.add_tools(HoverTool(tooltips=[("head", "@name"), (metric, f"@{metric}")]))
+        metric_plot.yaxis.formatter = PrintfTickFormatter(format="%.2g")
+        plots.append(metric_plot)
     tap("head", source)
     return plots
 
 
 def pruning_views(page: dict) -> tuple:
     """2b. The picked head's pruning modes (the modes the model has) and its top-5 classes under one mode."""
-    modes = figure(
-        name=named("modes_figure"),
-        width=330,
-        height=220,
-        tools="",
-        title="Pruning modes",
-        x_range=[MODE_LABELS[mode] for mode in page["modes"]],
-    )
+    modes = plot("Pruning modes", (330, 220), "modes_figure", x_range=[MODE_LABELS[mode] for mode in page["modes"]])
     modes.vbar(x="mode", top="value", width=0.8, source=empty_source("modes_source", "mode", "value"))
     modes.xaxis.major_label_orientation = 0.7
     modes.yaxis.formatter = PrintfTickFormatter(format="%.2g")
@@ -197,15 +192,8 @@ def pruning_views(page: dict) -> tuple:
         options=[str(m) for m in page["modes"]],
         width=150,
     )
-    top5 = figure(
-        name=named("top5_figure"),
-        width=330,
-        height=220,
-        y_range=[""],
-        x_range=Range1d(0, 1),
-        tools="",
-        title="Top-5 classes",
-        x_axis_label="probability",
+    top5 = plot(
+        "Top-5 classes", (330, 220), "top5_figure", y_range=[""], x_range=Range1d(0, 1), x_axis_label="probability"
     )
     top5.hbar(
         y="rank", right="prob", height=0.7, color="color", source=empty_source("top5_source", "rank", "prob", "color")
@@ -215,30 +203,25 @@ def pruning_views(page: dict) -> tuple:
     return column(metric, modes), column(mode, top5)
 
 
-def strength_figure(title: str, x_label: str, y_label: str, name: str | None = None, tools: str = ""):
-    """One of the attention-strength plots (view 3), all of one size."""
-    return figure(
-        name=named(name) if name else None,
-        width=330,
-        height=240,
-        tools=tools,
-        x_axis_label=x_label,
-        y_axis_label=y_label,
-        title=title,
-    )
-
-
 def strength_views() -> list:
     """3. Attention strength: every head's entropy against its layer, the picked head's k-hop strength and
     its entropy over the images."""
     entropy_source = empty_source("entropy_source", "flat", "layer", "entropy", "name")
-    entropy = strength_figure("Entropy of every head against its layer", "layer", "normalised entropy", tools="tap")
+    entropy = plot(
+        "Entropy of every head against its layer",
+        STRENGTH_SIZE,
+        tools="tap",
+        x_axis_label="layer",
+        y_axis_label="normalised entropy",
+    )
     entropy.scatter("layer", "entropy", source=entropy_source, size=8, selection_color="red", nonselection_alpha=0.6)
     entropy.add_tools(HoverTool(tooltips=[("head", "@name"), ("entropy", "@entropy")]))
     tap("head", entropy_source)
-    khop = strength_figure("k-hop strength", "hop k", "s_k", "khop_figure")
+    khop = plot("k-hop strength", STRENGTH_SIZE, "khop_figure", x_axis_label="hop k", y_axis_label="s_k")
     khop.vbar(x="hop", top="strength", width=0.8, source=empty_source("khop_source", "hop", "strength"))
-    histogram = strength_figure("Entropy over images", "normalised entropy", "images", "hist_figure")
+    histogram = plot(
+        "Entropy over images", STRENGTH_SIZE, "hist_figure", x_axis_label="normalised entropy", y_axis_label="images"
+    )
     histogram.quad(
         left="left",
         right="right",
@@ -258,13 +241,7 @@ def pattern_views(page: dict) -> tuple:
     """4a. Attention patterns: the t-SNE of all heads (CLS or patch patterns), the image's heads on top."""
     kind = RadioButtonGroup(name=named("pattern_kind"), labels=["CLS pattern", "patch pattern"], active=0)
     rerender(kind, "active")
-    patterns = figure(
-        name=named("patterns_figure"),
-        width=420,
-        height=380,
-        tools="tap,pan,wheel_zoom,reset",
-        title="Attention patterns",
-    )
+    patterns = plot("Attention patterns", (420, 380), "patterns_figure", tools="tap,pan,wheel_zoom,reset")
     context = ColumnDataSource(dict(x=[], y=[], color=[]), name=named("patterns_all"), tags=["none"])
     patterns.scatter("x", "y", source=context, size=3, color="color", alpha=0.15)
     mine = empty_source("patterns_image", "x", "y", "flat", "name")
@@ -297,14 +274,13 @@ def matrix_view(page: dict):
     """4b. The picked head's attention matrix (its entries below the threshold hidden)."""
     colours = LinearColorMapper(palette="Viridis256", low=0, nan_color=(0, 0, 0, 0))
     tokens = page["n_tokens"]
-    matrix = figure(
-        name=named("matrix_figure"),
-        width=420,
-        height=400,
+    matrix = plot(
+        "Attention matrix",
+        (420, 400),
+        "matrix_figure",
         tools="hover",
         x_axis_label="key token",
         y_axis_label="query token",
-        title="Attention matrix",
         x_range=Range1d(0, tokens),
         y_range=Range1d(tokens, 0),
         tooltips=[("attention", "@image")],
@@ -354,31 +330,23 @@ def picture_view(page: dict):
     ]
     for widget in (overlay, *choices):
         rerender(widget)
-    picture = figure(
-        name=named("picture_figure"),
-        width=440,
-        height=440,
+    picture = plot(
+        "Image and patches: click a patch",
+        (440, 440),
+        "picture_figure",
         tools="tap",
         x_range=Range1d(0, cols),
         y_range=Range1d(rows, 0),
-        title="Image and patches: click a patch",
     )
-    picture.image_url(
-        url="url",
-        x="x",
-        y="y",
-        w="w",
-        h="h",
-        anchor="top_left",
-        source=empty_source("picture_source", "url", "x", "y", "w", "h"),
-    )
+    columns = ("url", "x", "y", "w", "h")
+    picture.image_url(*columns, anchor="top_left", source=empty_source("picture_source", *columns))
     colours = LinearColorMapper(palette="Inferno256", low=0, high=1, nan_color=(0, 0, 0, 0))
     patches = patch_cells(rows, cols)
     picture.quad(
-        left="left",
-        right="right",
-        top="top",
-        bottom="bottom",
+        "left",
+        "right",
+        "top",
+        "bottom",
         source=patches,
         fill_color={"field": "value", "transform": colours},
         fill_alpha="alpha",
