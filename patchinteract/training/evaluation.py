@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from patchinteract.models.winft import WindowFreeViT, window_interaction_count, window_iou, window_target
+from patchinteract.ranks import Ranks, gathered
 from patchinteract.runtime import autocast
 
 PREDICTION_COLUMNS = ["image_id", "label", "prediction", "correct", "p_true", "top5"]
@@ -43,6 +44,13 @@ class Predictions:
                 "top5": top.cpu().numpy(),
             }
         )
+
+    def gather(self) -> None:
+        """Under several ranks, each of which predicted a consecutive block of the images: every rank's
+        batches, in rank order (the order of one process)."""
+        parts = gathered((self.batches, self.num_classes))
+        self.batches = [batch for batches, _ in parts for batch in batches]
+        self.num_classes = max(classes for _, classes in parts)
 
     def columns(self) -> dict[str, np.ndarray]:
         if not self.batches:
@@ -85,6 +93,22 @@ class WindowRecorder:
             self.kept["target"].append(truth[:room].cpu())
             self.kept["image_id"].append(image_ids[:room])
 
+    def gather(self) -> None:
+        """Under several ranks: every rank's windows in rank order, the first ``keep_first`` images kept."""
+        if Ranks.current().world == 1:
+            return
+        parts = gathered((self.counts, self.ious, self.kept))
+        self.counts = [count for counts, _, _ in parts for count in counts]
+        self.ious = [iou for _, ious, _ in parts for iou in ious]
+        kept = {name: [part for _, _, rank_kept in parts for part in rank_kept[name]] for name in self.kept}
+        if kept["predicted"]:
+            images = self.keep_first
+            self.kept = {
+                "predicted": [torch.cat(kept["predicted"])[:images]],
+                "target": [torch.cat(kept["target"])[:images]],
+                "image_id": [torch.cat([torch.as_tensor(ids) for ids in kept["image_id"]])[:images]],
+            }
+
     def metrics(self) -> dict:
         n = self.model.grid[0] * self.model.grid[1]
         empty = {"predicted": (0, len(self.model.layers), n, n), "target": (0, n, n), "image_id": (0,)}
@@ -122,6 +146,9 @@ def evaluate_classifier(
         predictions.update(logits, labels.to(device), image_ids)
         if windows:
             windows.update(*masks, image_ids)
+    predictions.gather()
+    if windows:
+        windows.gather()
     return predictions.metrics() | (windows.metrics() if windows else {}), predictions.table()
 
 

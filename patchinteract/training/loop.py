@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from patchinteract.ranks import Ranks, all_mean, any_rank
 from patchinteract.runtime import autocast
 from patchinteract.schema import definition_defaults
 
@@ -243,6 +244,40 @@ class TrainingState:
             )
 
 
+class RankShare(torch.utils.data.Sampler):
+    """One rank's share of an :class:`EpochOrder`: of each global batch, the rank's consecutive part
+    (equal parts; the ranks together see exactly the samples one process sees, batch for batch)."""
+
+    def __init__(self, order: EpochOrder, ranks: Ranks):
+        self.order, self.ranks = order, ranks
+
+    def __iter__(self):
+        keys, batch = list(self.order), self.order.batch_size
+        share = batch // self.ranks.world
+        for start in range(0, len(keys), batch):
+            yield from keys[start + self.ranks.rank * share : start + (self.ranks.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.order) // self.ranks.world
+
+
+def check_rank_shares(samples: int, batch_size: int, ranks: int) -> None:
+    """Several ranks split every batch equally, and need full batches."""
+    if ranks == 1:
+        return
+    if batch_size % ranks:
+        raise ValueError(f"batch_size {batch_size} does not split over {ranks} ranks: use a multiple of {ranks}")
+    if samples <= batch_size:
+        raise ValueError(f"{samples} training images are no more than one batch ({batch_size}): train on one rank")
+
+
+def distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` under DistributedDataParallel (gradients averaged over the ranks after each backward)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 class Training:
     """One run of the training loop: ``model`` learns from ``dataset`` with ``recipe`` on ``device``.
 
@@ -253,6 +288,12 @@ class Training:
     A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
     epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later run with the same
     checkpoint and fingerprint resumes, and on CPU ends with the same weights as an uninterrupted run.
+
+    Under several ranks (:mod:`patchinteract.ranks`) the model trains under DistributedDataParallel:
+    each global batch of ``recipe.batch_size`` samples, in the order one process draws them, is split
+    in equal consecutive shares over the ranks, so the ranks together take the steps one process takes
+    (the effective batch stays the recipe's); rank 0 writes the checkpoints; SIGTERM on any rank stops
+    every rank after the current step.
     """
 
     def __init__(
@@ -272,12 +313,14 @@ class Training:
         self.model, self.recipe, self.device = model, recipe, device
         self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
         self.loss_weights, self.normalize = loss_weights, normalize
+        self.ranks = Ranks.current()
+        check_rank_shares(len(dataset), recipe.batch_size, self.ranks.world)
         drop_last = len(dataset) > recipe.batch_size
         self.order = EpochOrder(len(dataset), recipe.batch_size, seed, drop_last)
         self.loader = torch.utils.data.DataLoader(
             SeededSamples(dataset, seed),
-            batch_size=recipe.batch_size,
-            sampler=self.order,
+            batch_size=recipe.batch_size // self.ranks.world,
+            sampler=self.order if self.ranks.world == 1 else RankShare(self.order, self.ranks),
             num_workers=workers,
             drop_last=drop_last,
             pin_memory=device.type == "cuda",
@@ -287,18 +330,27 @@ class Training:
     def run(self) -> dict:
         """Train in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
         self.model.to(self.device).train()
+        self.trained = self.model if self.ranks.world == 1 else distributed(self.model, self.device)
         state = TrainingState(self.model, self.recipe, self.total_steps)
         state.resume(self.checkpoint, self.fingerprint)
         position = state.position
         self.resumed = {"step": position["step"], "seconds": position["seconds"]}
-        self.progress = tqdm(total=self.total_steps, initial=position["step"], desc="train", unit="step", mininterval=5)
+        self.step_losses = []  # the smoothed loss after each step of this call (what the progress bar shows)
+        self.progress = tqdm(
+            total=self.total_steps,
+            initial=position["step"],
+            desc="train",
+            unit="step",
+            mininterval=5,
+            disable=not self.ranks.main,
+        )
         self.start = time.perf_counter() - position["seconds"]
         with stop_on_sigterm() as stop_requested:
             for epoch in range(position["epoch"], self.recipe.epochs):
                 self.order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
                 self.epoch(state, epoch, stop_requested)
                 position.update(epoch=epoch + 1, batch=0, seconds=time.perf_counter() - self.start)
-                state.save(self.checkpoint, self.fingerprint)
+                self.save(state)
                 log.info("epoch %d/%d: loss %.4f", epoch + 1, self.recipe.epochs, position["loss"])
         self.progress.close()
         return {
@@ -312,17 +364,21 @@ class Training:
         """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
         state.optimizer.zero_grad(set_to_none=True)
         for batch_index, batch in enumerate(self.loader, start=self.order.first_batch):
-            self.accumulate(state, batch, epoch)
-            if (batch_index + 1) % self.recipe.accumulation_steps and batch_index + 1 != self.order.batches:
+            steps = not (batch_index + 1) % self.recipe.accumulation_steps or batch_index + 1 == self.order.batches
+            # Gradients are summed over the ranks only in the batch that ends the step.
+            with contextlib.nullcontext() if steps or self.ranks.world == 1 else self.trained.no_sync():
+                self.accumulate(state, batch, epoch)
+            if not steps:
                 continue
             state.optimizer.step()
             state.schedule.step()
             state.optimizer.zero_grad(set_to_none=True)
             state.position.update(step=state.position["step"] + 1, epoch=epoch, batch=batch_index + 1)
+            self.step_losses.append(state.position["loss"])
             state.position["seconds"] = time.perf_counter() - self.start
             self.report(state, epoch)
-            if stop_requested():
-                state.save(self.checkpoint, self.fingerprint)
+            if any_rank(stop_requested(), self.device):
+                self.save(state)
                 self.progress.close()
                 raise TrainingInterrupted(f"SIGTERM at step {state.position['step']}; checkpoint {self.checkpoint}")
 
@@ -333,14 +389,16 @@ class Training:
         if self.normalize is not None:
             images = self.normalize(images)
         masks = [m.to(self.device, non_blocking=True) for m in masks]
-        loss = training_loss(self.model, images, labels, masks, self.loss_weights, self.recipe.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at epoch {epoch}, step {state.position['step']}"
-            )
+        loss = training_loss(self.trained, images, labels, masks, self.loss_weights, self.recipe.label_smoothing)
         (loss / self.recipe.accumulation_steps).backward()
-        value, running = loss.item(), state.position["loss"]
+        value, running = all_mean(loss.item(), self.device), state.position["loss"]  # the global batch's loss
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {state.position['step']}")
         state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
+
+    def save(self, state: TrainingState) -> None:
+        if self.ranks.main:
+            state.save(self.checkpoint, self.fingerprint)
 
     def report(self, state: TrainingState, epoch: int) -> None:
         """The progress bar after a step: epoch, smoothed loss, learning rate, images per second."""

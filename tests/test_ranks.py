@@ -1,0 +1,93 @@
+"""Several ranks for one training job (torch.distributed, gloo on CPU): the same steps as one process."""
+
+import numpy as np
+import pytest
+import torch
+
+from patchinteract.masks.tokens import kept_patches
+from patchinteract.masks.windows import attention_windows
+from patchinteract.models.masked import MaskedViT
+from patchinteract.models.vit import create_vit
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
+from patchinteract.ranks import Ranks, launch
+from patchinteract.training.evaluation import evaluate_classifier
+from patchinteract.training.loop import Recipe, Training, seed_everything
+
+GRID = (4, 4)
+IMAGES = 24
+
+
+class TinySamples(torch.utils.data.Dataset):
+    """Seeded random images, labels, ids and the masks of one kind of branch."""
+
+    def __init__(self, kind: str):
+        generator = torch.Generator().manual_seed(7)
+        self.images = torch.randn(IMAGES, 3, 16, 16, generator=generator)
+        self.labels = torch.randint(0, 10, (IMAGES,), generator=generator)
+        self.image_ids = np.arange(IMAGES)
+        rng = np.random.default_rng(7)
+        u = rng.random((IMAGES, 16, 16)).astype(np.float32)
+        if kind == "awd_dip":
+            keep = kept_patches(rng.random((IMAGES, 16)).astype(np.float32), 0.25)
+            self.masks = [torch.from_numpy(attention_windows(u, 0.2, GRID)), torch.from_numpy(keep)]
+        elif kind == "winft":
+            self.masks = [torch.from_numpy(attention_windows(u, 0.2, GRID))]
+        else:
+            self.masks = []
+
+    def __len__(self):
+        return IMAGES
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index], index, *(mask[index] for mask in self.masks)
+
+
+def tiny_model(kind: str):
+    seed_everything(0)
+    layer = {"attn_layer": WindowFreeAttention} if kind == "winft" else {}
+    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2, **layer})
+    if kind == "winft":
+        return WindowFreeViT(vit, target_kind="box")
+    return MaskedViT(vit, dip_mode="multiply")
+
+
+def train_tiny(kind: str, accumulation: int, checkpoint: str | None = None) -> dict:
+    """Train the tiny model of a kind of branch (run on every rank); rank 0's weights, losses, evaluation.
+    SGD, as the paper: Adam would turn the float noise of an exactly zero gradient (the key bias) into
+    steps of the learning rate."""
+    model, samples = tiny_model(kind), TinySamples(kind)
+    recipe = Recipe.from_config(
+        {"epochs": 2, "lr": 1e-2, "batch_size": 8, "optimizer": "sgd", "accumulation_steps": accumulation}
+    )
+    training = Training(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
+    summary = training.run()
+    ranks = Ranks.current()
+    share = IMAGES // ranks.world
+    block = torch.utils.data.Subset(samples, range(ranks.rank * share, (ranks.rank + 1) * share))
+    windows = None
+    if kind == "winft":
+        from patchinteract.training.evaluation import WindowRecorder
+
+        windows = WindowRecorder(model, keep_first=3)
+    metrics, predictions = evaluate_classifier(
+        model, torch.utils.data.DataLoader(block, batch_size=5), torch.device("cpu"), windows
+    )
+    weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    return {"summary": summary, "losses": training.step_losses, "weights": weights, "metrics": metrics,
+            "predictions": predictions}  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "accumulation"), [("awd_dip", 1), ("winft", 1), ("vit", 2)])
+def test_two_ranks_take_the_steps_of_one_process(kind, accumulation):
+    one = launch(train_tiny, 1, "cpu", kind, accumulation)
+    two = launch(train_tiny, 2, "cpu", kind, accumulation)
+    assert one["summary"]["steps"] == two["summary"]["steps"] == 2 * -(-3 // accumulation)  # 2 epochs of 3 batches
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=0, atol=1e-5)
+    for name, value in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], value, rtol=0, atol=1e-5, msg=name)
+    assert two["predictions"]["image_id"].tolist() == list(range(IMAGES))
+    assert two["predictions"]["prediction"].tolist() == one["predictions"]["prediction"].tolist()
+    assert two["metrics"]["top1"] == one["metrics"]["top1"] and two["metrics"]["n_images"] == IMAGES
+    if kind == "winft":
+        assert two["metrics"]["eo"] == pytest.approx(one["metrics"]["eo"], abs=1e-4)
+        np.testing.assert_array_equal(two["metrics"]["figure"]["image_id"], [0, 1, 2])
