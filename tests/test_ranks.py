@@ -91,3 +91,73 @@ def test_two_ranks_take_the_steps_of_one_process(kind, accumulation):
     if kind == "winft":
         assert two["metrics"]["eo"] == pytest.approx(one["metrics"]["eo"], abs=1e-4)
         np.testing.assert_array_equal(two["metrics"]["figure"]["image_id"], [0, 1, 2])
+
+
+class SlowSamples(TinySamples):
+    """TinySamples that take a while each and say, per rank, that training runs (for a signal mid-run)."""
+
+    def __init__(self, kind: str, marker: str):
+        super().__init__(kind)
+        self.marker = marker
+
+    def __getitem__(self, index):
+        from pathlib import Path
+
+        Path(f"{self.marker}.rank{Ranks.current().rank}").write_text(str(__import__("os").getpid()))
+        __import__("time").sleep(0.05)
+        return super().__getitem__(index)
+
+
+def train_slowly(checkpoint: str, marker: str) -> dict:
+    """The awd_dip run of train_tiny on slow samples, for 4 epochs; rank 0's weights."""
+    model, samples = tiny_model("awd_dip"), SlowSamples("awd_dip", marker)
+    recipe = Recipe.from_config({"epochs": 4, "lr": 1e-2, "batch_size": 8})
+    training = Training(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
+    summary = training.run()
+    return {"summary": summary, "weights": {name: value.clone() for name, value in model.state_dict().items()}}
+
+
+RESUMABLE = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from patchinteract.ranks import launch
+from test_ranks import train_slowly
+result = launch(train_slowly, {ranks}, "cpu", {checkpoint!r}, {marker!r})
+torch.save(result, {out!r})
+"""
+
+
+def run_ranks(tmp_path, ranks: int, name: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = RESUMABLE.format(tests=str(Path(__file__).parent), ranks=ranks, checkpoint=str(tmp_path / "c.pt"),
+                              marker=str(tmp_path / "running"), out=str(tmp_path / f"{name}.pt"))  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("resume_ranks", [2, 1])
+def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(tmp_path, resume_ranks):
+    import signal
+    import time
+
+    reference = launch(train_slowly, 1, "cpu", str(tmp_path / "reference.pt"), str(tmp_path / "reference"))
+    interrupted = run_ranks(tmp_path, 2, "interrupted")
+    marker = tmp_path / "running.rank1"
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # into the first epoch
+    __import__("os").kill(int(marker.read_text()), signal.SIGTERM)
+    output = interrupted.communicate(timeout=300)[0]
+    assert interrupted.returncode != 0 and "TrainingInterrupted" in output, output[-3000:]
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert 0 < state["position"]["step"] < reference["summary"]["steps"]
+    resumed = run_ranks(tmp_path, resume_ranks, "resumed")
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    result = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert result["summary"]["resumed_from_step"] == state["position"]["step"]
+    for name, value in reference["weights"].items():
+        torch.testing.assert_close(result["weights"][name], value, rtol=0, atol=1e-5, msg=name)
