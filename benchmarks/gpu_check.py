@@ -157,7 +157,7 @@ def check_branch(name, branch, base_vit, images, labels, stores, device, steps, 
     seconds = (time.perf_counter() - start) / steps
     loader = torch.utils.data.DataLoader(BranchSamples(split, masks, patch_grid(vit)), batch_size=len(images))
     rows, cols = patch_grid(vit)
-    evaluation, _predictions, _figure = branch.evaluate(model, loader, device, stores, rows * cols)
+    evaluation, _predictions, _figure = branch.evaluate(model, loader, device, stores, split.image_ids, rows * cols)
     return {
         "images_per_s": len(images) / seconds,
         "step_ms": 1000 * seconds,

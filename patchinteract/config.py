@@ -10,9 +10,10 @@ means is :mod:`patchinteract.grid`.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
-from patchinteract.grid import retrain_init, retrain_methods, timm_model_name, weights_source
+from patchinteract.grid import job_ranks, retrain_init, retrain_methods, timm_model_name, weights_source
 from patchinteract.paths import value_label
 
 
@@ -50,9 +51,27 @@ def config_problems(config: dict) -> list[str]:
         problems.append(
             f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} removes them"
         )
+    return problems + rank_problems(config)
+
+
+def rank_problems(config: dict) -> list[str]:
+    """Several ranks: train jobs only, one per GPU, and recipes whose batch splits equally over them."""
+    problems = []
     for kind, settings in config["resources"].items():
-        if settings.get("gpus", 0) > 1:
-            problems.append(f"resources.{kind}.gpus: {settings['gpus']} requested, but every job uses one device")
+        ranks, gpus = job_ranks(config, kind), settings["gpus"]
+        if ranks > 1 and kind != "train":
+            problems.append(f"resources.{kind}: {ranks} ranks ({gpus} GPUs), but only train jobs run on several ranks")
+        elif gpus and ranks != gpus:
+            problems.append(f"resources.{kind}.ranks: {ranks} ranks on {gpus} GPUs; one rank per GPU (leave it null)")
+    ranks = job_ranks(config, "train")
+    recipes = {
+        f"experiments.{name}.train_baseline": e["train_baseline"]
+        for name, e in config["experiments"].items()
+        if "train_baseline" in e
+    } | ({"retrain.recipe": config["retrain"]["recipe"]} if "recipe" in config["retrain"] else {})
+    for key, recipe in recipes.items():
+        if recipe["batch_size"] % ranks:
+            problems.append(f"{key}.batch_size: {recipe['batch_size']} does not split over the {ranks} train ranks")
     return problems
 
 
@@ -228,3 +247,42 @@ def canonical_params(params) -> None:
         params[index] = canonical_value(value)
     for name, value in list(params.items()):
         setattr(params, name, canonical_value(value))
+
+
+def canonical_params_records(metadata: str | Path) -> int:
+    """Rewrite Snakemake's params records in ``metadata`` (``.snakemake/metadata``) in canonical form.
+
+    Snakemake (its default, file-based persistence) stores each output's params as the ``repr`` of
+    every value and reruns a job whose reprs changed. Records written before params passed through
+    :func:`canonical` hold dicts in config-file order; they are re-spelled here (same values,
+    keys sorted), so that the first run of today's code reruns nothing it would not rerun anyway. A
+    value that is not a Python literal is left as it is. Returns the number of records rewritten.
+    """
+    import ast
+    import os
+
+    def respelled(text: str) -> str:
+        try:
+            return repr(canonical(ast.literal_eval(text)))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return text
+
+    rewritten = 0
+    # a record's name is its output path in base64, split into folders ('@…') where it is long
+    for path in sorted(p for p in Path(metadata).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being written by a running job, or not a record
+        params = record.get("params") if isinstance(record, dict) else None
+        if not isinstance(params, list):
+            continue
+        canonical_params = sorted(respelled(p) if isinstance(p, str) else p for p in params)
+        if canonical_params == params:
+            continue
+        record["params"] = canonical_params
+        partial = path.with_name(f".{path.name}.canonical")
+        partial.write_text(json.dumps(record))
+        os.replace(partial, path)  # atomic: a record is never half written
+        rewritten += 1
+    return rewritten

@@ -53,6 +53,12 @@ def experiments_with_weights(config: dict, source: str) -> list[str]:
 # --------------------------------------------------------------------------- data sets and models
 
 
+def job_ranks(config: dict, kind: str) -> int:
+    """The processes a job of a kind runs on: resources.<kind>.ranks, by default one per GPU (at least one)."""
+    settings = config["resources"][kind]
+    return settings.get("ranks") or max(1, settings["gpus"])
+
+
 def dataset_of(config: dict, experiment: str) -> str:
     return config["experiments"][experiment]["dataset"]
 

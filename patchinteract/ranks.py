@@ -7,6 +7,8 @@ torch is imported inside the functions: the Snakefile imports this layer's modul
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -83,6 +85,20 @@ def run_rank(backend: str, entrypoint, *args):
         dist.destroy_process_group()
 
 
+def rank_block(dataset):
+    """This rank's consecutive block of ``dataset`` (all of it with one rank): blocks in rank order
+    cover the dataset in its order, so results gathered in rank order are in the order of one process."""
+    ranks = Ranks.current()
+    if ranks.world == 1:
+        return dataset
+    import torch
+
+    size = len(dataset)
+    return torch.utils.data.Subset(
+        dataset, range(ranks.rank * size // ranks.world, (ranks.rank + 1) * size // ranks.world)
+    )
+
+
 def all_mean(value: float, device) -> float:
     """The mean of ``value`` over the ranks (the value itself with one rank)."""
     ranks = Ranks.current()
@@ -119,3 +135,16 @@ def gathered(value) -> list:
     values = [None] * ranks.world
     dist.all_gather_object(values, value)
     return values
+
+
+@contextlib.contextmanager
+def rank_log(path: str):
+    """Where a rank logs: with one rank, the job's log (already open); with several, ``<log>.rank<r>``."""
+    ranks = Ranks.current()
+    if ranks.world == 1:
+        yield logging.getLogger("patchinteract")
+        return
+    from patchinteract.runtime import logged_to
+
+    with logged_to(f"{path}.rank{ranks.rank}") as log:
+        yield log

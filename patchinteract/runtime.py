@@ -69,7 +69,8 @@ def share_library_with_jobs(repository: str) -> None:
 class Execution:
     """How a job runs, not what it computes: the device, DataLoader workers, the batch size of
     inference, for the Dask stage its scheduler (interaction.dask, workers, scheduler_address,
-    slurm), and whether training keeps decoded images in memory (data.cache_images).
+    slurm), whether training keeps decoded images in memory (data.cache_images), and the ranks
+    (processes, one per GPU) a training job runs on (resources.train.ranks).
 
     Rules pass it as one params value. Snakemake's params rerun trigger compares only params of
     builtin types, so changing one of these settings reruns nothing (tests/test_config.py checks it);
@@ -81,6 +82,7 @@ class Execution:
     batch_size: int = 1
     dask: dict = field(default_factory=dict)
     cache_images: bool = False
+    ranks: int = 1
 
     def dask_settings(self, log_directory: str) -> dict:
         """The Dask settings as stores.compute.store_with_dask takes them (mode, workers, address, slurm),
@@ -91,3 +93,20 @@ class Execution:
             "address": self.dask["scheduler_address"],
             "slurm": self.dask["slurm"] | {"log_directory": log_directory},
         }
+
+
+def job_of(snakemake) -> dict:
+    """A script's job as plain data (what a rank in a fresh process can receive): params, input and
+    output by name, wildcards, the log and the threads."""
+
+    def named(items) -> dict:
+        return dict(items.items())
+
+    return {
+        "params": named(snakemake.params),
+        "input": named(snakemake.input),
+        "output": named(snakemake.output),
+        "wildcards": named(snakemake.wildcards),
+        "log": snakemake.log[0],
+        "threads": snakemake.threads,
+    }

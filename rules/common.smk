@@ -62,14 +62,16 @@ def threads_of(kind):
     return config["resources"][kind]["cpus"]
 
 
-def execution(batch_size=1, dask=None):
-    """How a job runs (device, loader workers, batch size, Dask): not a rerun trigger."""
+def execution(batch_size=1, dask=None, kind=None):
+    """How a job runs (device, loader workers, batch size, Dask, the ranks of a kind of job): not a
+    rerun trigger."""
     return Execution(
         config["device"],
         config["data"]["loader_workers"],
         batch_size,
         dask or {},
         config["data"]["cache_images"],
+        grid.job_ranks(config, kind) if kind else 1,
     )
 
 

@@ -103,7 +103,7 @@ rule train_baseline:
             "train_baseline"
         ],
         seed=config["seed"],
-        execution=execution(),
+        execution=execution(kind="train"),
         # Not an output: Snakemake must not delete it when the job is killed.
         checkpoint=paths.model_file("{experiment}", "checkpoint.pt"),
         # A checkpoint written under other settings is not resumed.

@@ -48,7 +48,7 @@ rule retrain_vit:
         init=lambda wildcards: grid.weights_source(
             grid.retrain_init(config, wildcards.experiment)
         ),
-        execution=execution(config["eval"]["batch_size"]),
+        execution=execution(config["eval"]["batch_size"], kind="train"),
         checkpoint=paths.branch_file(
             "{experiment}", paths.VIT_BRANCH, "{seed}", "checkpoint.pt"
         ),

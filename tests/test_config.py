@@ -307,7 +307,7 @@ def test_command_line_values_read_as_yaml_scalars():
 def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     import json
 
-    from patchinteract.records import canonical_params_records
+    from patchinteract.config import canonical_params_records
 
     metadata = tmp_path / "metadata"
     (metadata / "@long").mkdir(parents=True)  # Snakemake splits a long record name into folders

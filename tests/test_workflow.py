@@ -1,6 +1,7 @@
 """The real Snakemake DAG on the tiny config, every stage; rerunning one branch; lint and formatting."""
 
 import base64
+import copy
 import json
 import os
 import random
@@ -486,7 +487,7 @@ def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
     from conftest import TINY_CONFIG
 
-    from patchinteract.records import canonical_params_records
+    from patchinteract.config import canonical_params_records
 
     archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
@@ -720,3 +721,27 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
         pd.testing.assert_frame_equal(resumed[name], frame, obj=name)
     result = run_from_root(root, CONFIG, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_training_job_on_two_ranks_equals_one_rank(tiny_run, tmp_path):
+    """resources.train.ranks: 2 runs a retraining job on two gloo ranks (DDP, each half of every batch):
+    its predictions and metrics are those of the same job on one rank (SGD: see tests/test_ranks.py)."""
+    from conftest import TINY_CONFIG
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_run, root, symlinks=True)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}
+    branch = "results/tiny/retrain/awd_dip_a0.1_b0.2/seed0"
+    outcomes = []
+    for ranks in (1, 2):
+        config.setdefault("resources", {}).setdefault("train", {})["ranks"] = ranks
+        run_from_root(root, config, f"{branch}/metrics.json", "--forcerun", "retrain_awd_dip")
+        metrics = json.loads((root / branch / "metrics.json").read_text())
+        outcomes.append((metrics, pd.read_parquet(root / branch / "predictions.parquet")))
+    (one, one_predictions), (two, two_predictions) = outcomes
+    pd.testing.assert_frame_equal(two_predictions.drop(columns="p_true"), one_predictions.drop(columns="p_true"))
+    np.testing.assert_allclose(two_predictions["p_true"], one_predictions["p_true"], atol=1e-5)
+    assert two["top1"] == one["top1"] and two["steps"] == one["steps"] and two["eo"] == one["eo"]
+    logs = sorted(path.name for path in (root / "results/logs/retrain").glob("tiny_awd_dip_a0.1_b0.2_seed0.log*"))
+    assert logs == ["tiny_awd_dip_a0.1_b0.2_seed0.log", *(f"tiny_awd_dip_a0.1_b0.2_seed0.log.rank{r}" for r in (0, 1))]

@@ -22,7 +22,7 @@ from patchinteract.models.masked import MaskedViT
 from patchinteract.models.transforms import eval_transform, train_transform
 from patchinteract.models.vit import patch_grid
 from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
-from patchinteract.runtime import select_device
+from patchinteract.ranks import Ranks, rank_block
 from patchinteract.training.evaluation import evaluate_classifier, evaluate_windows
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
@@ -118,10 +118,12 @@ class ViTBranch:
         """E_O on val: N² for plain attention."""
         return float(n_patches * n_patches)
 
-    def evaluate(self, model: nn.Module, loader, device: torch.device, val_stores: dict[str, Path], n_patches: int):
-        """(metrics, per-image predictions, figure arrays or None) of the val split."""
+    def evaluate(
+        self, model: nn.Module, loader, device: torch.device, val_stores: dict[str, Path], image_ids, n_patches
+    ):
+        """(metrics, per-image predictions, figure arrays or None) of the val split (``image_ids``: all of its
+        images; ``loader``: this rank's block of them)."""
         metrics, predictions = evaluate_classifier(model, loader, device)
-        image_ids = loader.dataset.dataset.image_ids
         return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, predictions, None
 
 
@@ -165,7 +167,7 @@ class WindowFreeBranch(ViTBranch):
     def loss_weights(self):
         return (self.settings["ce_weight"], self.settings["bce_weight"])
 
-    def evaluate(self, model, loader, device, val_stores, n_patches):
+    def evaluate(self, model, loader, device, val_stores, image_ids, n_patches):
         metrics, predictions = evaluate_windows(model, loader, device, keep_first=self.settings["figure_images"])
         return metrics, predictions, metrics.pop("figure")
 
@@ -214,10 +216,11 @@ def retrain_branch(branch: ViTBranch, run: TrainingRun, init: TrainingInit, stor
     )
     val = split_with_masks(branch, run.manifest, "val", eval_transform(vit), stores["val"], patch_grid(vit))
     loader = torch.utils.data.DataLoader(
-        val, batch_size=run.execution.batch_size, num_workers=run.execution.loader_workers
+        rank_block(val), batch_size=run.execution.batch_size, num_workers=run.execution.loader_workers
     )
     rows, cols = patch_grid(vit)
-    device = select_device(run.execution.device)
-    metrics, predictions, figure = branch.evaluate(model, loader, device, stores["val"], rows * cols)
+    device = Ranks.current().device(run.execution.device)
+    image_ids = val.dataset.image_ids
+    metrics, predictions, figure = branch.evaluate(model, loader, device, stores["val"], image_ids, rows * cols)
     metrics |= {key: summary[key] for key in ("train_seconds", "steps", "resumed_from_step")}
     return vit, metrics, predictions, figure

@@ -15,7 +15,8 @@ from patchinteract.data.manifest import number_of_classes, read_manifest
 from patchinteract.models.transforms import batch_normalization
 from patchinteract.models.vit import build_model
 from patchinteract.models.weights import load_weights, save_weights
-from patchinteract.runtime import Execution, select_device
+from patchinteract.ranks import Ranks
+from patchinteract.runtime import Execution
 from patchinteract.training.loop import Recipe, seed_everything, train_model
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class TrainingRun:
             model,
             dataset,
             self.recipe,
-            select_device(self.execution.device),
+            Ranks.current().device(self.execution.device),
             seed=self.seed,
             workers=self.execution.loader_workers,
             checkpoint=self.checkpoint,
@@ -78,7 +79,8 @@ class TrainingRun:
             loss_weights=loss_weights,
             normalize=batch_normalization(vit),
         )
-        save_weights(vit, self.weights)
+        if Ranks.current().main:
+            save_weights(vit, self.weights)
         return vit, model, summary | {"train_images": len(dataset)}
 
     def discard_checkpoint(self) -> None:
