@@ -5,6 +5,9 @@ from patchinteract.ranks import launch
 from patchinteract.runtime import job_of, logged_to
 from patchinteract.training.jobs import retrain_job
 
-with logged_to(snakemake.log[0]):
-    execution = snakemake.params.execution
-    launch(retrain_job, execution.ranks, execution.device, job_of(snakemake))
+# The ranks are fresh processes that import this file as their main module: only the job's own
+# process runs it.
+if __name__ == "__main__":
+    with logged_to(snakemake.log[0]):
+        execution = snakemake.params.execution
+        launch(retrain_job, execution.ranks, execution.device, job_of(snakemake))
