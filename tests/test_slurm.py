@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 import zarr
@@ -165,6 +166,31 @@ def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
     # responsive_fields: the val field store whose o gives the branch's E_O (kept patches only)
     assert Counter(rule for _, rule, _ in jobs) == {"token_masks": 2, "responsive_fields": 1, "retrain_awd_dip": 1}
     assert json.loads((directory / target).read_text())["beta"] == 0.3
+
+
+def test_a_training_job_with_two_gpus_runs_two_ranks(slurm_run):
+    """resources.train.gpus: 2 asks Slurm for two GPUs (the node's dummy gres) and runs the job on two ranks
+    (gloo: no device behind the gres); its predictions are those of the same job run locally on one rank."""
+    directory, config, _, _ = slurm_run
+    branch = directory / "results/tiny/retrain/awd_a0.1/seed0"
+    one = copy.deepcopy(config)
+    one["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}  # SGD: see tests/test_ranks.py
+    target = str((branch / "metrics.json").relative_to(directory))
+    run_snakemake(directory, one, target, "--forcerun", "retrain_awd")  # locally, one rank
+    local = pd.read_parquet(branch / "predictions.parquet"), json.loads((branch / "metrics.json").read_text())
+    two = copy.deepcopy(one)
+    two["resources"]["train"] |= {"gpus": 2}
+    _, jobs = run_on_slurm(directory, two, target, "--forcerun", "retrain_awd")
+    assert [rule for _, rule, _ in jobs] == ["retrain_awd"]
+    assert "gres/gpu=2" in accounting([jobs[0][0]])[jobs[0][0]]["tres"]
+    logs = directory / "results/logs/retrain"
+    assert (logs / "tiny_awd_a0.1_seed0.log.rank0").is_file() and (logs / "tiny_awd_a0.1_seed0.log.rank1").is_file()
+    predictions, metrics = (
+        pd.read_parquet(branch / "predictions.parquet"),
+        json.loads((branch / "metrics.json").read_text()),
+    )
+    assert predictions["prediction"].tolist() == local[0]["prediction"].tolist()
+    assert metrics["top1"] == local[1]["top1"] and metrics["steps"] == local[1]["steps"]
 
 
 def test_a_failing_job_fails_snakemake_naming_its_log(slurm_cluster, tmp_path):
