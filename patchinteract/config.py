@@ -60,7 +60,7 @@ def rank_problems(config: dict) -> list[str]:
     for kind, settings in config["resources"].items():
         ranks, gpus = job_ranks(config, kind), settings["gpus"]
         if ranks > 1 and kind != "train":
-            problems.append(f"resources.{kind}: {ranks} ranks ({gpus} GPUs), but only train jobs run on several ranks")
+            problems.append(f"resources.{kind}: {ranks} ranks on {gpus} GPUs, but only train jobs run on several ranks")
         elif gpus and ranks != gpus:
             problems.append(f"resources.{kind}.ranks: {ranks} ranks on {gpus} GPUs; one rank per GPU (leave it null)")
     ranks = job_ranks(config, "train")

@@ -71,6 +71,7 @@ def launch(entrypoint, ranks: int, device: str, *args):
         max_restarts=0,
         monitor_interval=0.2,
     )
+    logging.getLogger(__name__).info("running on %d ranks (%s); each logs to <this log>.rank<r>", ranks, backend)
     return elastic_launch(config, run_rank)(backend, entrypoint, *args)[0]
 
 

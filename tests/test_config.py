@@ -103,7 +103,21 @@ def test_schema_errors_name_the_key(path, value, message):
             "datasets.digits.path: dataset folder '/no/such/imagenet' does not exist",
         ),
         (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
-        (("resources",), {"train": {"gpus": 4}}, "resources.train.gpus: 4 requested, but every job uses one device"),
+        (
+            ("resources",),
+            {"inference": {"gpus": 2}},
+            "resources.inference: 2 ranks on 2 GPUs, but only train jobs run on several ranks",
+        ),
+        (
+            ("resources",),
+            {"train": {"gpus": 2, "ranks": 1}},
+            "resources.train.ranks: 1 ranks on 2 GPUs; one rank per GPU",
+        ),
+        (
+            ("resources",),
+            {"train": {"gpus": 3}},
+            "experiments.tiny.train_baseline.batch_size: 8 does not split over the 3 train ranks",
+        ),
         (
             ("alphas",),
             [0.1, 0.10000001],
