@@ -9,7 +9,9 @@ modes), built and evaluated by ``patchinteract.training.branches`` as in
 retraining, a few optimizer steps through ``training_loss`` (bf16 autocast on
 CUDA) and one evaluation pass. Prints images/s per branch, each
 branch's step time relative to the dense ViT, and peak GPU memory; any error or
-non-finite loss ends it with a non-zero exit status.
+non-finite loss ends it with a non-zero exit status. With several GPUs (or ``--ranks k``, gloo ranks
+on a CPU-only machine) it also runs the vit branch's training step under DDP on 1 and on k ranks and
+prints the images/s of each and their ratio.
 
 On CUDA the model is ViT-B/16 at 224 with random weights; on a CPU-only machine
 the same code runs a tiny ViT in float32 (tests/test_gpu_check.py runs it so).
@@ -31,10 +33,12 @@ from common import RandomImages, remove, scratch_dir, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit, patch_grid
+from patchinteract.ranks import Ranks, launch
 from patchinteract.runtime import select_device
 from patchinteract.training.branches import BranchSamples, branch_of, load_mask_array
-from patchinteract.training.loop import Recipe, make_optimizer, training_loss
+from patchinteract.training.loop import Recipe, distributed, make_optimizer, training_loss
 
 ALPHA, BETA = 0.1, 0.1
 MASKED_VIT = {"cls_in_window": True, "dip_mode": "multiply"}
@@ -169,6 +173,41 @@ def check_branch(name, branch, base_vit, images, labels, stores, device, steps, 
     }
 
 
+def ranked_steps(device_setting: str, batch: int, steps: int, lr: float) -> dict:
+    """On every rank: the vit branch's training steps under DDP, ``batch`` images per rank; rank 0 returns
+    the images/s of all ranks together (each step is one global batch of ranks x batch images)."""
+    ranks = Ranks.current()
+    device = ranks.device(device_setting)
+    model = MaskedViT(make_model(device).to(device)).to(device).train()
+    trained = distributed(model, device) if ranks.world > 1 else model
+    optimizer = make_optimizer(model, Recipe.from_config({"epochs": 1, "lr": lr, "batch_size": batch}))
+    images = RandomImages(batch, model.vit.patch_embed.img_size[0], seed=ranks.rank).images.to(device)
+    labels = torch.arange(batch, device=device) % model.vit.num_classes
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = training_loss(trained, images, labels, [])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{ranks.world} ranks: training loss is {loss.item()}")
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return {"images_per_s": ranks.world * batch * steps / (time.perf_counter() - start)}
+
+
+def rank_scaling(device: str, ranks: int, batch: int, steps: int, lr: float) -> dict:
+    """images/s of the vit branch's training step on 1 and on ``ranks`` ranks, and their ratio."""
+    one = launch(ranked_steps, 1, device, device, batch, steps, lr)
+    several = launch(ranked_steps, ranks, device, device, batch, steps, lr)
+    return {"1": one, str(ranks): several, "speed_up": several["images_per_s"] / one["images_per_s"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
@@ -176,6 +215,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per branch (5 CUDA, 2 CPU)")
     parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate of the steps")
     parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--ranks", type=int, default=None, help="ranks of the scaling check (default: the GPUs found, if more than one)"
+    )
     args = parser.parse_args()
     device = select_device(args.device)
     cuda = device.type == "cuda"
@@ -226,6 +268,14 @@ def main() -> int:
         print(
             f"  {name:<20} {figures['images_per_s']:9.1f} {figures['step_ms']:9.2f} {figures['step_vs_vit']:6.2f} "
             f"{loss:>15} {figures['eval_top1']:10.1f}" + memory_text(figures)
+        )
+    ranks = args.ranks or (torch.cuda.device_count() if cuda else 1)
+    if ranks > 1:  # the training step on several ranks (DDP): NCCL between GPUs, gloo on CPU
+        report["ranks"] = rank_scaling(args.device, ranks, batch, steps, args.lr)
+        figures = report["ranks"]
+        print(
+            f"  vit step on 1 rank: {figures['1']['images_per_s']:.1f} images/s; on {ranks} ranks: "
+            f"{figures[str(ranks)]['images_per_s']:.1f} images/s ({figures['speed_up']:.2f} x)"
         )
     if args.out:
         with open(args.out, "w") as handle:

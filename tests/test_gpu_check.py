@@ -35,3 +35,13 @@ def test_gpu_check_fails_loudly_on_a_non_finite_loss():
     result = gpu_check("--lr", "1e30")  # the first step blows the weights up
     assert result.returncode != 0
     assert "FloatingPointError: branch vit: training loss is" in result.stderr
+
+
+def test_gpu_check_measures_the_training_step_on_several_ranks(tmp_path):
+    """What it runs on a node with several GPUs (NCCL), here on two gloo ranks: images/s on 1 and 2 ranks."""
+    result = gpu_check("--ranks", "2", "--steps", "1", "--out", str(tmp_path / "check.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    scaling = json.loads((tmp_path / "check.json").read_text())["ranks"]
+    assert scaling["1"]["images_per_s"] > 0 and scaling["2"]["images_per_s"] > 0
+    assert scaling["speed_up"] == scaling["2"]["images_per_s"] / scaling["1"]["images_per_s"]
+    assert "on 2 ranks" in result.stdout
