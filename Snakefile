@@ -16,7 +16,11 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 import patchinteract  # torchvision compatibility shim before anything imports timm
-from patchinteract.config import canonical_params, canonical_params_records, command_line_values
+from patchinteract.config import (
+    canonical_params,
+    canonical_params_records,
+    command_line_values,
+)
 
 # The demo is the default config. A config given with --configfile replaces it: Snakemake
 # would merge that file into a `configfile:` default, so the default loads only when none is
