@@ -9,7 +9,7 @@ from patchinteract.masks.windows import attention_windows
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit
 from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
-from patchinteract.ranks import Ranks, launch
+from patchinteract.ranks import Ranks, launch, rank_block
 from patchinteract.training.evaluation import evaluate_classifier
 from patchinteract.training.loop import Recipe, Training, seed_everything
 
@@ -61,9 +61,7 @@ def train_tiny(kind: str, accumulation: int, checkpoint: str | None = None) -> d
     )
     training = Training(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
     summary = training.run()
-    ranks = Ranks.current()
-    share = IMAGES // ranks.world
-    block = torch.utils.data.Subset(samples, range(ranks.rank * share, (ranks.rank + 1) * share))
+    block = rank_block(samples)  # as retraining evaluates: this rank's consecutive block
     windows = None
     if kind == "winft":
         from patchinteract.training.evaluation import WindowRecorder
