@@ -215,3 +215,32 @@ def test_two_ranks_write_the_attention_store_of_one(tmp_path):
     assert not (tmp_path / "two.zarr.partial").exists()
     for name in ("attn", "image_id", "label", "prediction"):
         np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
+
+
+def interaction_store(path: str) -> str:
+    """The tiny ViT's streamed U and dip_score of 24 images (run on every rank)."""
+    from patchinteract.attention.extraction import write_interaction_store_streaming
+
+    model = tiny_model("vit").vit.eval()
+    return str(
+        write_interaction_store_streaming(
+            model,
+            LabelledImages(),
+            path,
+            device=torch.device("cpu"),
+            batch_size=5,
+            workers=0,
+            compression_level=1,
+            attributes={},
+        )
+    )
+
+
+def test_a_rank_without_a_chunk_waits_and_the_store_is_the_same(tmp_path):
+    """The streamed U store of 24 images is one chunk: rank 1 has nothing to write, rank 0 writes it all."""
+    import zarr
+
+    one = zarr.open_group(launch(interaction_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
+    two = zarr.open_group(launch(interaction_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
+    for name in ("U", "dip_score", "image_id", "label", "prediction"):
+        np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
