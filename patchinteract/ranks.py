@@ -149,3 +149,22 @@ def rank_log(path: str):
 
     with logged_to(f"{path}.rank{ranks.rank}") as log:
         yield log
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing with one rank)."""
+    if Ranks.current().world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def from_main(value):
+    """Rank 0's ``value`` on every rank (picklable)."""
+    if Ranks.current().world == 1:
+        return value
+    import torch.distributed as dist
+
+    values = [value]
+    dist.broadcast_object_list(values, src=0)
+    return values[0]

@@ -71,8 +71,13 @@ def train_tiny(kind: str, accumulation: int, checkpoint: str | None = None) -> d
         model, torch.utils.data.DataLoader(block, batch_size=5), torch.device("cpu"), windows
     )
     weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
-    return {"summary": summary, "losses": training.step_losses, "weights": weights, "metrics": metrics,
-            "predictions": predictions}  # fmt: skip
+    return {
+        "summary": summary,
+        "losses": training.step_losses,
+        "weights": weights,
+        "metrics": metrics,
+        "predictions": predictions,
+    }
 
 
 @pytest.mark.parametrize(("kind", "accumulation"), [("awd_dip", 1), ("winft", 1), ("vit", 2)])
@@ -130,8 +135,13 @@ def run_ranks(tmp_path, ranks: int, name: str):
     import sys
     from pathlib import Path
 
-    script = RESUMABLE.format(tests=str(Path(__file__).parent), ranks=ranks, checkpoint=str(tmp_path / "c.pt"),
-                              marker=str(tmp_path / "running"), out=str(tmp_path / f"{name}.pt"))  # fmt: skip
+    script = RESUMABLE.format(
+        tests=str(Path(__file__).parent),
+        ranks=ranks,
+        checkpoint=str(tmp_path / "c.pt"),
+        marker=str(tmp_path / "running"),
+        out=str(tmp_path / f"{name}.pt"),
+    )
     return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -159,3 +169,76 @@ def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(tmp_p
     assert result["summary"]["resumed_from_step"] == state["position"]["step"]
     for name, value in reference["weights"].items():
         torch.testing.assert_close(result["weights"][name], value, rtol=0, atol=1e-5, msg=name)
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Seeded random images with labels and ids, as a split's dataset yields them."""
+
+    def __init__(self):
+        self.images = torch.randn(IMAGES, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+
+    def __len__(self):
+        return IMAGES
+
+    def __getitem__(self, index):
+        return self.images[index], index % 10, index
+
+
+def attention_store(path: str) -> str:
+    """The tiny ViT's attention store of 24 images in chunks of 2 (run on every rank)."""
+    from patchinteract.attention.extraction import write_attention_store
+
+    model = tiny_model("vit").vit.eval()
+    return str(
+        write_attention_store(
+            model,
+            LabelledImages(),
+            path,
+            device=torch.device("cpu"),
+            batch_size=5,
+            workers=0,
+            chunk_setting=2,
+            compression_level=1,
+            attributes={},
+        )
+    )
+
+
+def test_two_ranks_write_the_attention_store_of_one(tmp_path):
+    """Each rank computes every other pending chunk of one store: the same arrays as one process."""
+    import zarr
+
+    one = zarr.open_group(launch(attention_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
+    two = zarr.open_group(launch(attention_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
+    assert not (tmp_path / "two.zarr.partial").exists()
+    for name in ("attn", "image_id", "label", "prediction"):
+        np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
+
+
+def interaction_store(path: str) -> str:
+    """The tiny ViT's streamed U and dip_score of 24 images (run on every rank)."""
+    from patchinteract.attention.extraction import write_interaction_store_streaming
+
+    model = tiny_model("vit").vit.eval()
+    return str(
+        write_interaction_store_streaming(
+            model,
+            LabelledImages(),
+            path,
+            device=torch.device("cpu"),
+            batch_size=5,
+            workers=0,
+            compression_level=1,
+            attributes={},
+        )
+    )
+
+
+def test_a_rank_without_a_chunk_waits_and_the_store_is_the_same(tmp_path):
+    """The streamed U store of 24 images is one chunk: rank 1 has nothing to write, rank 0 writes it all."""
+    import zarr
+
+    one = zarr.open_group(launch(interaction_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
+    two = zarr.open_group(launch(interaction_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
+    for name in ("U", "dip_score", "image_id", "label", "prediction"):
+        np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)

@@ -70,9 +70,9 @@ def fill_store(
     batch's outputs are cut at chunk boundaries and a chunk is written as soon
     as all its images are in.
     """
-    pending = store.pending_chunks()
+    pending = store.rank_chunks()  # under several ranks, this rank's share
     indices = [i for c in pending for i in range(*store.image_range(c))]
-    progress = tqdm(total=store.n_images, initial=store.n_images - len(indices), desc="images", mininterval=5)
+    progress = tqdm(total=len(indices), desc="images", mininterval=5)
     start, seen = time.perf_counter(), 0
     chunks = iter(pending)
     chunk = next(chunks, None)

@@ -31,6 +31,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from patchinteract.ranks import Ranks, barrier, from_main
+
 log = logging.getLogger(__name__)
 
 
@@ -119,7 +121,13 @@ class ChunkedStore:
         self.compression_level = compression_level
         self.resumable = resumable
         self.final_chunks = final_image_chunks(arrays, chunk, n_images)
+        self.ranks = Ranks.current()
+        # Under several ranks rank 0 creates (or resumes) the partial store, then the others open it.
+        if not self.ranks.main:
+            barrier()
         self.group = self._open_or_create()
+        if self.ranks.main:
+            barrier()
         # Opened once: looking an array up in the group re-reads its metadata from disk.
         self._handles = {name: self.group[name] for name in self.group.array_keys()}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="zarr-writer")
@@ -173,6 +181,11 @@ class ChunkedStore:
             return list(range(self.n_chunks))
         return [int(i) for i in np.flatnonzero(~self._handles[COMPLETE_ARRAY][:])]
 
+    def rank_chunks(self) -> list[int]:
+        """The pending chunks this rank writes: every ``world``-th of rank 0's list (all with one rank).
+        Chunks are disjoint Zarr chunks of every array, so the ranks write one store without a lock."""
+        return from_main(self.pending_chunks())[self.ranks.rank :: self.ranks.world]
+
     def image_range(self, chunk_index: int) -> tuple[int, int]:
         start = chunk_index * self.chunk
         return start, min(start + self.chunk, self.n_images)
@@ -208,9 +221,19 @@ class ChunkedStore:
         del self.group[COMPLETE_ARRAY]
 
     def finalize(self) -> Path:
-        """Wait for the writes, check every chunk is complete, fix the final layout, rename into place."""
+        """Wait for the writes, check every chunk is complete, fix the final layout, rename into place
+        (under several ranks: rank 0, once every rank's writes are done)."""
         self.flush()
         self._writer.shutdown()
+        barrier()
+        if not self.ranks.main:
+            barrier()
+            return self.path
+        path = self._publish()
+        barrier()
+        return path
+
+    def _publish(self) -> Path:
         if self.resumable:
             missing = self.pending_chunks()
             if missing:
