@@ -54,13 +54,21 @@ def config_problems(config: dict) -> list[str]:
     return problems + rank_problems(config)
 
 
+# The kinds of job whose scripts run on several ranks (patchinteract.jobs).
+RANKED_KINDS = ("train", "inference")
+
+
 def rank_problems(config: dict) -> list[str]:
-    """Several ranks: train jobs only, one per GPU, and recipes whose batch splits equally over them."""
+    """Several ranks: train and inference jobs only, one per GPU, and recipes whose batch splits equally
+    over the train ranks."""
     problems = []
     for kind, settings in config["resources"].items():
         ranks, gpus = job_ranks(config, kind), settings["gpus"]
-        if ranks > 1 and kind != "train":
-            problems.append(f"resources.{kind}: {ranks} ranks on {gpus} GPUs, but only train jobs run on several ranks")
+        if ranks > 1 and kind not in RANKED_KINDS:
+            problems.append(
+                f"resources.{kind}: {ranks} ranks on {gpus} GPUs, but only {' and '.join(RANKED_KINDS)} jobs"
+                " run on several ranks"
+            )
         elif gpus and ranks != gpus:
             problems.append(f"resources.{kind}.ranks: {ranks} ranks on {gpus} GPUs; one rank per GPU (leave it null)")
     ranks = job_ranks(config, "train")

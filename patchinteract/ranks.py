@@ -75,6 +75,16 @@ def launch(entrypoint, ranks: int, device: str, *args):
     return elastic_launch(config, run_rank)(backend, entrypoint, *args)[0]
 
 
+def launch_job(entrypoint, snakemake) -> None:
+    """A rule's script: ``entrypoint(job)`` on the job's ranks (``params.execution``), ``job`` being the
+    script's job as plain data (:func:`patchinteract.runtime.job_of`), logged to the rule's log."""
+    from patchinteract.runtime import job_of, logged_to
+
+    with logged_to(snakemake.log[0]):
+        execution = snakemake.params.execution
+        launch(entrypoint, execution.ranks, execution.device, job_of(snakemake))
+
+
 def run_rank(backend: str, entrypoint, *args):
     """One rank: join the process group, run ``entrypoint``, leave."""
     import torch.distributed as dist
@@ -86,18 +96,20 @@ def run_rank(backend: str, entrypoint, *args):
         dist.destroy_process_group()
 
 
-def rank_block(dataset):
-    """This rank's consecutive block of ``dataset`` (all of it with one rank): blocks in rank order
-    cover the dataset in its order, so results gathered in rank order are in the order of one process."""
+def rank_range(size: int) -> range:
+    """This rank's consecutive block of ``size`` positions (all of them with one rank): blocks in rank
+    order cover the positions in order, so results gathered in rank order are in the order of one process."""
     ranks = Ranks.current()
-    if ranks.world == 1:
+    return range(ranks.rank * size // ranks.world, (ranks.rank + 1) * size // ranks.world)
+
+
+def rank_block(dataset):
+    """This rank's consecutive block of ``dataset`` (:func:`rank_range`; the dataset itself with one rank)."""
+    if Ranks.current().world == 1:
         return dataset
     import torch
 
-    size = len(dataset)
-    return torch.utils.data.Subset(
-        dataset, range(ranks.rank * size // ranks.world, (ranks.rank + 1) * size // ranks.world)
-    )
+    return torch.utils.data.Subset(dataset, rank_range(len(dataset)))
 
 
 def all_mean(value: float, device) -> float:
@@ -136,6 +148,13 @@ def gathered(value) -> list:
     values = [None] * ranks.world
     dist.all_gather_object(values, value)
     return values
+
+
+def share_threads(threads: int) -> None:
+    """This rank's share of the job's threads for torch (all of them with one rank)."""
+    from patchinteract.runtime import torch_threads
+
+    torch_threads(max(1, threads // Ranks.current().world))
 
 
 @contextlib.contextmanager

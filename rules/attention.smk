@@ -24,6 +24,6 @@ if config["attention"]["store"] == "zarr":
             first_images=None,
             images_per_chunk=config["attention"]["images_per_chunk"],
             compression_level=config["attention"]["compression_level"],
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),
         script:
             "../workflow_scripts/extract_attention.py"

@@ -26,7 +26,7 @@ if config["attention"]["store"] == "none":
             explorer_images=EXPLORER["images"],
             images_per_chunk=config["attention"]["images_per_chunk"],
             compression_level=config["attention"]["compression_level"],
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),
 
 
 rule explorer:

@@ -82,7 +82,7 @@ else:
             **HEAD_STORE_PARAMS,
             model=model_of,
             record=record_of,
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),
         script:
             "../workflow_scripts/head_attention.py"
 
@@ -106,7 +106,7 @@ rule head_importance:
         model=model_of,
         variants_per_pass=HEADS["variants_per_pass"],
         activation=HEADS["activation"],
-        execution=execution(HEADS["batch_images"]),
+        execution=execution(HEADS["batch_images"], kind="inference"),
     script:
         "../workflow_scripts/head_importance.py"
 

@@ -48,7 +48,7 @@ else:
             first_images=None,
             images_per_chunk=None,
             compression_level=config["attention"]["compression_level"],
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),
         script:
             "../workflow_scripts/extract_attention.py"
 
@@ -65,4 +65,4 @@ else:
             first_images=config["attention"]["figure_images"],
             images_per_chunk=config["attention"]["images_per_chunk"],
             compression_level=config["attention"]["compression_level"],
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),

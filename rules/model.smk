@@ -131,6 +131,6 @@ rule evaluate_baseline:
     params:
         model=model_of,
         record=record_of,
-        execution=execution(config["eval"]["batch_size"]),
+        execution=execution(config["eval"]["batch_size"], kind="inference"),
     script:
         "../workflow_scripts/evaluate_baseline.py"

@@ -95,7 +95,7 @@ else:
             **SEMANTICS_PARAMS,
             model=model_of,
             record=record_of,
-            execution=execution(config["attention"]["batch_size"]),
+            execution=execution(config["attention"]["batch_size"], kind="inference"),
         script:
             "../workflow_scripts/semantics_store.py"
 
@@ -140,7 +140,7 @@ rule theta_masking:
         model=model_of,
         masking=SEMANTICS["masking"],
         seed=config["seed"],
-        execution=execution(config["eval"]["batch_size"]),
+        execution=execution(config["eval"]["batch_size"], kind="inference"),
     script:
         "../workflow_scripts/theta_masking.py"
 

@@ -105,8 +105,8 @@ def test_schema_errors_name_the_key(path, value, message):
         (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
         (
             ("resources",),
-            {"inference": {"gpus": 2}},
-            "resources.inference: 2 ranks on 2 GPUs, but only train jobs run on several ranks",
+            {"interaction": {"gpus": 2}},
+            "resources.interaction: 2 ranks on 2 GPUs, but only train and inference jobs run on several ranks",
         ),
         (
             ("resources",),

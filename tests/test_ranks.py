@@ -1,6 +1,8 @@
-"""Several ranks for one training job (torch.distributed, gloo on CPU): the same steps as one process."""
+"""Several ranks for one job (torch.distributed, gloo on CPU): training takes the same steps as one process,
+inference writes the same stores and tables."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -172,19 +174,23 @@ def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(tmp_p
 
 
 class LabelledImages(torch.utils.data.Dataset):
-    """Seeded random images with labels and ids, as a split's dataset yields them."""
+    """Seeded random images with labels and ids, as a split's dataset yields them; asked for one of
+    ``refused``, it fails (an interrupted job, or a resumed one that should not load it again)."""
 
-    def __init__(self):
+    def __init__(self, refused=()):
         self.images = torch.randn(IMAGES, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+        self.refused = frozenset(refused)
 
     def __len__(self):
         return IMAGES
 
     def __getitem__(self, index):
+        if index in self.refused:
+            raise RuntimeError(f"image {index} refused")
         return self.images[index], index % 10, index
 
 
-def attention_store(path: str) -> str:
+def attention_store(path: str, refused=()) -> str:
     """The tiny ViT's attention store of 24 images in chunks of 2 (run on every rank)."""
     from patchinteract.attention.extraction import write_attention_store
 
@@ -192,7 +198,7 @@ def attention_store(path: str) -> str:
     return str(
         write_attention_store(
             model,
-            LabelledImages(),
+            LabelledImages(refused),
             path,
             device=torch.device("cpu"),
             batch_size=5,
@@ -205,7 +211,7 @@ def attention_store(path: str) -> str:
 
 
 def test_two_ranks_write_the_attention_store_of_one(tmp_path):
-    """Each rank computes every other pending chunk of one store: the same arrays as one process."""
+    """Each rank computes its block of the pending chunks of one store: the same arrays as one process."""
     import zarr
 
     one = zarr.open_group(launch(attention_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
@@ -242,3 +248,36 @@ def test_a_rank_without_a_chunk_waits_and_the_store_is_the_same(tmp_path):
     two = zarr.open_group(launch(interaction_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
     for name in ("U", "dip_score", "image_id", "label", "prediction"):
         np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
+
+
+@pytest.mark.parametrize("interrupted_on", [2, 1])
+def test_a_store_interrupted_on_some_ranks_resumes_its_pending_chunks_on_two(tmp_path, interrupted_on):
+    """A store job fails at image 18 (in rank 1's block with two ranks; batches of 5, chunks of 2) and is
+    resumed on two ranks: they load no image of a complete chunk and the store is that of one process."""
+    import zarr
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    path = str(tmp_path / "store.zarr")
+    with pytest.raises((RuntimeError, ChildFailedError)):
+        launch(attention_store, interrupted_on, "cpu", path, range(18, IMAGES))
+    complete = np.flatnonzero(zarr.open_group(path + ".partial", mode="r")["chunk_complete"][:])
+    assert 6 in complete and not {8, 9} & set(complete)  # chunk 8 waits for image 17, in the failed batch
+    resumed = zarr.open_group(launch(attention_store, 2, "cpu", path, [2 * c + i for c in complete for i in (0, 1)]))
+    one = zarr.open_group(launch(attention_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
+    for name in ("attn", "image_id", "label", "prediction"):
+        np.testing.assert_array_equal(resumed[name][:], one[name][:], err_msg=name)
+
+
+def importance_tables():
+    """The tiny ViT's head importance on 24 images (run on every rank)."""
+    from patchinteract.analyses.heads.pruning import head_importance
+
+    return head_importance(tiny_model("vit").vit, LabelledImages(), device=torch.device("cpu"), batch_images=5)
+
+
+def test_two_ranks_give_the_head_importance_tables_of_one():
+    """Each rank prunes the heads on its block of the images: the tables of one process, value for value."""
+    one, two = launch(importance_tables, 1, "cpu"), launch(importance_tables, 2, "cpu")
+    assert len(two[0]) == IMAGES * 2 * 2 * 6 and len(two[1]) == IMAGES
+    for rank_table, table in zip(two, one, strict=True):
+        pd.testing.assert_frame_equal(rank_table, table, check_exact=True)

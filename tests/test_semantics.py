@@ -278,7 +278,7 @@ def test_masking_at_zero_is_the_plain_evaluation(mode):
     loader = torch.utils.data.DataLoader(dataset, batch_size=8)
     scores = np.random.default_rng(0).random((20, 16)).astype(np.float32)
     table, predictions = masking_accuracy(
-        model, loader, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode, torch.device("cpu")
+        model, dataset, masking_rankings(scores, 2, seed=5), [0.25, 0.5], mode, torch.device("cpu"), batch_size=8
     )
     metrics, baseline = evaluate_classifier(model, loader, torch.device("cpu"))
     at_zero = table[table["r"] == 0]
@@ -437,11 +437,11 @@ def test_zeroed_patches_take_the_data_sets_mean_colour_where_asked():
     kept = keep.view(2, 1, 4, 4).repeat_interleave(4, 2).repeat_interleave(4, 3).expand(-1, 3, -1, -1)
     assert torch.equal(filled[kept], images[kept])
     model, labels = tiny_vit(seed=2), torch.randint(0, 5, (2,))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels, torch.arange(2)), batch_size=2)
+    dataset = torch.utils.data.TensorDataset(images, labels, torch.arange(2))
     scores = np.random.default_rng(1).random((2, 16)).astype(np.float32)
     rankings = masking_rankings(scores, 1, seed=0)
-    _, zero = masking_accuracy(model, loader, rankings, [0.5], "zero", torch.device("cpu"))
-    _, mean = masking_accuracy(model, loader, rankings, [0.5], "zero", torch.device("cpu"), fill=grey)
+    _, zero = masking_accuracy(model, dataset, rankings, [0.5], "zero", torch.device("cpu"), batch_size=2)
+    _, mean = masking_accuracy(model, dataset, rankings, [0.5], "zero", torch.device("cpu"), fill=grey, batch_size=2)
     at_zero = zero["r"] == 0
     pd.testing.assert_frame_equal(zero[at_zero], mean[at_zero])  # r = 0 masks nothing
     assert not np.allclose(np.stack(zero.loc[~at_zero, "p_true"]), np.stack(mean.loc[~at_zero, "p_true"]))

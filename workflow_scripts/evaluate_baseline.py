@@ -1,21 +1,8 @@
-"""Rule evaluate_baseline: top-1/top-5 of the baseline on the val split, as JSON, and its per-image predictions."""
+"""Rule evaluate_baseline: top-1/top-5 of the baseline on the val split, as JSON, and its per-image
+predictions, on the job's ranks (patchinteract.jobs.inference)."""
 
-import torch
+from patchinteract.jobs.inference import evaluate_baseline_job
+from patchinteract.ranks import launch_job
 
-from patchinteract.models.transforms import eval_dataset
-from patchinteract.models.vit import load_baseline
-from patchinteract.records import model_record, write_json
-from patchinteract.runtime import logged_to, select_device, torch_threads
-from patchinteract.training.evaluation import evaluate_classifier
-
-with logged_to(snakemake.log[0]) as log:
-    params, execution = snakemake.params, snakemake.params.execution
-    torch_threads(snakemake.threads)
-    model = load_baseline(params.model, snakemake.input.weights, snakemake.input.manifest)
-    dataset = eval_dataset(model, snakemake.input.manifest, "val")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=execution.batch_size, num_workers=execution.loader_workers)
-    metrics, predictions = evaluate_classifier(model, loader, select_device(execution.device))
-    metrics |= model_record(params.record, model) | {"method": "baseline"}
-    predictions.to_parquet(snakemake.output.predictions, index=False)
-    write_json(snakemake.output.metrics, metrics)
-    log.info("val top-1 %.2f%% on %d images", metrics["top1"], metrics["n_images"])
+if __name__ == "__main__":  # the ranks, fresh processes, import this file as their main module
+    launch_job(evaluate_baseline_job, snakemake)

@@ -1,13 +1,8 @@
 """Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one seed of a branch and evaluate
-it (metrics.json and per-image predictions), on the job's ranks (patchinteract.training.jobs)."""
+it (metrics.json and per-image predictions), on the job's ranks (patchinteract.jobs.training)."""
 
-from patchinteract.ranks import launch
-from patchinteract.runtime import job_of, logged_to
-from patchinteract.training.jobs import retrain_job
+from patchinteract.jobs.training import retrain_job
+from patchinteract.ranks import launch_job
 
-# The ranks are fresh processes that import this file as their main module: only the job's own
-# process runs it.
-if __name__ == "__main__":
-    with logged_to(snakemake.log[0]):
-        execution = snakemake.params.execution
-        launch(retrain_job, execution.ranks, execution.device, job_of(snakemake))
+if __name__ == "__main__":  # the ranks, fresh processes, import this file as their main module
+    launch_job(retrain_job, snakemake)

@@ -31,7 +31,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from patchinteract.ranks import Ranks, barrier, from_main
+from patchinteract.ranks import Ranks, barrier, from_main, rank_range
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +182,11 @@ class ChunkedStore:
         return [int(i) for i in np.flatnonzero(~self._handles[COMPLETE_ARRAY][:])]
 
     def rank_chunks(self) -> list[int]:
-        """The pending chunks this rank writes: every ``world``-th of rank 0's list (all with one rank).
-        Chunks are disjoint Zarr chunks of every array, so the ranks write one store without a lock."""
-        return from_main(self.pending_chunks())[self.ranks.rank :: self.ranks.world]
+        """The pending chunks this rank writes: its consecutive block of rank 0's list (all of it with one
+        rank). Chunks are disjoint Zarr chunks of every array, so the ranks write one store without a lock,
+        and a resume, on any number of ranks, shares out only the chunks not yet complete."""
+        pending = from_main(self.pending_chunks())
+        return [pending[i] for i in rank_range(len(pending))]
 
     def image_range(self, chunk_index: int) -> tuple[int, int]:
         start = chunk_index * self.chunk

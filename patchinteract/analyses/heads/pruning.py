@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS
 from patchinteract.attention.capture import attention_modules
 from patchinteract.models.vit import logits_from_tokens, n_prefix_tokens, vit_stem
+from patchinteract.ranks import gathered, rank_block
 
 log = logging.getLogger(__name__)
 
@@ -281,16 +282,20 @@ def head_importance(
     variants_per_pass: int = 256,
     activation: str = "attention_output",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Head importance of every image of ``dataset`` (yielding image, label, image_id): (rows, images) tables."""
+    """Head importance of every image of ``dataset`` (yielding image, label, image_id): (rows, images) tables.
+    Under several ranks each prunes its block of the images; every rank gets the tables of all, in order."""
     model.to(device).eval()
     prefix = n_prefix_tokens(model)
     if not prefix:
         log.warning("the model has no prefix (CLS) token: modes 2, 3, 5 and cls_distance are skipped (NaN)")
     n_heads = attention_modules(model)[0].num_heads
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_images, num_workers=workers)
+    loader = torch.utils.data.DataLoader(rank_block(dataset), batch_size=batch_images, num_workers=workers)
     rows, images = [], []
     for batch, labels, image_ids in tqdm(loader, desc="head importance", unit="batch", mininterval=5):
         arrays = head_importance_batch(model, batch.to(device), labels.to(device), variants_per_pass, activation)
         rows.append(importance_rows(arrays, image_ids.numpy(), n_heads))
         images.append(image_rows(arrays["probabilities"], labels.numpy(), image_ids.numpy()))
+    per_rank = gathered((rows, images))  # in rank order: the order of one process
+    rows = [table for rank_rows, _ in per_rank for table in rank_rows]
+    images = [table for _, rank_images in per_rank for table in rank_images]
     return pd.concat(rows, ignore_index=True), pd.concat(images, ignore_index=True)

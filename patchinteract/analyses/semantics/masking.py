@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from patchinteract.analyses.semantics.ranking import check_ratios, keep_mask, masked_count
 from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import patch_grid
+from patchinteract.ranks import rank_block, rank_range
 from patchinteract.runtime import autocast
 from patchinteract.training.evaluation import PREDICTION_COLUMNS, Predictions
 
@@ -63,29 +64,36 @@ def masked_logits(
 @torch.no_grad()
 def masking_accuracy(
     model,
-    loader,
+    dataset,
     rankings: dict[tuple[str, int | None], np.ndarray],
     ratios: list[float],
     mode: str,
     device: torch.device,
     fill: torch.Tensor | None = None,
+    *,
+    batch_size: int,
+    workers: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Top-1 (and top-5) of ``model`` over ``loader`` (in the order of ``rankings``' images) for every
+    """Top-1 (and top-5) of ``model`` over ``dataset`` (the images of ``rankings``, in its order) for every
     ratio and ranking, each image loaded once. r = 0 is always included: the unmasked model, evaluated
-    as the baseline's evaluation is, so its top-1 is the baseline's.
+    as the baseline's evaluation is (batches of ``batch_size``), so its top-1 is the baseline's.
 
     ``rankings`` maps (order, seed) to an (image, N) ranking (:func:`patch_ranking`; seed None for top
     and bottom). Returns (accuracy, predictions): one row per (r, order, seed) with r, order, seed,
     masked_patches, top1, top5, n_images; and the per-image predictions of every such variant
     (:class:`patchinteract.training.evaluation.Predictions`' columns after r, order, seed). ``fill``: the
-    normalised colour of zeroed patches (:func:`zeroed_patches`).
+    normalised colour of zeroed patches (:func:`zeroed_patches`). Under several ranks each masks its
+    block of the images; the predictions are gathered in the order of one process.
     """
     ratios = check_ratios([0.0, *ratios])
+    n_images, n = next(iter(rankings.values())).shape
+    if len(dataset) != n_images:
+        raise ValueError(f"the data set has {len(dataset)} images, the θ scores are of {n_images}")
     model.to(device).eval()
-    n = next(iter(rankings.values())).shape[1]
     variants = [(r, key) for r in ratios if masked_count(r, n) > 0 for key in rankings]
     unmasked, predictions = Predictions(), {variant: Predictions() for variant in variants}
-    start = 0
+    loader = torch.utils.data.DataLoader(rank_block(dataset), batch_size=batch_size, num_workers=workers)
+    start = rank_range(n_images).start
     for images, labels, image_ids in tqdm(loader, desc="masking", unit="batch", mininterval=5):
         images, labels = images.to(device), labels.to(device)
         stop = start + len(images)
@@ -95,8 +103,8 @@ def masking_accuracy(
                 keep = torch.from_numpy(keep_mask(rankings[key][start:stop], masked_count(ratio, n))).to(device)
                 predictions[ratio, key].update(masked_logits(model, images, keep, mode, fill), labels, image_ids)
         start = stop
-    if start != len(next(iter(rankings.values()))):
-        raise ValueError(f"the loader gave {start} images, the θ scores are of {len(next(iter(rankings.values())))}")
+    for recorded in (unmasked, *predictions.values()):
+        recorded.gather()
     rows, per_image = [], []
     for ratio in ratios:
         for order, seed in rankings:

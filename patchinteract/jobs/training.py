@@ -1,15 +1,12 @@
-"""The training jobs, on every rank: the baseline's training and one retrained branch. Their scripts
-hand the job over as plain data (:func:`patchinteract.runtime.job_of`) and launch these on the job's
-ranks; rank 0 writes the outputs."""
+"""The training jobs, on every rank: the baseline's training and one retrained branch (DDP)."""
 
 from __future__ import annotations
 
 from patchinteract.data.manifest import split_dataset
 from patchinteract.models.transforms import train_transform
 from patchinteract.models.vit import patch_grid
-from patchinteract.ranks import Ranks, rank_log
+from patchinteract.ranks import Ranks, rank_log, share_threads
 from patchinteract.records import model_record, write_json
-from patchinteract.runtime import torch_threads
 from patchinteract.stores.chunked import store_folder, write_arrays
 from patchinteract.stores.specs import winft_figure_specs
 from patchinteract.training.branches import BranchSamples, branch_of, retrain_branch
@@ -34,7 +31,7 @@ def training_run(job: dict) -> TrainingRun:
 def train_baseline_job(job: dict) -> None:
     """Rule train_baseline: train the experiment's baseline ViT on the train split."""
     with rank_log(job["log"]) as log:
-        torch_threads(max(1, job["threads"] // Ranks.current().world))
+        share_threads(job["threads"])
         run = training_run(job)
 
         def train_samples(vit):  # no masks: the flip only
@@ -54,7 +51,7 @@ def retrain_job(job: dict) -> None:
     evaluate it (metrics.json and per-image predictions)."""
     params, outputs = job["params"], job["output"]
     with rank_log(job["log"]) as log:
-        torch_threads(max(1, job["threads"] // Ranks.current().world))
+        share_threads(job["threads"])
         branch = branch_of(params["method"], params["settings"], params["alpha"], params["beta"])
         run = training_run(job)
         init = TrainingInit(job["input"].get("init"), keep_head=params["init"] == "baseline")
