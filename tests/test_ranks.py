@@ -281,3 +281,21 @@ def test_two_ranks_give_the_head_importance_tables_of_one():
     assert len(two[0]) == IMAGES * 2 * 2 * 6 and len(two[1]) == IMAGES
     for rank_table, table in zip(two, one, strict=True):
         pd.testing.assert_frame_equal(rank_table, table, check_exact=True)
+
+
+def figure_store_of_rank_zero(path: str) -> str:
+    """A store written in one go by rank 0 alone, as a WinFT job writes its figure store (run on every rank)."""
+    from patchinteract.stores.chunked import write_arrays
+    from patchinteract.stores.specs import winft_figure_specs
+
+    if Ranks.current().main:
+        arrays = {"predicted": np.ones((2, 2, 4, 4), bool), "target": np.eye(4, dtype=bool)[None].repeat(2, 0)}
+        write_arrays(path, arrays | {"image_id": np.arange(2)}, winft_figure_specs(2, 4), {})
+    return path
+
+
+def test_a_store_written_in_one_go_by_rank_zero_waits_for_no_other_rank(tmp_path):
+    import zarr
+
+    store = zarr.open_group(launch(figure_store_of_rank_zero, 2, "cpu", str(tmp_path / "figure.zarr")), mode="r")
+    assert store["predicted"][:].all() and store["image_id"][:].tolist() == [0, 1]

@@ -745,3 +745,44 @@ def test_a_training_job_on_two_ranks_equals_one_rank(tiny_run, tmp_path):
     assert two["top1"] == one["top1"] and two["steps"] == one["steps"] and two["eo"] == one["eo"]
     logs = sorted(path.name for path in (root / "results/logs/retrain").glob("tiny_awd_dip_a0.1_b0.2_seed0.log*"))
     assert logs == ["tiny_awd_dip_a0.1_b0.2_seed0.log", *(f"tiny_awd_dip_a0.1_b0.2_seed0.log.rank{r}" for r in (0, 1))]
+
+
+def test_inference_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
+    """resources.inference.ranks: 2 runs the baseline's evaluation, the attention store, head importance and
+    masking by θ on two gloo ranks (blocks of images, store chunks): their outputs are the one-rank run's."""
+    from conftest import TINY_CONFIG
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_run, root, symlinks=True)
+    config = copy.deepcopy(TINY_CONFIG) | {"resources": {"inference": {"ranks": 2}}}
+    outputs = {
+        "evaluate_baseline": ["tiny/model/metrics.json", "tiny/model/predictions.parquet"],
+        "attention_store": ["tiny/attention/val.zarr"],
+        "head_importance": ["tiny/heads/val/head_importance.parquet", "tiny/heads/val/head_importance_images.parquet"],
+        "theta_masking": [
+            "tiny/semantics/val/theta_masking.parquet",
+            "tiny/semantics/val/theta_masking_predictions.parquet",
+        ],
+    }
+    targets = [
+        f"results/{name}" + ("/zarr.json" if name.endswith(".zarr") else "")
+        for names in outputs.values()
+        for name in names
+    ]
+    run_from_root(root, config, *targets, "--forcerun", *outputs)
+    assert "running on 2 ranks" in (root / "results/logs/head_importance/tiny_val.log").read_text()
+    for rule in outputs:
+        logs = sorted(path.name for path in (root / "results/logs" / rule).glob("tiny*.log*"))
+        assert any(name.endswith(".log.rank1") for name in logs), (rule, logs)
+    for name in (name for names in outputs.values() for name in names):
+        one, two = tiny_run / "results" / name, root / "results" / name
+        assert two.stat().st_mtime > one.stat().st_mtime, f"{name} was not recomputed"
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one), check_exact=True, obj=name)
+        elif name.endswith(".json"):
+            assert json.loads(two.read_text()) == json.loads(one.read_text()), name
+        else:
+            one, two = zarr.open_group(one, mode="r"), zarr.open_group(two, mode="r")
+            assert dict(two.attrs) == dict(one.attrs) and sorted(two.array_keys()) == sorted(one.array_keys())
+            for array in one.array_keys():
+                np.testing.assert_array_equal(two[array][:], one[array][:], err_msg=f"{name}/{array}")

@@ -121,13 +121,14 @@ class ChunkedStore:
         self.compression_level = compression_level
         self.resumable = resumable
         self.final_chunks = final_image_chunks(arrays, chunk, n_images)
-        self.ranks = Ranks.current()
-        # Under several ranks rank 0 creates (or resumes) the partial store, then the others open it.
-        if not self.ranks.main:
-            barrier()
-        self.group = self._open_or_create()
+        # A resumable store is filled by all the job's ranks together (rank 0 creates or resumes it, then
+        # the others open it); a store written in one go, by the one rank that calls write_arrays.
+        self.ranks = Ranks.current() if resumable else Ranks()
         if self.ranks.main:
-            barrier()
+            self.group = self._open_or_create()
+        self._wait_for_ranks()
+        if not self.ranks.main:
+            self.group = zarr.open_group(self.partial, mode="r+")
         # Opened once: looking an array up in the group re-reads its metadata from disk.
         self._handles = {name: self.group[name] for name in self.group.array_keys()}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="zarr-writer")
@@ -227,13 +228,17 @@ class ChunkedStore:
         (under several ranks: rank 0, once every rank's writes are done)."""
         self.flush()
         self._writer.shutdown()
-        barrier()
+        self._wait_for_ranks()
         if not self.ranks.main:
-            barrier()
+            self._wait_for_ranks()
             return self.path
         path = self._publish()
-        barrier()
+        self._wait_for_ranks()
         return path
+
+    def _wait_for_ranks(self) -> None:
+        if self.ranks.world > 1:
+            barrier()
 
     def _publish(self) -> Path:
         if self.resumable:
