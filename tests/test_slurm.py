@@ -168,29 +168,36 @@ def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
     assert json.loads((directory / target).read_text())["beta"] == 0.3
 
 
-def test_a_training_job_with_two_gpus_runs_two_ranks(slurm_run):
-    """resources.train.gpus: 2 asks Slurm for two GPUs (the node's dummy gres) and runs the job on two ranks
-    (gloo: no device behind the gres); its predictions are those of the same job run locally on one rank."""
+def test_jobs_with_two_gpus_run_two_ranks(slurm_run):
+    """resources.<kind>.gpus: 2 asks Slurm for two GPUs (the node's dummy gres) and runs the job on two ranks
+    (gloo: no device behind the gres): a retraining job and the baseline's evaluation give the predictions
+    of the same jobs run locally on one rank."""
     directory, config, _, _ = slurm_run
-    branch = directory / "results/tiny/retrain/awd_a0.1/seed0"
+    branch, model = directory / "results/tiny/retrain/awd_a0.1/seed0", directory / "results/tiny/model"
     one = copy.deepcopy(config)
     one["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}  # SGD: see tests/test_ranks.py
-    target = str((branch / "metrics.json").relative_to(directory))
-    run_snakemake(directory, one, target, "--forcerun", "retrain_awd")  # locally, one rank
-    local = pd.read_parquet(branch / "predictions.parquet"), json.loads((branch / "metrics.json").read_text())
+    targets = [str((folder / "metrics.json").relative_to(directory)) for folder in (branch, model)]
+    rules = ["retrain_awd", "evaluate_baseline"]
+    run_snakemake(directory, one, *targets, "--forcerun", *rules)  # locally, one rank
+
+    def outcome(folder):
+        return pd.read_parquet(folder / "predictions.parquet"), json.loads((folder / "metrics.json").read_text())
+
+    local = {folder: outcome(folder) for folder in (branch, model)}
     two = copy.deepcopy(one)
     two["resources"]["train"] |= {"gpus": 2}
-    _, jobs = run_on_slurm(directory, two, target, "--forcerun", "retrain_awd")
-    assert [rule for _, rule, _ in jobs] == ["retrain_awd"]
-    assert "gres/gpu=2" in accounting([jobs[0][0]])[jobs[0][0]]["tres"]
-    logs = directory / "results/logs/retrain"
-    assert (logs / "tiny_awd_a0.1_seed0.log.rank0").is_file() and (logs / "tiny_awd_a0.1_seed0.log.rank1").is_file()
-    predictions, metrics = (
-        pd.read_parquet(branch / "predictions.parquet"),
-        json.loads((branch / "metrics.json").read_text()),
-    )
-    assert predictions["prediction"].tolist() == local[0]["prediction"].tolist()
-    assert metrics["top1"] == local[1]["top1"] and metrics["steps"] == local[1]["steps"]
+    two["resources"]["inference"] |= {"gpus": 2}
+    _, jobs = run_on_slurm(directory, two, *targets, "--forcerun", *rules)
+    assert sorted(rule for _, rule, _ in jobs) == sorted(rules)
+    records = accounting([job_id for job_id, _, _ in jobs])
+    assert all("gres/gpu=2" in record["tres"] for record in records.values()), records
+    for log in ("retrain/tiny_awd_a0.1_seed0.log", "evaluate_baseline/tiny.log"):
+        for rank in (0, 1):
+            assert (directory / f"results/logs/{log}.rank{rank}").is_file(), (log, rank)
+    for folder, (predictions, metrics) in local.items():
+        ranked_predictions, ranked_metrics = outcome(folder)
+        assert ranked_predictions["prediction"].tolist() == predictions["prediction"].tolist()
+        assert ranked_metrics["top1"] == metrics["top1"] and ranked_metrics.get("steps") == metrics.get("steps")
 
 
 def test_a_failing_job_fails_snakemake_naming_its_log(slurm_cluster, tmp_path):

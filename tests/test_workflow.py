@@ -529,10 +529,12 @@ def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config
 
 
 def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tmp_path, tiny_config):
-    """A second run of the same experiment (U streamed this time, which leaves the baseline's settings
-    alone) trains the same baseline bit for bit, draws Fig. 3 from the figure images' attention, and
-    streams the same head-attention and semantics stores as the Dask passes over the attention store."""
+    """A second run of the same experiment (U streamed this time, its inference jobs on two ranks: neither
+    touches the baseline's settings) trains the same baseline bit for bit, draws Fig. 3 from the figure
+    images' attention, and streams the same head-attention and semantics stores as the Dask passes over the
+    attention store of one rank."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
+    tiny_config["resources"] = {"inference": {"ranks": 2}}
     head_store, semantics_store = "results/tiny/heads/val/attention.zarr", "results/tiny/semantics/val/semantics.zarr"
     targets = [
         "results/tiny/model/metrics.json",
@@ -563,7 +565,7 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     assert sorted(streamed.array_keys()) == sorted(from_store.array_keys())
     for name in streamed.array_keys():
         np.testing.assert_array_equal(streamed[name][:], from_store[name][:], err_msg=name)
-    assert (tmp_path / "results/logs/semantics_store/tiny_val.log").is_file()
+    assert (tmp_path / "results/logs/semantics_store/tiny_val.log.rank1").is_file()
 
 
 def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
