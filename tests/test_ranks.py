@@ -190,63 +190,32 @@ class LabelledImages(torch.utils.data.Dataset):
         return self.images[index], index % 10, index
 
 
-def attention_store(path: str, refused=()) -> str:
-    """The tiny ViT's attention store of 24 images in chunks of 2 (run on every rank)."""
-    from patchinteract.attention.extraction import write_attention_store
+def tiny_store(kind: str, path: str, refused=()) -> str:
+    """The tiny ViT's attention store of 24 images in chunks of 2, or its streamed U and dip_score (one
+    chunk), run on every rank."""
+    from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 
+    write, options = write_interaction_store_streaming, {}
+    if kind == "attention":
+        write, options = write_attention_store, {"chunk_setting": 2}
     model = tiny_model("vit").vit.eval()
-    return str(
-        write_attention_store(
-            model,
-            LabelledImages(refused),
-            path,
-            device=torch.device("cpu"),
-            batch_size=5,
-            workers=0,
-            chunk_setting=2,
-            compression_level=1,
-            attributes={},
-        )
-    )
+    settings = {"batch_size": 5, "workers": 0, "compression_level": 1, "attributes": {}}
+    return str(write(model, LabelledImages(refused), path, device=torch.device("cpu"), **settings, **options))
 
 
-def test_two_ranks_write_the_attention_store_of_one(tmp_path):
-    """Each rank computes its block of the pending chunks of one store: the same arrays as one process."""
+STORE_ARRAYS = {"attention": ["attn"], "interaction": ["U", "dip_score"]}
+
+
+@pytest.mark.parametrize("kind", ["attention", "interaction"])
+def test_two_ranks_write_the_store_of_one(tmp_path, kind):
+    """Each rank computes its block of the pending chunks of one store: the same arrays as one process. The
+    streamed U store is one chunk: rank 1 has nothing to write and waits for rank 0."""
     import zarr
 
-    one = zarr.open_group(launch(attention_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
-    two = zarr.open_group(launch(attention_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
+    one = zarr.open_group(launch(tiny_store, 1, "cpu", kind, str(tmp_path / "one.zarr")), mode="r")
+    two = zarr.open_group(launch(tiny_store, 2, "cpu", kind, str(tmp_path / "two.zarr")), mode="r")
     assert not (tmp_path / "two.zarr.partial").exists()
-    for name in ("attn", "image_id", "label", "prediction"):
-        np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
-
-
-def interaction_store(path: str) -> str:
-    """The tiny ViT's streamed U and dip_score of 24 images (run on every rank)."""
-    from patchinteract.attention.extraction import write_interaction_store_streaming
-
-    model = tiny_model("vit").vit.eval()
-    return str(
-        write_interaction_store_streaming(
-            model,
-            LabelledImages(),
-            path,
-            device=torch.device("cpu"),
-            batch_size=5,
-            workers=0,
-            compression_level=1,
-            attributes={},
-        )
-    )
-
-
-def test_a_rank_without_a_chunk_waits_and_the_store_is_the_same(tmp_path):
-    """The streamed U store of 24 images is one chunk: rank 1 has nothing to write, rank 0 writes it all."""
-    import zarr
-
-    one = zarr.open_group(launch(interaction_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
-    two = zarr.open_group(launch(interaction_store, 2, "cpu", str(tmp_path / "two.zarr")), mode="r")
-    for name in ("U", "dip_score", "image_id", "label", "prediction"):
+    for name in [*STORE_ARRAYS[kind], "image_id", "label", "prediction"]:
         np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
 
 
@@ -259,11 +228,13 @@ def test_a_store_interrupted_on_some_ranks_resumes_its_pending_chunks_on_two(tmp
 
     path = str(tmp_path / "store.zarr")
     with pytest.raises((RuntimeError, ChildFailedError)):
-        launch(attention_store, interrupted_on, "cpu", path, range(18, IMAGES))
+        launch(tiny_store, interrupted_on, "cpu", "attention", path, range(18, IMAGES))
     complete = np.flatnonzero(zarr.open_group(path + ".partial", mode="r")["chunk_complete"][:])
     assert 6 in complete and not {8, 9} & set(complete)  # chunk 8 waits for image 17, in the failed batch
-    resumed = zarr.open_group(launch(attention_store, 2, "cpu", path, [2 * c + i for c in complete for i in (0, 1)]))
-    one = zarr.open_group(launch(attention_store, 1, "cpu", str(tmp_path / "one.zarr")), mode="r")
+    resumed = zarr.open_group(
+        launch(tiny_store, 2, "cpu", "attention", path, [2 * c + i for c in complete for i in (0, 1)])
+    )
+    one = zarr.open_group(launch(tiny_store, 1, "cpu", "attention", str(tmp_path / "one.zarr")), mode="r")
     for name in ("attn", "image_id", "label", "prediction"):
         np.testing.assert_array_equal(resumed[name][:], one[name][:], err_msg=name)
 
