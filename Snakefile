@@ -49,6 +49,7 @@ include: "rules/retrain.smk"
 include: "rules/report.smk"
 include: "rules/heads.smk"
 include: "rules/semantics.smk"
+include: "rules/pretraining.smk"
 include: "rules/explorer.smk"
 
 
@@ -63,6 +64,7 @@ rule all:
         grid.figures(config),
         grid.head_analyses(config),
         grid.semantic_analyses(config),
+        grid.pretraining_analyses(config),
         grid.explorers(config),
 
 

@@ -51,7 +51,18 @@ def config_problems(config: dict) -> list[str]:
         problems.append(
             f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} removes them"
         )
-    return problems + rank_problems(config)
+    return problems + pretraining_problems(config["pretraining"]) + rank_problems(config)
+
+
+def pretraining_problems(pretraining: dict) -> list[str]:
+    """A decoder whose heads do not divide its width; starting weights (MAE pre-training starts from random
+    weights)."""
+    problems, decoder = [], pretraining["decoder"]
+    if decoder["width"] % decoder["heads"]:
+        problems.append(f"pretraining.decoder: {decoder['heads']} heads do not divide width {decoder['width']}")
+    if pretraining["recipe"].get("init", "none") != "none":
+        problems.append(f"pretraining.recipe.init: '{pretraining['recipe']['init']}'; pre-training starts from none")
+    return problems
 
 
 # The kinds of job whose scripts run on several ranks (patchinteract.jobs).
@@ -77,6 +88,7 @@ def rank_problems(config: dict) -> list[str]:
         for name, e in config["experiments"].items()
         if "train_baseline" in e
     } | ({"retrain.recipe": config["retrain"]["recipe"]} if "recipe" in config["retrain"] else {})
+    recipes["pretraining.recipe"] = config["pretraining"]["recipe"]
     for key, recipe in recipes.items():
         if recipe["batch_size"] % ranks:
             problems.append(f"{key}.batch_size: {recipe['batch_size']} does not split over the {ranks} train ranks")

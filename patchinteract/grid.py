@@ -170,6 +170,23 @@ def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -
     return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch, seed)
 
 
+# Keys of the pretraining section that only the guided schedule reads: changing them reruns the guided runs only.
+GUIDED_ONLY_KEYS = ("betas", "rounds_per_step", "order")
+
+
+def pretraining_settings(config: dict, schedule: str) -> dict:
+    """What determines a pre-training run of a mask schedule: the pretraining section less what says which
+    runs exist and the restoration's settings, and for the random schedule less the guided-only keys."""
+    skipped = {"enabled", "schedules", "restoration"} | (set(GUIDED_ONLY_KEYS) if schedule == "random" else set())
+    return {key: value for key, value in config["pretraining"].items() if key not in skipped}
+
+
+def pretraining_fingerprint(config: dict, experiment: str, schedule: str, seed: int) -> str:
+    """Hash of everything that determines one pre-training run."""
+    settings = pretraining_settings(config, schedule)
+    return fingerprint(experiment_fingerprint(config, experiment), settings, schedule, seed)
+
+
 # --------------------------------------------------------------------------- what each stage reads
 
 
@@ -246,6 +263,27 @@ def mean_colour_input(config: dict, experiment: str) -> dict:
     if config["semantics"]["masking"]["fill"] != "dataset_mean":
         return {}
     return {"mean_colour": paths.mean_colour(dataset_of(config, experiment))}
+
+
+def pretraining_inputs(config: dict, experiment: str, schedule: str) -> dict:
+    """What a pre-training run reads: the manifest, and for the guided schedule the train split's keypoint
+    store (and its semantics store with ``order: theta``)."""
+    inputs = {"manifest": paths.manifest(dataset_of(config, experiment))}
+    if schedule == "guided":
+        inputs["keypoints"] = paths.zarr_target(paths.semantics_file(experiment, "train", "keypoints.zarr"))
+        if config["pretraining"]["order"] == "theta":
+            inputs["semantics"] = paths.zarr_target(paths.semantics_file(experiment, "train", "semantics.zarr"))
+    return inputs
+
+
+def pretraining_runs(config: dict) -> list[tuple[str, int]]:
+    """(schedule, seed) of every pre-training run of an experiment."""
+    return [(schedule, seed) for schedule in config["pretraining"]["schedules"] for seed in config["seeds"]]
+
+
+def pretraining_run_files(config: dict, experiment: str, name: str) -> list[str]:
+    """One file of every pre-training run of an experiment, in :func:`pretraining_runs`' order."""
+    return [paths.pretraining_file(experiment, schedule, seed, name) for schedule, seed in pretraining_runs(config)]
 
 
 def explorer_inputs(config: dict, experiment: str) -> dict:
@@ -358,9 +396,26 @@ def semantic_analyses(config: dict) -> list[str]:
         ]
         targets += [
             paths.semantics_file(experiment, "val", "theta_masking.parquet"),
+            paths.table_file(f"semantics_stages_{experiment}_val", ".parquet"),
             paths.figure_file("theta_masking", ".png", experiment),
         ]
     return targets
+
+
+def pretraining_analyses(config: dict) -> list[str]:
+    """Outputs of the MAE pre-training (Wu et al. Sec. 5.2) and restoration (Sec. 2) of every experiment,
+    unless pretraining.enabled is false."""
+    if not config["pretraining"]["enabled"]:
+        return []
+    return [
+        target
+        for experiment in config["experiments"]
+        for target in (
+            paths.table_file(f"pretraining_{experiment}", ".parquet"),
+            paths.restoration_file(experiment, "restoration.parquet"),
+            paths.figure_file("pretraining_curves", ".png", experiment),
+        )
+    ]
 
 
 def explorers(config: dict) -> list[str]:

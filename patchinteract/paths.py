@@ -131,6 +131,18 @@ def semantics_file(experiment: str, split: str, name: str) -> str:
     return f"{RESULTS}/{experiment}/semantics/{split}/{name}"
 
 
+def pretraining_file(experiment: str, schedule: str, seed: int | str, name: str) -> str:
+    """Files of one MAE pre-training run (Wu et al. Sec. 5.2) of a mask schedule and seed: curve.parquet,
+    metrics.json, predictions.parquet, encoder.safetensors, decoder.safetensors, checkpoint.pt."""
+    return f"{RESULTS}/{experiment}/pretraining/{schedule}/{seed_folder(seed)}/{name}"
+
+
+def restoration_file(experiment: str, name: str) -> str:
+    """The restoration experiment (Wu et al. Sec. 2) with an experiment's MAEs: restoration.parquet (per
+    schedule and choice), restoration_images.parquet (per image), restoration_examples.zarr (figure)."""
+    return f"{RESULTS}/{experiment}/pretraining/{name}"
+
+
 def explorer_folder(experiment: str) -> str:
     """The explorer page of an experiment: index.html, and data/<image_id>.js for each of its images."""
     return f"{RESULTS}/{experiment}/explorer"

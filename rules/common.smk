@@ -37,6 +37,7 @@ wildcard_constraints:
     alpha=one_of([value_label(a) for a in grid.mask_alphas(config)]),
     beta=one_of([value_label(b) for b in grid.mask_betas(config)]),
     seed=one_of([str(seed) for seed in config["seeds"]]),
+    schedule=one_of(config["pretraining"]["schedules"]),
 
 
 def resources_of(kind):

@@ -105,6 +105,7 @@ rule semantics_summary:
         theta=paths.semantics_file("{experiment}", "{split}", "theta.parquet"),
     output:
         table=paths.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
+        stages=paths.table_file("semantics_stages_{experiment}_{split}", ".parquet"),
     log:
         log_file("semantics_summary", "{experiment}_{split}"),
     conda:
@@ -150,6 +151,7 @@ SEMANTIC_FIGURES = {
     "focus_index_per_layer": "focus_index_per_layer.rst",
     "theta_masking": "theta_masking.rst",
     "theta_masked_patches": "theta_masked_patches.rst",
+    "three_stages": "three_stages.rst",
 }
 
 
@@ -162,6 +164,10 @@ rule figure_semantics:
         ),
         semantics=lambda wildcards: zarr_target(
             paths.semantics_file(wildcards.experiment, "val", "semantics.zarr")
+        ),
+        stages=paths.table_file("semantics_stages_{experiment}_val", ".parquet"),
+        attention=lambda wildcards: grid.figure_attention_store(
+            config, wildcards.experiment
         ),
         notebook=f"{workflow.basedir}/notebooks/semantic_analyses.ipynb",
     output:
@@ -193,6 +199,8 @@ rule figure_semantics:
             "masking": input.masking,
             "keypoints": store_folder(input.keypoints),
             "semantics": store_folder(input.semantics),
+            "stages": input.stages,
+            "attention": store_folder(input.attention),
             "out_dir": str(Path(output.pdfs[0]).parent),
         },
         settings={

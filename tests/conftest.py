@@ -45,6 +45,14 @@ TINY_CONFIG = {
         "methods": ["vit", "awd", "awd_dip", "winft"],
         "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
     },
+    "pretraining": {
+        "betas": [0.1, 0.5],
+        "rounds_per_step": 1,
+        "decoder": {"width": 16, "depth": 1, "heads": 2},
+        "knn": {"k": 5},
+        "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 3, "hflip": True},
+        "restoration": {"figure_images": 2},
+    },
 }
 
 

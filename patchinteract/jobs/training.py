@@ -1,10 +1,20 @@
-"""The training jobs, on every rank: the baseline's training and one retrained branch (DDP)."""
+"""The training jobs, on every rank: the baseline's training, one retrained branch and one MAE
+pre-training run (DDP)."""
 
 from __future__ import annotations
 
+import pandas as pd
+import zarr
+
+from patchinteract.analyses.semantics.guided import MaskSchedule
+from patchinteract.analyses.semantics.mae import MaskedAutoencoder
+from patchinteract.analyses.semantics.pretraining import EncoderMonitor, PretrainingSamples
+from patchinteract.analyses.semantics.ranking import patch_scores
+from patchinteract.analyses.semantics.store import read_keypoints
 from patchinteract.data.manifest import split_dataset
-from patchinteract.models.transforms import train_transform
+from patchinteract.models.transforms import eval_dataset, train_transform, uint8_eval_transform
 from patchinteract.models.vit import patch_grid
+from patchinteract.models.weights import save_weights
 from patchinteract.ranks import Ranks, rank_log, share_threads
 from patchinteract.records import model_record, write_json
 from patchinteract.stores.chunked import store_folder, write_arrays
@@ -14,7 +24,8 @@ from patchinteract.training.loop import Recipe
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
-def training_run(job: dict) -> TrainingRun:
+def training_run(job: dict, weights: str | None = None) -> TrainingRun:
+    """The job's training run; the trained ViT's weights go to ``weights`` (default: the output weights)."""
     params = job["params"]
     return TrainingRun(
         params["model"],
@@ -24,7 +35,7 @@ def training_run(job: dict) -> TrainingRun:
         params["execution"],
         params["checkpoint"],
         params["config_hash"],
-        job["output"]["weights"],
+        weights or job["output"]["weights"],
     )
 
 
@@ -74,4 +85,79 @@ def retrain_job(job: dict) -> None:
             metrics["top1"],
             metrics["eo"],
             metrics["steps"],
+        )
+
+
+def mask_schedule(job: dict, vit, image_ids) -> MaskSchedule:
+    """The masks of a pre-training run: the schedule's settings, and for the guided one the train split's
+    keypoint patches (and θ_i with ``order: theta``)."""
+    settings, schedule = job["params"]["settings"], job["wildcards"]["schedule"]
+    rows, cols = patch_grid(vit)
+    options = {"schedule": schedule, "ratio": settings["mask_ratio"], "n_patches": rows * cols}
+    if schedule == "guided":
+        counts = read_keypoints(store_folder(job["input"]["keypoints"]), image_ids, "the train split")[:]
+        options |= {"betas": tuple(settings["betas"]), "rounds_per_step": settings["rounds_per_step"]}
+        options["keypoint"] = counts > 0
+        if settings["order"] == "theta":
+            semantics = zarr.open_group(store_folder(job["input"]["semantics"]), mode="r")
+            options["theta"] = patch_scores(semantics["theta_patch"][:], "all")
+    return MaskSchedule(**options)
+
+
+def pretrain_job(job: dict) -> None:
+    """Rule pretrain_mae: one MAE pre-training run (schedule random or guided, one seed) of the experiment's
+    ViT from random weights, k-NN top-1 after every round, the linear probe at the end."""
+    params, outputs = job["params"], job["output"]
+    settings = params["settings"]
+    with rank_log(job["log"]) as log:
+        share_threads(job["threads"])
+        run = training_run(job, weights=outputs["encoder"])
+        parts = {}
+
+        def samples(vit):  # the evaluation view, flipped with its mask
+            images = split_dataset(run.manifest, "train", uint8_eval_transform(vit), run.execution.cache_images)
+            masks = mask_schedule(job, vit, images.image_ids)
+            loader = {"batch_size": run.execution.batch_size, "workers": run.execution.loader_workers}
+            parts["monitor"] = EncoderMonitor(
+                eval_dataset(vit, run.manifest, "train"),
+                eval_dataset(vit, run.manifest, "val"),
+                masks,
+                settings["knn"]["k"],
+                settings["knn"]["temperature"],
+                Ranks.current().device(run.execution.device),
+                loader,
+            )
+            return PretrainingSamples(images, masks, patch_grid(vit), run.seed, run.recipe.hflip)
+
+        def monitor(mae, round_index):
+            record = parts["monitor"](mae, round_index)
+            log.info("round %d: k-NN top-1 %.2f%% (β %s)", record["round"], record["knn_top1"], record["beta"])
+            return record
+
+        _vit, mae, summary = run.train(
+            TrainingInit(),
+            samples,
+            wrap=lambda vit: MaskedAutoencoder(vit, settings["decoder"]),
+            after_epoch=monitor,
+        )
+        predictions = parts["monitor"].final(mae)
+        if not Ranks.current().main:
+            return
+        curve = pd.DataFrame(summary.pop("epochs"))
+        curve.insert(0, "schedule", job["wildcards"]["schedule"])
+        curve.insert(1, "seed", run.seed)
+        curve.to_parquet(outputs["curve"], index=False)
+        predictions.to_parquet(outputs["predictions"], index=False)
+        save_weights(mae.decoder, outputs["decoder"])
+        metrics = params["record"] | {"config_hash": params["config_hash"], "schedule": job["wildcards"]["schedule"]}
+        metrics |= {"seed": run.seed, "rounds": len(curve), "knn_top1": float(curve["knn_top1"].iloc[-1])}
+        metrics |= {"probe_top1": 100.0 * float(predictions["probe_correct"].mean()), "n_images": len(predictions)}
+        write_json(outputs["metrics"], metrics | summary)
+        run.discard_checkpoint()
+        log.info(
+            "%s: k-NN top-1 %.2f%%, linear probe %.2f%% after %d rounds",
+            job["wildcards"]["schedule"],
+            metrics["knn_top1"],
+            metrics["probe_top1"],
+            metrics["rounds"],
         )

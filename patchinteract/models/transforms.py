@@ -46,6 +46,12 @@ def eval_transform(model: torch.nn.Module):
     )
 
 
+def uint8_eval_transform(model: torch.nn.Module):
+    """The evaluation view as uint8 (C, H, W), normalised per batch by :func:`batch_normalization` (MAE
+    pre-training: the view the keypoints were counted on)."""
+    return transforms.Compose([eval_view(model), transforms.PILToTensor()])
+
+
 def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float]):
     """Random-resized-crop augmentation (the paper's "random crop") as uint8 (C, H, W) tensors.
 

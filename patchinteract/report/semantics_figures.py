@@ -118,3 +118,36 @@ def plot_masked_patches(
             keep = keep_mask(patch_ranking(scores[row : row + 1], order), count)[0]
             show_dropped_patches(axes[row, column], view, keep, grid, f"{order} {ratio:.0%} by θ masked")
     return figure
+
+
+STAGE_COLOURS = {"retrieval": "tab:blue", "capture": "tab:orange", "coach": "tab:green"}
+
+
+def plot_three_stages(layers: pd.DataFrame, stages: pd.DataFrame, maps: list[np.ndarray]) -> plt.Figure:
+    """Fig. 7: the gap θ_KK − θ_KN and the focus index per layer with the three stages shaded, and one
+    attention map per stage (``maps``: the stage's middle layer, :func:`stages.attention_map`)."""
+    figure = plt.figure(figsize=(10, 3.6))
+    grid = figure.add_gridspec(1, 2 + len(maps), width_ratios=[2.2, 0.4] + [1] * len(maps))
+    axis = figure.add_subplot(grid[0, 0])
+    focus = axis.twinx()
+    for row in stages.itertuples():
+        axis.axvspan(row.first_layer - 0.5, row.last_layer + 0.5, color=STAGE_COLOURS[row.stage], alpha=0.12)
+        middle = (row.first_layer + row.last_layer) / 2
+        axis.text(middle, 1.02, row.stage, transform=axis.get_xaxis_transform(), ha="center", fontsize=8)
+    axis.plot(layers["layer"], layers["gap"], color="tab:red", marker="o", markersize=3, label="θ_KK − θ_KN")
+    focus.plot(
+        layers["layer"], layers["focus_index"], color="tab:purple", marker="s", markersize=3, label="focus index"
+    )
+    axis.set_xlabel("layer")
+    axis.set_ylabel("θ_KK − θ_KN (mean over heads)", color="tab:red")
+    focus.set_ylabel("focus index (nats)", color="tab:purple")
+    axis.set_xticks(layers["layer"])
+    if stages.empty:
+        axis.set_title("fewer than three layers: no stages", fontsize=9)
+    for index, (row, attention) in enumerate(zip(stages.itertuples(), maps, strict=True)):
+        heat = figure.add_subplot(grid[0, 2 + index])
+        heat.imshow(attention, cmap="viridis")
+        heat.set_title(f"{row.stage}: layer {(row.first_layer + row.last_layer) // 2}", fontsize=8)
+        heat.set_xticks([])
+        heat.set_yticks([])
+    return figure

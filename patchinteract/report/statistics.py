@@ -49,8 +49,12 @@ def two_level_bootstrap(values: np.ndarray, resamples: int, seed: int, block: in
     return np.concatenate(means)
 
 
-def _interval(values: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` (seeds, images), in percent."""
+def mean_interval(
+    values: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-image ``values``, (images,) for one seed or
+    (seeds, images): over images for one seed, the two-level bootstrap for several."""
+    values = _per_seed(values)
     if values.shape[0] == 1:
         result = stats.bootstrap(
             (values[0],),
@@ -65,7 +69,7 @@ def _interval(values: np.ndarray, confidence: float, resamples: int, seed: int) 
         low, high = result.confidence_interval
     else:
         low, high = _quantiles(two_level_bootstrap(values, resamples, seed), confidence)
-    return 100.0 * float(low), 100.0 * float(high)
+    return float(low), float(high)
 
 
 def _quantiles(means: np.ndarray, confidence: float) -> np.ndarray:
@@ -76,7 +80,21 @@ def accuracy_interval(
     correct: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
     """The ``confidence`` bootstrap interval of top-1 (percent) from per-image correctness."""
-    return _interval(_per_seed(correct), confidence, resamples, seed)
+    low, high = mean_interval(correct, confidence, resamples, seed)
+    return 100.0 * low, 100.0 * high
+
+
+def seed_interval(
+    values: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of one value per seed (NaN for fewer than two seeds or
+    any NaN value)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2 or np.isnan(values).any():
+        return float("nan"), float("nan")
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    low, high = _quantiles(values[draws].mean(axis=1), confidence)
+    return float(low), float(high)
 
 
 def excludes_zero(low, high):

@@ -157,6 +157,17 @@ class EpochOrder(torch.utils.data.Sampler):
         return (self.batches - self.first_batch) * self.batch_size
 
 
+class EpochSamples(torch.utils.data.Dataset):
+    """A dataset whose samples depend on the epoch as well (MAE's masks follow a curriculum over rounds):
+    the training loop asks it for ``sample(epoch, index)``."""
+
+    def sample(self, epoch: int, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        return self.sample(0, index)
+
+
 class SeededSamples(torch.utils.data.Dataset):
     """Sample (epoch, index) of ``dataset`` with its random augmentation seeded by (seed, epoch, index).
 
@@ -174,6 +185,8 @@ class SeededSamples(torch.utils.data.Dataset):
         # The CPU generator only (what CPU-side augmentation draws from): torch.manual_seed would
         # also queue a lazy seed for every accelerator backend, ~0.2 ms per sample.
         torch.default_generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+        if isinstance(self.dataset, EpochSamples):
+            return self.dataset.sample(epoch, index)
         return self.dataset[index]
 
     def __getitem__(self, key):
@@ -285,6 +298,8 @@ class Training:
     ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
     the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
     ``normalize``, if given, turns each batch of images into the model's input on the device.
+    ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor):
+    the run's summary lists them under ``epochs``, each with the smoothed loss.
     A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
     epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later run with the same
     checkpoint and fingerprint resumes, and on CPU ends with the same weights as an uninterrupted run.
@@ -309,8 +324,10 @@ class Training:
         fingerprint: str = "",
         loss_weights: tuple[float, float] = (1.0, 1.0),
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        after_epoch: Callable[[torch.nn.Module, int], dict] | None = None,
     ):
         self.model, self.recipe, self.device = model, recipe, device
+        self.after_epoch = after_epoch
         self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
         self.loss_weights, self.normalize = loss_weights, normalize
         self.ranks = Ranks.current()
@@ -350,6 +367,7 @@ class Training:
                 self.order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
                 self.epoch(state, epoch, stop_requested)
                 position.update(epoch=epoch + 1, batch=0, seconds=time.perf_counter() - self.start)
+                self.record_epoch(position, epoch)
                 self.save(state)
                 log.info("epoch %d/%d: loss %.4f", epoch + 1, self.recipe.epochs, position["loss"])
         self.progress.close()
@@ -358,7 +376,17 @@ class Training:
             "train_seconds": position["seconds"],
             "final_loss": position["loss"],
             "resumed_from_step": self.resumed["step"],
-        }
+        } | ({"epochs": position["epochs"]} if self.after_epoch else {})
+
+    def record_epoch(self, position: dict, epoch: int) -> None:
+        """``after_epoch(model, epoch)``'s record (on every rank, the model in eval mode), kept in the
+        checkpoint's position so that a resumed run returns the records of every epoch."""
+        if self.after_epoch is None:
+            return
+        self.model.eval()
+        record = self.after_epoch(self.model, epoch)
+        self.model.train()
+        position["epochs"] = [*position.get("epochs", []), record | {"loss": position["loss"]}]
 
     def epoch(self, state: TrainingState, epoch: int, stop_requested: Callable[[], bool]) -> None:
         """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
@@ -421,6 +449,7 @@ def train_model(
     model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device, **options
 ) -> dict:
     """Train ``model`` in place (a ViT branch, WinFT, or the pattern autoencoder, whose loss is auxiliary
-    only): :class:`Training` (its options: seed, workers, checkpoint, fingerprint, loss_weights, normalize).
+    only): :class:`Training` (its options: seed, workers, checkpoint, fingerprint, loss_weights, normalize,
+    after_epoch).
     Returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
     return Training(model, dataset, recipe, device, **options).run()

@@ -53,8 +53,9 @@ class TrainingRun:
         wrap: Callable[[nn.Module], nn.Module] = lambda vit: vit,
         attn_layer: type | None = None,
         loss_weights: tuple[float, float] = (1.0, 1.0),
+        after_epoch: Callable[[nn.Module, int], dict] | None = None,
     ):
-        """Build, initialise, wrap (``wrap(vit)``: masks or WinFT) and train on ``samples(vit)``, whose
+        """Build, initialise, wrap (``wrap(vit)``: masks, WinFT or an MAE) and train on ``samples(vit)``, whose
         images are uint8 (:func:`patchinteract.models.transforms.train_transform`), normalised per batch.
 
         Returns (vit, trained model, training summary with the number of train images); the ViT's weights
@@ -78,6 +79,7 @@ class TrainingRun:
             fingerprint=self.fingerprint,
             loss_weights=loss_weights,
             normalize=batch_normalization(vit),
+            after_epoch=after_epoch,
         )
         if Ranks.current().main:
             save_weights(vit, self.weights)

@@ -11,6 +11,8 @@ No torch: the masks are drawn with a NumPy generator seeded per sample.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from patchinteract.analyses.semantics.ranking import masked_count
@@ -57,7 +59,10 @@ def guided_mask(
     highest-θ keypoint and lowest-θ non-keypoint patches first instead of a uniform draw in each group."""
     n_keypoint, n_other = guided_counts(len(keypoint), ratio, beta, int(keypoint.sum()))[:2]
     masked = np.zeros(len(keypoint), dtype=bool)
-    for group, count, descending in ((np.flatnonzero(keypoint), n_keypoint, True), (np.flatnonzero(~keypoint), n_other, False)):
+    for group, count, descending in (
+        (np.flatnonzero(keypoint), n_keypoint, True),
+        (np.flatnonzero(~keypoint), n_other, False),
+    ):
         if theta is None:
             order = rng.permutation(group)
         else:
@@ -65,3 +70,43 @@ def guided_mask(
             order = group[np.argsort(scores, kind="stable")]
         masked[order[:count]] = True
     return masked
+
+
+@dataclass(frozen=True)
+class MaskSchedule:
+    """The masks of one pre-training run: ``schedule`` random or guided (by ``keypoint``, (image, N) bool,
+    and with ``order: theta`` by ``theta``, (image, N)), ``ratio`` r, the curriculum ``betas`` and
+    ``rounds_per_step``."""
+
+    schedule: str
+    ratio: float
+    n_patches: int
+    betas: tuple[float, ...] = ()
+    rounds_per_step: int = 1
+    keypoint: np.ndarray | None = None
+    theta: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"pretraining schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        if self.schedule == "guided" and (self.keypoint is None or not self.betas):
+            raise ValueError("the guided schedule needs the keypoint patches and the curriculum's betas")
+
+    def beta(self, round_index: int) -> float | None:
+        """β of a round (None for the random schedule)."""
+        if self.schedule == "random":
+            return None
+        return curriculum_beta(round_index, list(self.betas), self.rounds_per_step)
+
+    def mask(self, index: int, round_index: int, rng: np.random.Generator) -> np.ndarray:
+        """(N,) bool: the masked patches of image ``index`` in round ``round_index``."""
+        if self.schedule == "random":
+            return random_mask(self.n_patches, self.ratio, rng)
+        theta = None if self.theta is None else self.theta[index]
+        return guided_mask(self.keypoint[index], self.ratio, self.beta(round_index), rng, theta)
+
+    def fallback(self, round_index: int) -> tuple[int, int]:
+        """(images, patches) taken from the other kind in a round (0, 0 for the random schedule)."""
+        if self.schedule == "random":
+            return 0, 0
+        return fallback(self.keypoint, self.ratio, self.beta(round_index))

@@ -44,37 +44,52 @@ def normalised_patches(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return (pixels - mean) / std, mean, std
 
 
-def masked_patch_loss(predicted: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked patches of the per-patch mean squared error."""
+def masked_patch_errors(predicted: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """(B,): each image's mean squared error over its masked patches (of the per-patch mean over pixels)."""
     per_patch = ((predicted.float() - targets.float()) ** 2).mean(dim=-1)
     weights = masked.to(per_patch.dtype)
-    return (per_patch * weights).sum() / weights.sum().clamp_min(1.0)
+    return (per_patch * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class MaeDecoder(nn.Module):
+    """MAE's decoder: the encoder's prefix tokens and visible patches (``dim`` channels) and a learned mask
+    token at every masked position, the patches with learned position embeddings, through ``depth`` timm
+    blocks of ``width`` channels and ``heads`` heads, to every patch's ``channels`` normalised pixels."""
+
+    def __init__(self, dim: int, n_patches: int, channels: int, width: int, depth: int, heads: int):
+        super().__init__()
+        self.embed = nn.Linear(dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_patches, width))
+        self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)))
+        self.norm = nn.LayerNorm(width)
+        self.pred = nn.Linear(width, channels)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, masked: torch.Tensor, n_prefix: int) -> torch.Tensor:
+        """(B, N, channels) from the encoder's tokens: ``n_prefix`` prefix tokens (CLS: they join the
+        decoder's blocks, as in MAE, so the encoder's CLS output is trained), then the visible patches in
+        row-major order."""
+        tokens = self.embed(tokens)
+        prefix, visible = tokens[:, :n_prefix], tokens[:, n_prefix:]
+        full = self.mask_token.to(visible.dtype).expand(masked.shape[0], masked.shape[1], -1)
+        full = full.masked_scatter(~masked[..., None], visible) + self.pos_embed
+        return self.pred(self.norm(self.blocks(torch.cat([prefix, full], dim=1))[:, n_prefix:]))
 
 
 class MaskedAutoencoder(nn.Module):
-    """The ViT ``vit`` as an MAE encoder with a decoder of ``depth`` timm blocks of ``width`` channels and
-    ``heads`` heads. ``model(images, masked)`` returns (None, loss): the training loop's form of a model
-    without classification (its loss auxiliary only)."""
+    """The ViT ``vit`` as an MAE encoder with a :class:`MaeDecoder` (``decoder``: width, depth, heads).
+    ``model(images, masked)`` returns (None, loss): the training loop's form of a model without
+    classification (its loss auxiliary only)."""
 
-    def __init__(self, vit: nn.Module, width: int, depth: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, vit: nn.Module, decoder: dict):
         super().__init__()
         self.encoder = vit
         self.patch = int(vit.patch_embed.patch_size[0])
         self.grid = patch_grid(vit)
-        n_patches = self.grid[0] * self.grid[1]
-        channels = 3 * self.patch * self.patch
-        self.decoder_embed = nn.Linear(vit.embed_dim, width)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n_patches, width))
-        self.decoder_blocks = nn.Sequential(*(Block(width, heads, mlp_ratio, qkv_bias=True) for _ in range(depth)))
-        self.decoder_norm = nn.LayerNorm(width)
-        self.decoder_pred = nn.Linear(width, channels)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
-
-    def decoder_state(self) -> dict[str, torch.Tensor]:
-        """The decoder's parameters (everything but the encoder)."""
-        return {name: value for name, value in self.state_dict().items() if not name.startswith("encoder.")}
+        n_patches, channels = self.grid[0] * self.grid[1], 3 * self.patch * self.patch
+        self.decoder = MaeDecoder(vit.embed_dim, n_patches, channels, **decoder)
 
     def encode(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """The encoder's output tokens of the visible patches (prefix tokens first, then the visible patches
@@ -84,17 +99,19 @@ class MaskedAutoencoder(nn.Module):
 
     def decode(self, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """(B, N, patch²·3): the predicted normalised pixels of every patch."""
-        visible = self.decoder_embed(tokens[:, n_prefix_tokens(self.encoder) :])
-        full = self.mask_token.to(visible.dtype).expand(masked.shape[0], masked.shape[1], -1)
-        full = full.masked_scatter(~masked[..., None], visible)  # visible patches in row-major order
-        return self.decoder_pred(self.decoder_norm(self.decoder_blocks(full + self.decoder_pos_embed)))
+        return self.decoder(tokens, masked, n_prefix_tokens(self.encoder))
 
     def predict(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(images, masked), masked)
 
-    def forward(self, images: torch.Tensor, masked: torch.Tensor):
+    def errors(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """(B,): the reconstruction error of each image on its masked patches (normalised-pixel targets)."""
         targets, _mean, _std = normalised_patches(patch_pixels(images, self.patch))
-        return None, masked_patch_loss(self.predict(images, masked), targets, masked)
+        return masked_patch_errors(self.predict(images, masked), targets, masked)
+
+    def forward(self, images: torch.Tensor, masked: torch.Tensor):
+        # Every image masks as many patches: the mean of the images' errors is the mean over all masked patches.
+        return None, self.errors(images, masked).mean()
 
     @torch.no_grad()
     def restored(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
