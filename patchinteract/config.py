@@ -51,15 +51,19 @@ def config_problems(config: dict) -> list[str]:
         problems.append(
             f"semantics.masking.fill: dataset_mean colours zeroed patches; mode {masking['mode']} removes them"
         )
-    return problems + pretraining_problems(config["pretraining"]) + rank_problems(config)
+    return problems + pretraining_problems(config["pretraining"], config["datasets"]) + rank_problems(config)
 
 
-def pretraining_problems(pretraining: dict) -> list[str]:
+def pretraining_problems(pretraining: dict, datasets: dict) -> list[str]:
     """A decoder whose heads do not divide its width; starting weights (MAE pre-training starts from random
     weights)."""
     problems, decoder = [], pretraining["decoder"]
     if decoder["width"] % decoder["heads"]:
         problems.append(f"pretraining.decoder: {decoder['heads']} heads do not divide width {decoder['width']}")
+    if pretraining["dataset"] is not None and pretraining["dataset"] not in datasets:
+        problems.append(f"pretraining.dataset: '{pretraining['dataset']}' is not one of datasets {sorted(datasets)}")
+    elif pretraining["dataset"] is not None and pretraining["order"] == "theta":
+        problems.append("pretraining.order: theta needs θ of the experiment's own data set (pretraining.dataset: null)")
     if pretraining["recipe"].get("init", "none") != "none":
         problems.append(f"pretraining.recipe.init: '{pretraining['recipe']['init']}'; pre-training starts from none")
     return problems

@@ -183,8 +183,15 @@ def pretraining_settings(config: dict, schedule: str) -> dict:
 
 def pretraining_fingerprint(config: dict, experiment: str, schedule: str, seed: int) -> str:
     """Hash of everything that determines one pre-training run."""
-    settings = pretraining_settings(config, schedule)
-    return fingerprint(experiment_fingerprint(config, experiment), settings, schedule, seed)
+    settings, dataset = pretraining_settings(config, schedule), pretraining_dataset(config, experiment)
+    return fingerprint(
+        experiment_fingerprint(config, experiment), settings, config["datasets"][dataset], schedule, seed
+    )
+
+
+def pretraining_dataset(config: dict, experiment: str) -> str:
+    """The data set an experiment's MAEs pre-train on: pretraining.dataset, or the experiment's own."""
+    return config["pretraining"]["dataset"] or dataset_of(config, experiment)
 
 
 # --------------------------------------------------------------------------- what each stage reads
@@ -268,12 +275,20 @@ def mean_colour_input(config: dict, experiment: str) -> dict:
 def pretraining_inputs(config: dict, experiment: str, schedule: str) -> dict:
     """What a pre-training run reads: the manifest, and for the guided schedule the train split's keypoint
     store (and its semantics store with ``order: theta``)."""
-    inputs = {"manifest": paths.manifest(dataset_of(config, experiment))}
+    inputs = {"manifest": paths.manifest(pretraining_dataset(config, experiment))}
     if schedule == "guided":
-        inputs["keypoints"] = paths.zarr_target(paths.semantics_file(experiment, "train", "keypoints.zarr"))
-        if config["pretraining"]["order"] == "theta":
+        inputs["keypoints"] = pretraining_keypoints(config, experiment, "train")
+        if config["pretraining"]["order"] == "theta":  # the experiment's own data set (config check)
             inputs["semantics"] = paths.zarr_target(paths.semantics_file(experiment, "train", "semantics.zarr"))
     return inputs
+
+
+def pretraining_keypoints(config: dict, experiment: str, split: str) -> str:
+    """The keypoint store of a split of the pre-training data set: the semantic analyses' when it is the
+    experiment's own data set, else one beside the pre-training runs."""
+    if pretraining_dataset(config, experiment) == dataset_of(config, experiment):
+        return paths.zarr_target(paths.semantics_file(experiment, split, "keypoints.zarr"))
+    return paths.zarr_target(paths.restoration_file(experiment, f"keypoints_{split}.zarr"))
 
 
 def pretraining_runs(config: dict) -> list[tuple[str, int]]:

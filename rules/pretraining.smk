@@ -53,11 +53,30 @@ rule pretrain_mae:
         "../workflow_scripts/pretrain_mae.py"
 
 
+# The keypoints of a pre-training data set other than the experiment's own (pretraining.dataset).
+use rule keypoints as pretraining_keypoints with:
+    input:
+        manifest=lambda wildcards: paths.manifest(
+            grid.pretraining_dataset(config, wildcards.experiment)
+        ),
+    output:
+        store=zarr_target(
+            paths.restoration_file("{experiment}", "keypoints_{split}.zarr")
+        ),
+        figure=zarr_target(
+            paths.restoration_file("{experiment}", "figure_keypoints_{split}.zarr")
+        ),
+    log:
+        log_file("pretraining_keypoints", "{experiment}_{split}"),
+
+
 rule mae_restoration:
     input:
-        manifest=manifest_of,
-        keypoints=lambda wildcards: zarr_target(
-            paths.semantics_file(wildcards.experiment, "val", "keypoints.zarr")
+        manifest=lambda wildcards: paths.manifest(
+            grid.pretraining_dataset(config, wildcards.experiment)
+        ),
+        keypoints=lambda wildcards: grid.pretraining_keypoints(
+            config, wildcards.experiment, "val"
         ),
         encoders=lambda wildcards: grid.pretraining_run_files(
             config, wildcards.experiment, "encoder.safetensors"

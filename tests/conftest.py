@@ -4,8 +4,11 @@ import copy
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import patchinteract.compat  # noqa: F401  (before anything imports timm or torchvision)
@@ -180,3 +183,21 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
         elif in_table and len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def run_script(script: str, *args) -> subprocess.Popen:
+    """Python source ``script`` run with ``args`` in a fresh process, its stdout captured."""
+    command = [sys.executable, "-c", textwrap.dedent(script), *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def interrupt_once_started(process: subprocess.Popen, started: Path, after: float) -> None:
+    """SIGTERM to ``process`` ``after`` seconds after it made the file ``started`` (its loop runs), then
+    wait for it to exit."""
+    deadline = time.monotonic() + 120  # imports take a while on a loaded machine
+    while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(after)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)

@@ -167,7 +167,7 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     for dataset_name, dataset in config["datasets"].items():
         if dataset["source"] == "imagefolder":  # stand in for the cluster's ImageNet folder
             dataset["path"] = str(tmp_path / "imagenet")
-            Path(dataset["path"]).mkdir()
+            Path(dataset["path"]).mkdir(exist_ok=True)
             overrides.append(f"datasets={{{dataset_name}: {{path: {dataset['path']}}}}}")
     config = validated(config)
     assert len(config["experiments"]) == REAL_SCALE[name]
@@ -209,8 +209,17 @@ def test_real_scale_configs_validate_and_plan(tmp_path, name):
     ):
         assert counts[rule] == REAL_SCALE[name], rule
     # The semantic analyses of every experiment: val keypoints, θ streamed through the baseline, masking.
-    for rule in ("keypoints", "semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):
+    for rule in ("semantics_streaming", "semantics_summary", "theta_masking", "figure_semantics"):
         assert counts[rule] == REAL_SCALE[name], rule
+    # MAE pre-training (Wu et al.) of every experiment's ViT, 2 schedules x seeds, on ImageNette's classes of
+    # the ImageNet tree (keypoints of both its splits beside the runs), or on CUB's own train split.
+    subset = config["pretraining"]["dataset"]
+    assert counts["pretrain_mae"] == REAL_SCALE[name] * 2 * len(config["seeds"])
+    assert counts["mae_restoration"] == counts["figure_pretraining"] == REAL_SCALE[name]
+    assert counts["keypoints"] == REAL_SCALE[name] * (1 if subset else 2)  # val, and train for the guided masks
+    assert counts.get("pretraining_keypoints", 0) == (2 * REAL_SCALE[name] if subset else 0)
+    if subset:
+        assert len(config["datasets"][subset]["classes"]) == 10
     # The explorer page of every experiment, its images' attention computed again (store none), its size bounded.
     assert counts["explorer"] == counts["explorer_attention_store"] == REAL_SCALE[name]
     assert config["explorer"]["images"] != "all" and config["explorer"]["attention_layers"] != "all"

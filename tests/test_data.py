@@ -81,6 +81,16 @@ def test_imagefolder_count_is_checked(tmp_path):
         scan_imagefolder(root, {"train": "train", "val": "val"}, expected_counts={"train": 7})
 
 
+def test_a_class_list_keeps_a_subset_labelled_in_order(tmp_path):
+    root = make_imagefolder(tmp_path / "data", classes=("cat", "dog", "eel"))
+    every = scan_imagefolder(root, {"train": "train", "val": "val"})
+    subset = scan_imagefolder(root, {"train": "train", "val": "val"}, classes=["eel", "cat"])
+    assert subset.groupby("class_name")["label"].first().to_dict() == {"cat": 0, "eel": 1}
+    assert len(subset) == 10 and len(every) == 15
+    with pytest.raises(DatasetError, match=r"no class folders \['zebra'\]"):
+        scan_imagefolder(root, {"train": "train", "val": "val"}, classes=["cat", "zebra"])
+
+
 def test_corrupt_image_errors_or_is_skipped_and_listed(tmp_path):
     root = make_imagefolder(tmp_path / "data")
     (root / "train" / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

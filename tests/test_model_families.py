@@ -28,6 +28,7 @@ def family_config() -> dict:
     for name, (model, args, _) in FAMILIES.items():
         config["experiments"][name] = tiny | {"model": model, "model_args": SMALL | args}
     config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}, "figures": {"dip_betas": [0.2]}}
+    config["pretraining"]["enabled"] = False  # the MAE on each family: tests/test_pretraining.py (CI time)
     return config
 
 

@@ -3,16 +3,12 @@ stages (Sec. 4.3): masks counted by hand, a decoder that learns a planted image,
 the k-NN monitor, and a run stopped by SIGTERM that resumes to the uninterrupted run's weights and curve."""
 
 import json
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import interrupt_once_started, run_script
 from safetensors.torch import load_file
 
 from patchinteract.analyses.semantics.guided import (
@@ -222,10 +218,7 @@ print(json.dumps(summary))
 
 
 def pretrain(manifest, tmp_path, name, delay=0.0):
-    args = [manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay]
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(PRETRAIN), *map(str, args)], stdout=subprocess.PIPE, text=True
-    )
+    return run_script(PRETRAIN, manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay)
 
 
 @pytest.mark.slow
@@ -239,14 +232,7 @@ def test_a_pretraining_run_stopped_by_sigterm_resumes_to_the_uninterrupted_run(t
     assert [record["beta"] for record in once["epochs"]] == [0.1, 0.3, 0.5, 0.5]
 
     interrupted = pretrain(digits_manifest, tmp_path, "resumed", delay=0.05)
-    started = tmp_path / "resumed.pt.started"
-    deadline = time.monotonic() + 120
-    while not started.exists() and time.monotonic() < deadline and interrupted.poll() is None:
-        time.sleep(0.1)
-    time.sleep(2.5)  # into the second round
-    assert interrupted.poll() is None, "pre-training ended before it could be interrupted"
-    interrupted.send_signal(signal.SIGTERM)
-    interrupted.communicate(timeout=120)
+    interrupt_once_started(interrupted, tmp_path / "resumed.pt.started", after=2.5)  # into the second round
     assert interrupted.returncode != 0
     state = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert 6 < state["position"]["step"] < 24 and state["position"]["epochs"]  # after the first round's record

@@ -1,15 +1,11 @@
 """Training: the schedule, SIGTERM saves a checkpoint and the resumed run ends identical, evaluation, masks."""
 
 import json
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import interrupt_once_started, run_script
 from safetensors.torch import load_file
 
 from patchinteract.training.branches import MaskMismatchError, load_mask_array
@@ -50,10 +46,7 @@ print(json.dumps(summary))
 
 
 def train(manifest, tmp_path, name, delay=0.0):
-    args = [manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay]
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(TRAIN), *map(str, args)], stdout=subprocess.PIPE, text=True
-    )
+    return run_script(TRAIN, manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay)
 
 
 @pytest.mark.slow
@@ -63,14 +56,7 @@ def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits
     assert uninterrupted.returncode == 0 and once_summary["steps"] == 27  # 3 epochs x 9 batches of 4
 
     interrupted = train(digits_manifest, tmp_path, "resumed", delay=0.03)
-    started = tmp_path / "resumed.pt.started"
-    deadline = time.monotonic() + 120  # imports take a while on a loaded machine
-    while not started.exists() and time.monotonic() < deadline and interrupted.poll() is None:
-        time.sleep(0.1)
-    time.sleep(1)
-    assert interrupted.poll() is None, "training ended before it could be interrupted"
-    interrupted.send_signal(signal.SIGTERM)
-    interrupted.communicate(timeout=120)
+    interrupt_once_started(interrupted, tmp_path / "resumed.pt.started", after=1)
     assert interrupted.returncode != 0
     state = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert 0 < state["position"]["step"] < 27

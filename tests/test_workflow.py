@@ -383,6 +383,14 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "explorer": experiments,
         "all": 1,
     }
+    # The guided curriculum's pace: the guided pre-training runs (one per seed) and what reads them only.
+    assert changed_plan(tiny_run, **{"pretraining.rounds_per_step": 2}) == {
+        "pretrain_mae": experiments * len(TINY_CONFIG["seeds"]),
+        "mae_restoration": experiments,
+        "pretraining_table": experiments,
+        "figure_pretraining": experiments,
+        "all": 1,
+    }
     # The colour of masked patches: the data set's mean colour once, the masking and its figure.
     assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean"}) == {
         "dataset_mean_colour": 1,
@@ -788,3 +796,46 @@ def test_inference_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
             assert dict(two.attrs) == dict(one.attrs) and sorted(two.array_keys()) == sorted(one.array_keys())
             for array in one.array_keys():
                 np.testing.assert_array_equal(two[array][:], one[array][:], err_msg=f"{name}/{array}")
+
+
+def test_mae_pretraining_and_restoration_of_both_schedules(tiny_run):
+    """Wu et al. Sec. 5.2 and 2: per schedule and seed a curve of k-NN top-1 per round (the guided one's β
+    stepping every round), the final k-NN and probe top-1 with intervals, the restoration errors per choice;
+    the guided masks' fallback counted; two layers make no stages."""
+    from conftest import TINY_CONFIG
+
+    results = tiny_run / "results"
+    seeds, rounds = TINY_CONFIG["seeds"], TINY_CONFIG["pretraining"]["recipe"]["epochs"]
+    curves = pd.read_parquet(results / "tables/pretraining_curves_tiny.parquet")
+    assert len(curves) == 2 * len(seeds) * rounds
+    guided = curves[curves["schedule"] == "guided"]
+    assert guided.groupby("seed")["beta"].apply(list).tolist() == [[0.1, 0.5, 0.5]] * len(seeds)
+    assert curves.loc[curves["schedule"] == "random", "beta"].isna().all()
+    assert (guided["fallback_images"] >= 0).all() and (curves["loss"] > 0).all()
+    table = pd.read_parquet(results / "tables/pretraining_tiny.parquet").set_index("schedule")
+    assert list(table.index) == ["random", "guided"] and (table["n_seeds"] == len(seeds)).all()
+    for name in ("knn", "probe"):
+        assert (table[f"{name}_ci_low"] <= table[f"{name}_top1"]).all()
+        assert (table[f"{name}_top1"] <= table[f"{name}_ci_high"]).all()
+    for schedule in ("random", "guided"):
+        for seed in seeds:
+            run = results / f"tiny/pretraining/{schedule}/seed{seed}"
+            metrics = json.loads((run / "metrics.json").read_text())
+            curve = curves[(curves["schedule"] == schedule) & (curves["seed"] == seed)]
+            predictions = pd.read_parquet(run / "predictions.parquet")
+            assert metrics["knn_top1"] == curve["knn_top1"].iloc[-1] == 100 * predictions["knn_correct"].mean()
+            assert metrics["rounds"] == rounds and len(predictions) == 20
+            assert (run / "encoder.safetensors").is_file() and (run / "decoder.safetensors").is_file()
+            assert not (run / "checkpoint.pt").exists()
+    threshold = 0.95 * table.loc["random", "knn_top1"]
+    assert table["reach_threshold"].iloc[0] == pytest.approx(threshold)
+    restoration = pd.read_parquet(results / "tiny/pretraining/restoration.parquet")
+    assert len(restoration) == 2 * 3 and (restoration["n_images"] == 20).all()
+    assert (restoration["mse_ci_low"] <= restoration["mse"]).all() and (
+        restoration["mse"] <= restoration["mse_ci_high"]
+    ).all()
+    choices = restoration.set_index(["schedule", "choice"])["masked_keypoint_patches"]
+    assert choices["random", "keypoint"] > choices["random", "random"] > choices["random", "non_keypoint"]
+    assert pd.read_parquet(results / "tables/semantics_stages_tiny_val.parquet").empty  # 2 layers
+    for name in ("pretraining_curves", "mae_restoration", "three_stages"):
+        assert (results / f"figures/tiny/{name}.png").stat().st_size > 5_000, name

@@ -20,7 +20,7 @@ with logged_to(snakemake.log[0]) as log:
     if settings["layout"] == "cub" and settings["source"] == "url":
         table = read_cub_layout(root)
     else:
-        table = scan_imagefolder(root, settings["splits"], settings.get("expected_counts"))
+        table = scan_imagefolder(root, settings["splits"], settings.get("expected_counts"), settings.get("classes"))
     table = check_images(table, root, snakemake.params.on_corrupt, threads=snakemake.threads)
     manifest = finalize_manifest(table)
     write_manifest(manifest, Path(snakemake.output.manifest), root)

@@ -30,11 +30,14 @@ class DatasetError(RuntimeError):
     """A dataset that is missing, malformed, or could not be fetched."""
 
 
-def scan_imagefolder(root: Path, split_dirs: dict[str, str], expected_counts: dict | None = None) -> pd.DataFrame:
+def scan_imagefolder(
+    root: Path, split_dirs: dict[str, str], expected_counts: dict | None = None, classes: list[str] | None = None
+) -> pd.DataFrame:
     """Rows for an ImageFolder tree: ``root/<split_dir>/<class>/<image>``.
 
     Class labels are the sorted class folder names of the first split; every
-    split must use the same classes. ``expected_counts`` (split -> number of
+    split must use the same classes. ``classes`` keeps only those folders (a subset,
+    labelled in sorted order; each must exist). ``expected_counts`` (split -> number of
     images) is checked when given.
     """
     if not root.is_dir():
@@ -45,13 +48,19 @@ def scan_imagefolder(root: Path, split_dirs: dict[str, str], expected_counts: di
         split_root = root / subdir
         if not split_root.is_dir():
             raise DatasetError(f"split '{split}': folder {split_root} does not exist")
-        classes = sorted(p.name for p in split_root.iterdir() if p.is_dir())
-        if not classes:
+        found = sorted(p.name for p in split_root.iterdir() if p.is_dir())
+        missing = sorted(set(classes or ()) - set(found))
+        if missing:
+            raise DatasetError(
+                f"split '{split}': {split_root} has no class folders {missing[:5]} of the classes listed"
+            )
+        classes_here = sorted(classes) if classes else found
+        if not classes_here:
             raise DatasetError(f"split '{split}': {split_root} has no class folders (expected <class>/<image>)")
         if class_names is None:
-            class_names = classes
-        elif classes != class_names:
-            extra, missing = set(classes) - set(class_names), set(class_names) - set(classes)
+            class_names = classes_here
+        elif classes_here != class_names:
+            extra, missing = set(classes_here) - set(class_names), set(class_names) - set(classes_here)
             raise DatasetError(
                 f"split '{split}' in {split_root} has other classes than the first split: "
                 f"extra {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"

@@ -131,7 +131,14 @@ def pretrain_job(job: dict) -> None:
 
         def monitor(mae, round_index):
             record = parts["monitor"](mae, round_index)
-            log.info("round %d: k-NN top-1 %.2f%% (β %s)", record["round"], record["knn_top1"], record["beta"])
+            log.info(
+                "round %d: k-NN top-1 %.2f%% (β %s; %d images took %d patches from the other kind)",
+                record["round"],
+                record["knn_top1"],
+                record["beta"],
+                record["fallback_images"],
+                record["fallback_patches"],
+            )
             return record
 
         _vit, mae, summary = run.train(
