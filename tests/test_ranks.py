@@ -270,3 +270,36 @@ def test_a_store_written_in_one_go_by_rank_zero_waits_for_no_other_rank(tmp_path
 
     store = zarr.open_group(launch(figure_store_of_rank_zero, 2, "cpu", str(tmp_path / "figure.zarr")), mode="r")
     assert store["predicted"][:].all() and store["image_id"][:].tolist() == [0, 1]
+
+
+def pretrain_tiny() -> dict:
+    """A guided MAE pre-training of the tiny ViT, 2 rounds (run on every rank): rank 0's losses, records
+    and weights. SGD, as train_tiny."""
+    from patchinteract.analyses.semantics.guided import MaskSchedule
+    from patchinteract.analyses.semantics.mae import MaskedAutoencoder
+    from patchinteract.analyses.semantics.pretraining import PretrainingSamples
+
+    seed_everything(0)
+    vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
+    mae = MaskedAutoencoder(vit, {"width": 16, "depth": 1, "heads": 2})
+    keypoint = np.random.default_rng(0).random((IMAGES, 16)) < 0.3
+    masks = MaskSchedule("guided", 0.5, 16, (0.1, 0.5), 1, keypoint)
+    samples = PretrainingSamples(LabelledImages(), masks, GRID, seed=0, hflip=True)
+    recipe = Recipe.from_config({"epochs": 2, "lr": 1e-2, "batch_size": 8, "optimizer": "sgd"})
+    device = torch.device("cpu")
+    training = Training(mae, samples, recipe, device, seed=0, after_epoch=lambda _mae, epoch: {"round": epoch + 1})
+    summary = training.run()
+    weights = {name: value.detach().clone() for name, value in mae.state_dict().items()}
+    return {"summary": summary, "losses": training.step_losses, "weights": weights}
+
+
+def test_mae_pretraining_on_two_ranks_takes_the_steps_of_one():
+    """DDP over the MAE (its pooling and head frozen: no gradient DDP would wait for), each rank half of
+    every batch with its masks: the steps of one process, within float noise."""
+    one, two = launch(pretrain_tiny, 1, "cpu"), launch(pretrain_tiny, 2, "cpu")
+    records = [(r["round"], r["loss"]) for r in one["summary"]["epochs"]]
+    assert [r["round"] for r in two["summary"]["epochs"]] == [1, 2] and len(two["losses"]) == 6
+    np.testing.assert_allclose([r["loss"] for r in two["summary"]["epochs"]], [loss for _, loss in records], atol=1e-5)
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=0, atol=1e-5)
+    for name, value in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], value, rtol=0, atol=1e-5, msg=name)

@@ -19,6 +19,7 @@ from patchinteract.models.masked import dropped_tokens
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 
 NORM_EPS = 1e-6  # MAE's
+POOLING_MODULES = ("attn_pool", "fc_norm", "head_drop", "head", "head_dist")  # timm's, after forward_features
 
 
 def patch_pixels(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -90,6 +91,10 @@ class MaskedAutoencoder(nn.Module):
         self.grid = patch_grid(vit)
         n_patches, channels = self.grid[0] * self.grid[1], 3 * self.patch * self.patch
         self.decoder = MaeDecoder(vit.embed_dim, n_patches, channels, **decoder)
+        # The pooling and classifier take no part in the loss: frozen, so DDP expects no gradient of them.
+        for name in POOLING_MODULES:
+            if isinstance(getattr(vit, name, None), nn.Module):
+                getattr(vit, name).requires_grad_(False)
 
     def encode(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """The encoder's output tokens of the visible patches (prefix tokens first, then the visible patches
