@@ -99,10 +99,12 @@ class EncoderMonitor:
     def __init__(self, bank, queries, masks: MaskSchedule, k: int, temperature: float, device, loader: dict):
         self.bank, self.queries, self.masks = bank, queries, masks
         self.k, self.temperature, self.device, self.loader = k, temperature, device, loader
+        self.latest = None  # the last round's features: the final model's, when training ended after it
 
     def features(self, mae):
         bank = pooled_features(mae, self.bank, self.device, **self.loader)
-        return bank, pooled_features(mae, self.queries, self.device, **self.loader)
+        self.latest = bank, pooled_features(mae, self.queries, self.device, **self.loader)
+        return self.latest
 
     def __call__(self, mae, round_index: int) -> dict:
         (bank, bank_labels), (queries, labels) = self.features(mae)
@@ -117,9 +119,10 @@ class EncoderMonitor:
         }
 
     def final(self, mae) -> pd.DataFrame:
-        """Per val image: label, k-NN and linear-probe predictions and whether each is correct."""
+        """Per val image: label, k-NN and linear-probe predictions and whether each is correct (from the
+        last round's features, or, in a run resumed after its last round, computed now)."""
         mae.eval()
-        (bank, bank_labels), (queries, labels) = self.features(mae)
+        (bank, bank_labels), (queries, labels) = self.latest or self.features(mae)
         knn = knn_predictions(bank, bank_labels, queries, self.k, self.temperature)
         probe = linear_probe(bank, bank_labels, queries)
         labels = labels.numpy()
