@@ -185,10 +185,14 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     return counts
 
 
-def run_script(script: str, *args) -> subprocess.Popen:
-    """Python source ``script`` run with ``args`` in a fresh process, its stdout captured."""
-    command = [sys.executable, "-c", textwrap.dedent(script), *map(str, args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+def run_training_script(script: str, manifest: Path, folder: Path, name: str, delay: float = 0.0) -> subprocess.Popen:
+    """Python source ``script`` in a fresh process (stdout captured) with the arguments of a resumable run
+    ``name``: the manifest, its checkpoint ``<name>.pt``, its weights ``<name>.safetensors`` in ``folder``
+    and a delay per image (to stop it part-way)."""
+    args = [manifest, folder / f"{name}.pt", folder / f"{name}.safetensors", delay]
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def interrupt_once_started(process: subprocess.Popen, started: Path, after: float) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import interrupt_once_started, run_script
+from conftest import interrupt_once_started, run_training_script
 from safetensors.torch import load_file
 
 from patchinteract.analyses.semantics.guided import (
@@ -217,27 +217,23 @@ print(json.dumps(summary))
 """
 
 
-def pretrain(manifest, tmp_path, name, delay=0.0):
-    return run_script(PRETRAIN, manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay)
-
-
 @pytest.mark.slow
 def test_a_pretraining_run_stopped_by_sigterm_resumes_to_the_uninterrupted_run(tmp_path, digits_manifest):
     """A guided run (β changes every round) stopped part-way ends, resumed, with the weights and the
     per-round k-NN curve of the uninterrupted run."""
-    uninterrupted = pretrain(digits_manifest, tmp_path, "once")
+    uninterrupted = run_training_script(PRETRAIN, digits_manifest, tmp_path, "once")
     once = json.loads(uninterrupted.communicate(timeout=300)[0])
     assert uninterrupted.returncode == 0 and once["steps"] == 24  # 4 rounds x 6 batches of 6
     assert [record["round"] for record in once["epochs"]] == [1, 2, 3, 4]
     assert [record["beta"] for record in once["epochs"]] == [0.1, 0.3, 0.5, 0.5]
 
-    interrupted = pretrain(digits_manifest, tmp_path, "resumed", delay=0.05)
+    interrupted = run_training_script(PRETRAIN, digits_manifest, tmp_path, "resumed", delay=0.05)
     interrupt_once_started(interrupted, tmp_path / "resumed.pt.started", after=2.5)  # into the second round
     assert interrupted.returncode != 0
     state = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert 6 < state["position"]["step"] < 24 and state["position"]["epochs"]  # after the first round's record
 
-    resumed = pretrain(digits_manifest, tmp_path, "resumed")
+    resumed = run_training_script(PRETRAIN, digits_manifest, tmp_path, "resumed")
     summary = json.loads(resumed.communicate(timeout=300)[0])
     assert resumed.returncode == 0 and summary["resumed_from_step"] == state["position"]["step"]
     assert summary["epochs"] == once["epochs"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import interrupt_once_started, run_script
+from conftest import interrupt_once_started, run_training_script
 from safetensors.torch import load_file
 
 from patchinteract.training.branches import MaskMismatchError, load_mask_array
@@ -45,23 +45,19 @@ print(json.dumps(summary))
 """
 
 
-def train(manifest, tmp_path, name, delay=0.0):
-    return run_script(TRAIN, manifest, tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors", delay)
-
-
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits_manifest):
-    uninterrupted = train(digits_manifest, tmp_path, "once")
+    uninterrupted = run_training_script(TRAIN, digits_manifest, tmp_path, "once")
     once_summary = json.loads(uninterrupted.communicate(timeout=300)[0])
     assert uninterrupted.returncode == 0 and once_summary["steps"] == 27  # 3 epochs x 9 batches of 4
 
-    interrupted = train(digits_manifest, tmp_path, "resumed", delay=0.03)
+    interrupted = run_training_script(TRAIN, digits_manifest, tmp_path, "resumed", delay=0.03)
     interrupt_once_started(interrupted, tmp_path / "resumed.pt.started", after=1)
     assert interrupted.returncode != 0
     state = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert 0 < state["position"]["step"] < 27
 
-    resumed = train(digits_manifest, tmp_path, "resumed")
+    resumed = run_training_script(TRAIN, digits_manifest, tmp_path, "resumed")
     summary = json.loads(resumed.communicate(timeout=300)[0])
     assert resumed.returncode == 0 and summary["resumed_from_step"] == state["position"]["step"]
     assert summary["steps"] == 27 and summary["final_loss"] == once_summary["final_loss"]
