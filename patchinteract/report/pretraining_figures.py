@@ -32,7 +32,7 @@ def plot_pretraining_curves(curves: pd.DataFrame, table: pd.DataFrame) -> plt.Fi
             color=colour,
             marker="o",
             markersize=3,
-            label=f"{schedule} ({seeds} seeds)",
+            label=f"{schedule} ({seeds} seed{'s' if seeds > 1 else ''})",
         )
         axis.fill_between(per_round.index, per_round["min"], per_round["max"], color=colour, alpha=0.2, linewidth=0)
     threshold = float(table["reach_threshold"].iloc[0])
