@@ -68,7 +68,7 @@ def test_stores_open_without_warnings(tiny_run):
     # attention 2, interaction 2, masks 2 x (2 windows + keep + fields), the figures' val keep stores
     # (figures.dip_betas: 0.07, 0.5) 2, winft figure 1 per seed (2), head attention and pattern codes 2, val keypoints,
     # figure keypoints and semantics 3
-    assert len(stores) == 21
+    assert len(stores) == 24  # and the guided masks' train keypoints and figure keypoints, restoration examples
     for store in stores:
         assert sorted(p.name for p in store.iterdir() if not p.is_dir()) == ["zarr.json"], store
         with warnings.catch_warnings():
@@ -293,7 +293,11 @@ def test_semantic_analyses_write_their_stores_tables_and_figures(tiny_run):
     for name in ("theta_per_layer", "focus_index_per_layer", "theta_masking", "theta_masked_patches"):
         with Image.open(tiny_run / f"results/figures/tiny/{name}.png") as image:
             assert min(image.size) > 250 and image.convert("L").getextrema()[1] > 100, name
-    assert not (tiny_run / "results/tiny/semantics/train").exists()  # semantics.splits: [val]
+    # semantics.splits: [val]; of train only the keypoints, which the guided MAE masks read
+    assert sorted(p.name for p in (tiny_run / "results/tiny/semantics/train").iterdir()) == [
+        "figure_keypoints.zarr",
+        "keypoints.zarr",
+    ]
 
 
 def test_report_gathers_figures_and_tables(tiny_run):
@@ -383,19 +387,16 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "explorer": experiments,
         "all": 1,
     }
-    # The guided curriculum's pace: the guided pre-training runs (one per seed) and what reads them only.
-    assert changed_plan(tiny_run, **{"pretraining.rounds_per_step": 2}) == {
+    # The colour of masked patches: the data set's mean colour once, the masking and its figure. The guided
+    # curriculum's pace: the guided pre-training runs (one per seed, no random one) and what reads them.
+    assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean", "pretraining.rounds_per_step": 2}) == {
+        "dataset_mean_colour": 1,
+        "theta_masking": experiments,
+        "figure_semantics": experiments,
         "pretrain_mae": experiments * len(TINY_CONFIG["seeds"]),
         "mae_restoration": experiments,
         "pretraining_table": experiments,
         "figure_pretraining": experiments,
-        "all": 1,
-    }
-    # The colour of masked patches: the data set's mean colour once, the masking and its figure.
-    assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean"}) == {
-        "dataset_mean_colour": 1,
-        "theta_masking": experiments,
-        "figure_semantics": experiments,
         "all": 1,
     }
     # How jobs run (device, loader workers, batch sizes): nothing.
@@ -500,7 +501,8 @@ def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
     targets = ["results/tiny/model/metrics.json", "results/tiny/masks/val/window_a0.5.zarr/zarr.json"]
-    run_from_root(tmp_path, TINY_CONFIG, *targets)
+    config = {key: value for key, value in TINY_CONFIG.items() if key != "pretraining"}  # a section it lacks
+    run_from_root(tmp_path, config, *targets)
     records = tmp_path / ".snakemake/metadata"
     before = {path.name: path.read_text() for path in records.iterdir()}
     scratch = tmp_path.parent / "records_copy"
@@ -508,7 +510,7 @@ def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     assert canonical_params_records(scratch) >= 5  # the records are not canonical: they would rerun
 
     repository_copy(tmp_path)  # today's code over the same checkout, as `git pull` does
-    result = run_from_root(tmp_path, TINY_CONFIG, "--dry-run", *targets)
+    result = run_from_root(tmp_path, config, "--dry-run", *targets)
     assert "Nothing to be done" in result.stdout + result.stderr
     after = {path.name: path.read_text() for path in records.iterdir()}
     assert after.keys() == before.keys() and after != before
@@ -726,16 +728,18 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
     assert not list((root / "results").rglob("checkpoint.pt")), "a training checkpoint was left behind"
     assert not recorded_paths(root, "incomplete")
     expected, resumed = table_frames(tiny_run), table_frames(root)
-    assert resumed.keys() == expected.keys() and len(expected) == 8
+    assert resumed.keys() == expected.keys() and len(expected) == 11
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(resumed[name], frame, obj=name)
     result = run_from_root(root, CONFIG, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_a_training_job_on_two_ranks_equals_one_rank(tiny_run, tmp_path):
-    """resources.train.ranks: 2 runs a retraining job on two gloo ranks (DDP, each half of every batch):
-    its predictions and metrics are those of the same job on one rank (SGD: see tests/test_ranks.py)."""
+def test_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
+    """resources.<kind>.ranks: 2 runs a retraining job on two gloo ranks (DDP, each half of every batch: the
+    predictions and metrics of the same job on one rank, SGD: see tests/test_ranks.py) and the baseline's
+    evaluation, head importance and masking by θ on two ranks (blocks of images: the outputs of the one-rank
+    run; stores on two ranks: the streaming test and tests/test_ranks.py)."""
     from conftest import TINY_CONFIG
 
     root = tmp_path / "root"
@@ -743,59 +747,42 @@ def test_a_training_job_on_two_ranks_equals_one_rank(tiny_run, tmp_path):
     config = copy.deepcopy(TINY_CONFIG)
     config["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}
     branch = "results/tiny/retrain/awd_dip_a0.1_b0.2/seed0"
-    outcomes = []
-    for ranks in (1, 2):
-        config.setdefault("resources", {}).setdefault("train", {})["ranks"] = ranks
-        run_from_root(root, config, f"{branch}/metrics.json", "--forcerun", "retrain_awd_dip")
-        metrics = json.loads((root / branch / "metrics.json").read_text())
-        outcomes.append((metrics, pd.read_parquet(root / branch / "predictions.parquet")))
-    (one, one_predictions), (two, two_predictions) = outcomes
-    pd.testing.assert_frame_equal(two_predictions.drop(columns="p_true"), one_predictions.drop(columns="p_true"))
-    np.testing.assert_allclose(two_predictions["p_true"], one_predictions["p_true"], atol=1e-5)
-    assert two["top1"] == one["top1"] and two["steps"] == one["steps"] and two["eo"] == one["eo"]
-    logs = sorted(path.name for path in (root / "results/logs/retrain").glob("tiny_awd_dip_a0.1_b0.2_seed0.log*"))
-    assert logs == ["tiny_awd_dip_a0.1_b0.2_seed0.log", *(f"tiny_awd_dip_a0.1_b0.2_seed0.log.rank{r}" for r in (0, 1))]
-
-
-def test_inference_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
-    """resources.inference.ranks: 2 runs the baseline's evaluation, the attention store, head importance and
-    masking by θ on two gloo ranks (blocks of images, store chunks): their outputs are the one-rank run's."""
-    from conftest import TINY_CONFIG
-
-    root = tmp_path / "root"
-    shutil.copytree(tiny_run, root, symlinks=True)
-    config = copy.deepcopy(TINY_CONFIG) | {"resources": {"inference": {"ranks": 2}}}
-    outputs = {
+    inference = {
         "evaluate_baseline": ["tiny/model/metrics.json", "tiny/model/predictions.parquet"],
-        "attention_store": ["tiny/attention/val.zarr"],
         "head_importance": ["tiny/heads/val/head_importance.parquet", "tiny/heads/val/head_importance_images.parquet"],
         "theta_masking": [
             "tiny/semantics/val/theta_masking.parquet",
             "tiny/semantics/val/theta_masking_predictions.parquet",
         ],
     }
-    targets = [
-        f"results/{name}" + ("/zarr.json" if name.endswith(".zarr") else "")
-        for names in outputs.values()
-        for name in names
-    ]
-    run_from_root(root, config, *targets, "--forcerun", *outputs)
-    assert "running on 2 ranks" in (root / "results/logs/head_importance/tiny_val.log").read_text()
-    for rule in outputs:
+    outputs = [name for names in inference.values() for name in names]
+    inference_targets = [f"results/{name}" for name in outputs]
+    branches = []
+    for ranks in (1, 2):
+        config["resources"] = {"train": {"ranks": ranks}} | ({"inference": {"ranks": 2}} if ranks == 2 else {})
+        targets, rules = [f"{branch}/metrics.json"], ["retrain_awd_dip"]
+        if ranks == 2:
+            targets, rules = targets + inference_targets, rules + list(inference)
+        run_from_root(root, config, *targets, "--forcerun", *rules)
+        metrics = json.loads((root / branch / "metrics.json").read_text())
+        branches.append((metrics, pd.read_parquet(root / branch / "predictions.parquet")))
+    (one, one_predictions), (two, two_predictions) = branches
+    pd.testing.assert_frame_equal(two_predictions.drop(columns="p_true"), one_predictions.drop(columns="p_true"))
+    np.testing.assert_allclose(two_predictions["p_true"], one_predictions["p_true"], atol=1e-5)
+    assert two["top1"] == one["top1"] and two["steps"] == one["steps"] and two["eo"] == one["eo"]
+    logs = sorted(path.name for path in (root / "results/logs/retrain").glob("tiny_awd_dip_a0.1_b0.2_seed0.log*"))
+    assert logs == ["tiny_awd_dip_a0.1_b0.2_seed0.log", *(f"tiny_awd_dip_a0.1_b0.2_seed0.log.rank{r}" for r in (0, 1))]
+    for rule in inference:
         logs = sorted(path.name for path in (root / "results/logs" / rule).glob("tiny*.log*"))
         assert any(name.endswith(".log.rank1") for name in logs), (rule, logs)
-    for name in (name for names in outputs.values() for name in names):
+    assert "running on 2 ranks" in (root / "results/logs/head_importance/tiny_val.log").read_text()
+    for name in outputs:
         one, two = tiny_run / "results" / name, root / "results" / name
         assert two.stat().st_mtime > one.stat().st_mtime, f"{name} was not recomputed"
         if name.endswith(".parquet"):
             pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one), check_exact=True, obj=name)
-        elif name.endswith(".json"):
-            assert json.loads(two.read_text()) == json.loads(one.read_text()), name
         else:
-            one, two = zarr.open_group(one, mode="r"), zarr.open_group(two, mode="r")
-            assert dict(two.attrs) == dict(one.attrs) and sorted(two.array_keys()) == sorted(one.array_keys())
-            for array in one.array_keys():
-                np.testing.assert_array_equal(two[array][:], one[array][:], err_msg=f"{name}/{array}")
+            assert json.loads(two.read_text()) == json.loads(one.read_text()), name
 
 
 def test_mae_pretraining_and_restoration_of_both_schedules(tiny_run):
