@@ -135,6 +135,22 @@ def test_schema_errors_name_the_key(path, value, message):
             {"images": 100, "sample": {"kind": "best_worst"}},
             "heads.images: 100 is the size of a random sample",
         ),
+        (
+            ("pretraining", "decoder"),
+            {"width": 30, "depth": 1, "heads": 4},
+            "pretraining.decoder: 4 heads do not divide width 30",
+        ),
+        (("pretraining", "dataset"), "imagenette", "pretraining.dataset: 'imagenette' is not one of datasets"),
+        (
+            ("pretraining",),
+            {"dataset": "digits", "order": "theta"},
+            "pretraining.order: theta needs θ of the experiment's own data set",
+        ),
+        (
+            ("pretraining", "recipe"),
+            {"epochs": 2, "lr": 0.001, "batch_size": 8, "init": "timm"},
+            "pretraining.recipe.init: 'timm'; pre-training starts from none",
+        ),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):
