@@ -59,6 +59,9 @@ def slurm_cluster():
             unavailable(f"'cluster.sh {step}' failed:\n{result.stdout}\n{result.stderr}")
     yield
     subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], check=True, timeout=120)
+    # A slurm.conf left without its controller would make every later `snakemake` start wait 9 s.
+    conf = Path("/etc/slurm/slurm.conf")
+    assert not (conf.exists() and "written by patchinteract" in conf.read_text()), f"cluster.sh stop left {conf}"
 
 
 def cluster_config(**resources) -> dict:

@@ -6,7 +6,8 @@
 #   tests/slurm/cluster.sh install   apt-get the daemons (root; once per machine)
 #   tests/slurm/cluster.sh start     write the configuration, start munged, MariaDB,
 #                                    slurmdbd, slurmctld and slurmd
-#   tests/slurm/cluster.sh stop      stop those daemons by the PIDs they recorded
+#   tests/slurm/cluster.sh stop      stop those daemons by the PIDs they recorded and remove
+#                                    the configuration (no Slurm client then waits on it)
 #   tests/slurm/cluster.sh status    sinfo of the running cluster
 #
 # The node declares two GPU gres backed by dummy files, so `--gpus`/`--gres=gpu:N`
@@ -197,6 +198,20 @@ stop() {
             kill -9 "$pid" 2>/dev/null && say "$name ($pid) killed" || say "$name ($pid) stopped"
         fi
         rm -f "$STATE/$name.pid"
+    done
+    remove_config
+}
+
+# Where Slurm's clients are installed, a slurm.conf whose controller does not answer makes every
+# `scontrol` wait for its message timeout (9 s), and Snakemake's Slurm executor plugin runs
+# `scontrol show config` when it is imported, at every `snakemake` start. Without a slurm.conf
+# the same call fails at once, so the configuration exists only while the cluster runs.
+remove_config() {
+    local file
+    for file in slurm.conf gres.conf slurmdbd.conf; do
+        if [[ -f $CONF_DIR/$file ]] && grep -qxF "$MARKER" "$CONF_DIR/$file"; then
+            rm -f "$CONF_DIR/$file"
+        fi
     done
 }
 
