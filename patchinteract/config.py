@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
-from patchinteract.grid import job_ranks, retrain_init, retrain_methods, timm_model_name, weights_source
+from patchinteract.grid import (
+    job_ranks,
+    model_settings,
+    retrain_init,
+    retrain_methods,
+    timm_model_name,
+    weights_source,
+)
 from patchinteract.paths import value_label
 
 
@@ -39,11 +47,12 @@ def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = F
     return []
 
 
-def config_problems(config: dict) -> list[str]:
-    """Every semantic problem of a schema-valid config, as 'key: what is wrong'."""
+def config_problems(config: dict, models: ModelCheck | None = None) -> list[str]:
+    """Every semantic problem of a schema-valid config, as 'key: what is wrong'; with ``models``, also each
+    experiment's model built on the meta device."""
     problems = [problem for name, dataset in config["datasets"].items() for problem in dataset_problems(name, dataset)]
     for name in config["experiments"]:
-        problems += experiment_problems(config, name)
+        problems += experiment_problems(config, name, models)
     problems += grid_problems(config)
     problems += head_sample_problems(config["heads"])
     masking = config["semantics"]["masking"]
@@ -112,19 +121,22 @@ def dataset_problems(name: str, dataset: dict) -> list[str]:
     return problems
 
 
-def experiment_problems(config: dict, name: str) -> list[str]:
-    """An experiment's data set, sizes, model and every weights setting it reads."""
+def experiment_problems(config: dict, name: str, models: ModelCheck | None = None) -> list[str]:
+    """An experiment's data set, sizes, model (built on the meta device by ``models``) and every weights
+    setting it reads."""
     from patchinteract.models.registry import is_known_model
 
     experiment, key, problems = config["experiments"][name], f"experiments.{name}", []
     if experiment["dataset"] not in config["datasets"]:
         problems.append(f"{key}.dataset: '{experiment['dataset']}' is not one of datasets {sorted(config['datasets'])}")
     if experiment["img_size"] % experiment["patch_size"]:
-        problems.append(
+        return problems + [
             f"{key}.img_size: {experiment['img_size']} is not divisible by patch_size {experiment['patch_size']}"
-        )
+        ]
     if not is_known_model(experiment["model"]):
         return problems + [f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer"]
+    if models is not None and (problem := models.problem(model_settings(config, name))):
+        return problems + [f"{key}.model: {problem}"]
     problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
     if experiment["pretrained"] == "none":
         if "train_baseline" not in experiment:
@@ -182,9 +194,43 @@ def head_sample_problems(heads: dict) -> list[str]:
     return problems
 
 
-def check_config(config: dict) -> None:
+class ModelCheck:
+    """:func:`patchinteract.models.families.model_problem` of each experiment's model, remembered in ``cache``
+    (a JSON file) by settings and timm and torch versions: building needs timm, whose import (~3 s)
+    would otherwise be paid at every ``snakemake`` start."""
+
+    def __init__(self, cache: Path | str | None = None):
+        self.cache = Path(cache) if cache else None
+
+    def problem(self, settings: dict) -> str | None:
+        from importlib.metadata import version
+
+        key = json.dumps([settings, version("timm"), version("torch")], sort_keys=True)
+        known = self.read()
+        if key not in known:
+            from patchinteract.models.families import model_problem
+
+            known[key] = model_problem(settings)
+            self.write(known)
+        return known[key]
+
+    def read(self) -> dict:
+        try:
+            return json.loads(self.cache.read_text()) if self.cache else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write(self, known: dict) -> None:
+        if self.cache:
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.cache.with_name(f"{self.cache.name}.{os.getpid()}")
+            partial.write_text(json.dumps(known, indent=1, sort_keys=True))
+            partial.replace(self.cache)
+
+
+def check_config(config: dict, models: ModelCheck | None = None) -> None:
     """Raise ConfigError listing every problem of ``config`` (after schema validation)."""
-    problems = config_problems(config)
+    problems = config_problems(config, models)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 

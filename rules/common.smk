@@ -8,14 +8,23 @@ import re
 from pathlib import Path
 
 from patchinteract import grid, paths
-from patchinteract.config import check_config
+from patchinteract.config import ModelCheck, check_config
 from patchinteract.paths import LOGS, log_file, value_label, zarr_target
 from patchinteract.stores.chunked import store_folder
 from patchinteract.runtime import Execution, share_library_with_jobs
 
 share_library_with_jobs(workflow.basedir)
 
-check_config(config)
+# Each experiment's model is built on the meta device where the plan is made, not again in every job's
+# own Snakemake (one per Slurm job); results are remembered by settings and versions.
+check_config(
+    config,
+    (
+        ModelCheck(".snakemake/patchinteract/model_checks.json")
+        if workflow.is_main_process
+        else None
+    ),
+)
 
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"

@@ -1,6 +1,7 @@
 """Config validation: schema, semantic checks by key, and the real-scale configs' DAGs."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,62 @@ def test_bad_config_stops_snakemake_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "experiments.tiny.img_size: 18 is not divisible by patch_size 4" in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+# model: what the refusal names (its class or block type). Small sizes: the check builds them on the meta device.
+UNSUPPORTED_MODELS = {
+    "vit_small_patch16_18x2_224": "builds a VisionTransformer whose blocks are ParallelThingsBlock",
+    "vit_base_patch16_xp_224": "builds a VisionTransformer whose blocks are ParallelScalingBlock",
+    "vit_base_patch16_rpn_224": "builds a VisionTransformer whose blocks are ResPostBlock",
+    "vit_relpos_small_patch16_224": "builds timm's VisionTransformerRelPos (not VisionTransformer)",
+    "resnet50": "builds timm's ResNet (not VisionTransformer)",
+    "swin_tiny_patch4_window7_224": "builds timm's SwinTransformer (not VisionTransformer)",
+}
+
+
+@pytest.mark.parametrize("model, reason", sorted(UNSUPPORTED_MODELS.items()))
+def test_models_the_stages_cannot_run_are_refused_by_class_or_block(model, reason):
+    from patchinteract.models.families import model_problem
+
+    problem = model_problem({"model": model, "img_size": 224, "patch_size": 16, "model_args": {}})
+    assert problem.startswith(f"'{model}' {reason}; the stages run timm's VisionTransformer"), problem
+
+
+def test_model_args_that_do_not_build_are_refused_by_the_check():
+    from patchinteract.models.families import model_problem
+
+    settings = {"model": "VisionTransformer", "img_size": 16, "patch_size": 4}
+    assert model_problem(settings | {"model_args": {"embed_dim": 32, "num_heads": 2}}) is None
+    assert "unexpected keyword argument 'embed_dims'" in model_problem(settings | {"model_args": {"embed_dims": 32}})
+    assert "divisible by num_heads" in model_problem(settings | {"model_args": {"embed_dim": 30, "num_heads": 4}})
+
+
+def test_model_check_is_remembered_by_settings_and_versions(tmp_path):
+    from patchinteract.config import ModelCheck
+
+    cache = tmp_path / "model_checks.json"
+    settings = {"model": "resnet50", "img_size": 224, "patch_size": 16, "model_args": {}}
+    assert "ResNet" in ModelCheck(cache).problem(settings)
+    known = json.loads(cache.read_text())
+    assert len(known) == 1
+    # A later start reads the answer instead of building the model again.
+    cache.write_text(json.dumps(dict.fromkeys(known, "remembered")))
+    assert ModelCheck(cache).problem(settings) == "remembered"
+    assert ModelCheck(cache).problem(settings | {"img_size": 192}) != "remembered"
+
+
+@pytest.mark.slow
+def test_a_model_the_stages_cannot_run_stops_snakemake_before_any_job(tmp_path):
+    """Parallel blocks would train the whole baseline and then fail in the attention store: refused first."""
+    config = with_change(("experiments", "tiny", "model"), "vit_small_patch16_18x2_224")
+    config["experiments"]["tiny"]["model_args"] = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+    result = run_snakemake(tmp_path, config, check=False)
+    assert result.returncode != 0
+    assert (
+        "experiments.tiny.model: 'vit_small_patch16_18x2_224' builds a VisionTransformer whose blocks are "
+        "ParallelThingsBlock" in result.stderr + result.stdout
+    )
+    assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake/metadata").exists()  # no job ran
 
 
 REAL_SCALE = {

@@ -12,6 +12,7 @@ import timm
 import torch
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
+from patchinteract.models.families import check_supported
 from patchinteract.models.registry import EXPLICIT_VIT
 from patchinteract.models.weights import load_weights
 
@@ -35,8 +36,7 @@ def create_vit(
         model = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, **model_args)
     else:
         model = timm.create_model(name, pretrained=pretrained, img_size=img_size, patch_size=patch_size, **model_args)
-    if not isinstance(model, timm.models.VisionTransformer):
-        raise ValueError(f"model '{name}' is a {type(model).__name__}, not a timm VisionTransformer")
+    check_supported(model, name)
     return model
 
 
