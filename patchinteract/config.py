@@ -42,8 +42,15 @@ def _weights_problems(key: str, value: str, model: str, allow_baseline: bool = F
         if not has_pretrained_weights(name):
             return [f"{key}: timm has no pretrained weights for model '{name}'"]
         return []
+    from patchinteract.models.huggingface import checkpoint_files, checkpoint_problem
+
+    if checkpoint_files(value) or Path(value).is_dir():
+        return [f"{key}: {problem}"] if (problem := checkpoint_problem(value)) else []
     if not Path(value).is_file():
-        return [f"{key}: weights file '{value}' does not exist (use none, timm, or a .pth/.safetensors path)"]
+        return [
+            f"{key}: weights file '{value}' does not exist (use none, timm, a .pth/.safetensors path or a Hugging "
+            "Face checkpoint folder)"
+        ]
     return []
 
 

@@ -9,6 +9,7 @@ with logged_to(snakemake.log[0]) as log:
     experiment = snakemake.wildcards.experiment
     table, _root = read_manifest(snakemake.input.manifest)
     model = build_model(snakemake.params.model, number_of_classes(table))
-    load_weights(model, snakemake.input.checkpoint)
+    for note in load_weights(model, snakemake.input.checkpoint):
+        log.info("%s: %s", snakemake.input.checkpoint, note)
     save_weights(model, snakemake.output.weights)
     log.info("imported %s for %s", snakemake.input.checkpoint, experiment)

@@ -46,11 +46,21 @@ def check_supported(model: torch.nn.Module, name: str) -> None:
         raise ValueError(f"model '{name}' {reason}; the stages run {SUPPORTED}")
 
 
-def instantiate(name: str, **kwargs) -> torch.nn.Module:
-    """``name`` (the explicit-size VisionTransformer or a timm registry name) built by timm, no weights."""
+def instantiate(name: str, pretrained: bool = False, layer_norm_eps: float | None = None, **kwargs) -> torch.nn.Module:
+    """``name`` (the explicit-size VisionTransformer or a timm registry name) built by timm.
+
+    ``layer_norm_eps`` (a model_args key of this project: timm's ViT takes no epsilon) sets every
+    LayerNorm's, e.g. 1e-12 for ViTs converted from Hugging Face.
+    """
     if name == EXPLICIT_VIT:
-        return VisionTransformer(**kwargs)
-    return timm.create_model(name, pretrained=False, **kwargs)
+        model = VisionTransformer(**kwargs)
+    else:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    if layer_norm_eps is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.eps = layer_norm_eps
+    return model
 
 
 def model_problem(settings: dict) -> str | None:

@@ -12,8 +12,7 @@ import timm
 import torch
 
 from patchinteract.data.manifest import number_of_classes, read_manifest
-from patchinteract.models.families import check_supported
-from patchinteract.models.registry import EXPLICIT_VIT
+from patchinteract.models.families import check_supported, instantiate
 from patchinteract.models.weights import load_weights
 
 
@@ -32,10 +31,7 @@ def create_vit(
     model_args = dict(model_args or {})
     if num_classes is not None:
         model_args["num_classes"] = num_classes
-    if name == EXPLICIT_VIT:
-        model = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, **model_args)
-    else:
-        model = timm.create_model(name, pretrained=pretrained, img_size=img_size, patch_size=patch_size, **model_args)
+    model = instantiate(name, pretrained=pretrained, img_size=img_size, patch_size=patch_size, **model_args)
     check_supported(model, name)
     return model
 

@@ -65,7 +65,8 @@ class TrainingRun:
         table, _root = read_manifest(self.manifest)
         vit = build_model(self.model, number_of_classes(table), attn_layer)
         if init.weights:
-            load_weights(vit, init.weights, skip_head=not init.keep_head)
+            for note in load_weights(vit, init.weights, skip_head=not init.keep_head):
+                log.info("%s: %s", init.weights, note)
             log.info("initialised from %s%s", init.weights, "" if init.keep_head else " (fresh head)")
         model, dataset = wrap(vit), samples(vit)
         summary = train_model(
