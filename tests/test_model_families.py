@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import TINY_CONFIG, bokeh_data, repository_copy, run_from_root
 
 pytestmark = pytest.mark.slow
@@ -21,12 +22,36 @@ FAMILIES = {
 }
 
 
-def family_config() -> dict:
-    """The tiny config with one experiment per family: one seed, one α, the figures' β only those of the grid."""
+# An experiment whose baseline is a checkpoint saved by Hugging Face transformers (a folder the test writes).
+HUGGING_FACE, CHECKPOINT = "huggingface", "checkpoints/vit-tiny"
+
+
+def hugging_face_checkpoint(folder) -> dict:
+    """A random-weight ViTForImageClassification of the tiny sizes saved into ``folder``; the experiment settings
+    that run it."""
+    import patchinteract.compat  # noqa: F401  (the torchvision shim, before transformers imports torchvision)
+
+    import transformers
+
+    from patchinteract.models.huggingface import timm_settings
+
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=16,
+        patch_size=4, num_labels=10,
+    )  # fmt: skip
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    return timm_settings(json.loads((folder / "config.json").read_text())) | {"pretrained": str(folder)}
+
+
+def family_config(checkpoint_folder) -> dict:
+    """The tiny config with one experiment per family (and one from a Hugging Face checkpoint): one seed, one α,
+    the figures' β only those of the grid."""
     config = json.loads(json.dumps(TINY_CONFIG))
     tiny = config["experiments"].pop("tiny")
     for name, (model, args, _) in FAMILIES.items():
         config["experiments"][name] = tiny | {"model": model, "model_args": SMALL | args}
+    hugging_face = {k: v for k, v in tiny.items() if k != "train_baseline"}
+    config["experiments"][HUGGING_FACE] = hugging_face | hugging_face_checkpoint(checkpoint_folder)
     config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}, "figures": {"dip_betas": [0.2]}}
     config["pretraining"]["enabled"] = False  # the MAE on each family: tests/test_pretraining.py (CI time)
     return config
@@ -35,14 +60,14 @@ def family_config() -> dict:
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory):
     root = repository_copy(tmp_path_factory.mktemp("families"))
-    run_from_root(root, family_config())
+    run_from_root(root, family_config(root / CHECKPOINT))
     return root
 
 
 def test_every_stage_runs_for_every_family(family_run):
     results = family_run / "results"
     runs = pd.read_parquet(results / "tables/runs.parquet")
-    for name in FAMILIES:
+    for name in [*FAMILIES, HUGGING_FACE]:
         rows = runs[runs["experiment"] == name]
         assert sorted(rows["method"]) == ["awd", "awd_dip", "baseline", "vit", "winft"], name
         assert rows["top1"].between(0, 100).all(), name
@@ -52,6 +77,21 @@ def test_every_stage_runs_for_every_family(family_run):
             assert (results / f"figures/{name}/{figure}.png").stat().st_size > 10_000, (name, figure)
         summary = pd.read_parquet(results / f"tables/head_summary_{name}_val.parquet")
         assert len(summary) == 4 and summary["images"].eq(20).all(), name
+
+
+def test_the_hugging_face_baseline_is_its_checkpoint_converted(family_run):
+    """The baseline of the Hugging Face experiment is the checkpoint's tensors under timm's keys, and the log
+    says what was converted."""
+    from safetensors.torch import load_file
+
+    log = (family_run / f"results/logs/import_weights/{HUGGING_FACE}.log").read_text()
+    assert "converted a Hugging Face vit checkpoint (32 tensors) to timm keys" in log
+    baseline = load_file(family_run / f"results/{HUGGING_FACE}/model/baseline.safetensors")
+    source = load_file(family_run / CHECKPOINT / "model.safetensors")
+    attention = "vit.encoder.layer.1.attention.attention"
+    qkv = torch.cat([source[f"{attention}.{part}.weight"] for part in ("query", "key", "value")])
+    assert torch.equal(baseline["blocks.1.attn.qkv.weight"], qkv)
+    assert torch.equal(baseline["head.weight"], source["classifier.weight"])
 
 
 def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
