@@ -4,6 +4,8 @@ through timm's own conversion. ``transformers`` is a test dependency only."""
 
 import json
 
+import patchinteract.compat  # noqa: F401  (the torchvision shim, before timm and transformers import torchvision)
+
 import pytest
 import timm
 import torch

@@ -22,36 +22,38 @@ FAMILIES = {
 }
 
 
-# An experiment whose baseline is a checkpoint saved by Hugging Face transformers (a folder the test writes).
-HUGGING_FACE, CHECKPOINT = "huggingface", "checkpoints/vit-tiny"
+# The distilled family's baseline is a DeiT saved by Hugging Face transformers (a folder the test writes), converted
+# to timm's distilled DeiT: the conversion runs through every stage at no extra experiment's cost.
+HUGGING_FACE, CHECKPOINT = "distilled", "checkpoints/deit-tiny"
 
 
 def hugging_face_checkpoint(folder) -> dict:
-    """A random-weight ViTForImageClassification of the tiny sizes saved into ``folder``; the experiment settings
-    that run it."""
+    """A random-weight DeiTForImageClassificationWithTeacher of the tiny sizes saved into ``folder``; the
+    experiment settings that run it."""
     import patchinteract.compat  # noqa: F401  (the torchvision shim, before transformers imports torchvision)
 
     import transformers
 
     from patchinteract.models.huggingface import timm_settings
 
-    config = transformers.ViTConfig(
+    config = transformers.DeiTConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=16,
         patch_size=4, num_labels=10,
     )  # fmt: skip
-    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    transformers.DeiTForImageClassificationWithTeacher(config).save_pretrained(folder)
     return timm_settings(json.loads((folder / "config.json").read_text())) | {"pretrained": str(folder)}
 
 
 def family_config(checkpoint_folder) -> dict:
-    """The tiny config with one experiment per family (and one from a Hugging Face checkpoint): one seed, one α,
-    the figures' β only those of the grid."""
+    """The tiny config with one experiment per family (the distilled one from a Hugging Face checkpoint): one
+    seed, one α, the figures' β only those of the grid."""
     config = json.loads(json.dumps(TINY_CONFIG))
     tiny = config["experiments"].pop("tiny")
     for name, (model, args, _) in FAMILIES.items():
         config["experiments"][name] = tiny | {"model": model, "model_args": SMALL | args}
-    hugging_face = {k: v for k, v in tiny.items() if k != "train_baseline"}
-    config["experiments"][HUGGING_FACE] = hugging_face | hugging_face_checkpoint(checkpoint_folder)
+    hugging_face = {k: v for k, v in tiny.items() if k != "train_baseline"} | hugging_face_checkpoint(checkpoint_folder)
+    assert hugging_face["model"] == FAMILIES[HUGGING_FACE][0]
+    config["experiments"][HUGGING_FACE] = hugging_face
     config |= {"seeds": [0], "alphas": [0.5], "explorer": {"images": 6}, "figures": {"dip_betas": [0.2]}}
     config["pretraining"]["enabled"] = False  # the MAE on each family: tests/test_pretraining.py (CI time)
     return config
@@ -67,7 +69,7 @@ def family_run(tmp_path_factory):
 def test_every_stage_runs_for_every_family(family_run):
     results = family_run / "results"
     runs = pd.read_parquet(results / "tables/runs.parquet")
-    for name in [*FAMILIES, HUGGING_FACE]:
+    for name in FAMILIES:
         rows = runs[runs["experiment"] == name]
         assert sorted(rows["method"]) == ["awd", "awd_dip", "baseline", "vit", "winft"], name
         assert rows["top1"].between(0, 100).all(), name
@@ -80,18 +82,20 @@ def test_every_stage_runs_for_every_family(family_run):
 
 
 def test_the_hugging_face_baseline_is_its_checkpoint_converted(family_run):
-    """The baseline of the Hugging Face experiment is the checkpoint's tensors under timm's keys, and the log
-    says what was converted."""
+    """The distilled family's baseline is the Hugging Face checkpoint's tensors under timm's keys (both heads,
+    the distillation token), and the log says what was converted."""
     from safetensors.torch import load_file
 
     log = (family_run / f"results/logs/import_weights/{HUGGING_FACE}.log").read_text()
-    assert "converted a Hugging Face vit checkpoint (32 tensors) to timm keys" in log
+    assert "converted a Hugging Face deit checkpoint (35 tensors) to timm keys" in log
     baseline = load_file(family_run / f"results/{HUGGING_FACE}/model/baseline.safetensors")
     source = load_file(family_run / CHECKPOINT / "model.safetensors")
-    attention = "vit.encoder.layer.1.attention.attention"
+    attention = "deit.encoder.layer.1.attention.attention"
     qkv = torch.cat([source[f"{attention}.{part}.weight"] for part in ("query", "key", "value")])
     assert torch.equal(baseline["blocks.1.attn.qkv.weight"], qkv)
-    assert torch.equal(baseline["head.weight"], source["classifier.weight"])
+    assert torch.equal(baseline["head.weight"], source["cls_classifier.weight"])
+    assert torch.equal(baseline["head_dist.weight"], source["distillation_classifier.weight"])
+    assert torch.equal(baseline["dist_token"], source["deit.embeddings.distillation_token"])
 
 
 def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):

@@ -8,22 +8,11 @@ import logging
 import sys
 
 import dask
-from distributed import WorkerPlugin
 
 log = logging.getLogger(__name__)
 
 
 DASK_MODES = ("threads", "local", "slurm")
-
-
-class SingleThreadedTorch(WorkerPlugin):
-    """Dask runs one task per core; torch's own thread pool on top would oversubscribe them.
-    A worker plugin, so it also reaches workers that join later."""
-
-    def setup(self, worker) -> None:
-        import torch
-
-        torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
@@ -69,6 +58,8 @@ def dask_cluster(mode: str, workers: int, address: str | None = None, slurm: dic
     if address:
         from distributed import Client, progress
 
+        from patchinteract.stores.dask_workers import SingleThreadedTorch
+
         with Client(address) as client:
             log.info("Dask: connected to %s (%s)", address, client.dashboard_link)
             client.register_plugin(SingleThreadedTorch())  # also on workers that join later
@@ -85,6 +76,8 @@ def dask_cluster(mode: str, workers: int, address: str | None = None, slurm: dic
             yield None
     elif mode in ("local", "slurm"):
         from distributed import Client, LocalCluster, progress
+
+        from patchinteract.stores.dask_workers import SingleThreadedTorch
 
         if mode == "local":
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
