@@ -172,9 +172,9 @@ UNSUPPORTED_MODELS = {
     "vit_small_patch16_18x2_224": "builds a VisionTransformer whose blocks are ParallelThingsBlock",
     "vit_base_patch16_xp_224": "builds a VisionTransformer whose blocks are ParallelScalingBlock",
     "vit_base_patch16_rpn_224": "builds a VisionTransformer whose blocks are ResPostBlock",
-    "vit_relpos_small_patch16_224": "builds timm's VisionTransformerRelPos (not VisionTransformer)",
-    "resnet50": "builds timm's ResNet (not VisionTransformer)",
-    "swin_tiny_patch4_window7_224": "builds timm's SwinTransformer (not VisionTransformer)",
+    "vit_relpos_small_patch16_224": "builds timm's VisionTransformerRelPos (not VisionTransformer or Eva)",
+    "resnet50": "builds timm's ResNet (not VisionTransformer or Eva)",
+    "swin_tiny_patch4_window7_224": "builds timm's SwinTransformer (not VisionTransformer or Eva)",
 }
 
 

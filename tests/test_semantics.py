@@ -39,7 +39,7 @@ from patchinteract.analyses.semantics.ranking import (
     patch_ranking,
     patch_scores,
 )
-from patchinteract.models.masked import dropped_tokens
+from patchinteract.models.families import dropped_tokens
 from patchinteract.models.vit import create_vit
 from patchinteract.training.evaluation import evaluate_classifier
 

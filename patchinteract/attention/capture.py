@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from timm.layers import Attention
+
+from patchinteract.models.families import attention_classes
 
 
-def attention_modules(model: torch.nn.Module) -> list[Attention]:
-    modules = [m for m in model.modules() if isinstance(m, Attention)]
+def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The attention module of every block (timm's Attention, or Eva's with its rotary embeddings)."""
+    modules = [m for m in model.modules() if isinstance(m, attention_classes())]
     if not modules:
-        raise ValueError(f"{type(model).__name__} has no timm Attention modules")
+        raise ValueError(f"{type(model).__name__} has no timm attention modules")
     return modules
 
 

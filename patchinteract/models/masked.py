@@ -17,7 +17,8 @@ import contextlib
 import torch
 from torch import nn
 
-from patchinteract.models.vit import n_prefix_tokens, patch_grid, vit_stem
+from patchinteract.models.families import dropped_tokens, family_of, kept_token_index, stem
+from patchinteract.models.vit import patch_grid
 
 DIP_MODES = ("multiply", "drop_keys")
 
@@ -81,12 +82,12 @@ class MaskedViT(nn.Module):
             raise ValueError(f"dip_mode must be one of {DIP_MODES}, got '{dip_mode}'")
         self.vit = vit
         self.cls_in_window, self.dip_mode = cls_in_window, dip_mode
-        self.grid, self.n_prefix = patch_grid(vit), n_prefix_tokens(vit)
+        self.grid, self.n_prefix = patch_grid(vit), int(vit.num_prefix_tokens)
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
         if keep is None:
             return self.dense_forward(images, windows)
-        if not self.pools_reduced_tokens:
+        if not self.pools_reduced_tokens or not self.reduced_is_exact:
             return self.dense_forward(images, windows, keep)  # exact, without the saving
         return self.reduced_forward(images, windows, keep)
 
@@ -95,6 +96,13 @@ class MaskedViT(nn.Module):
         """Whether :meth:`reduced_forward` can pool: by class token, avg, max or avgmax (an attention
         pool, e.g. ``global_pool: map``, attends over every token; the dense forward serves it)."""
         return self.vit.attn_pool is None and bool(self.vit.global_pool)
+
+    @property
+    def reduced_is_exact(self) -> bool:
+        """Whether :meth:`reduced_forward` equals the dense model. With rotary embeddings the dropped tokens
+        of ``multiply`` are zero at each block input but their keys are rotated by their own positions, so no
+        single shared token stands for them: the dense forward serves it (drop_keys stays exact)."""
+        return self.dip_mode == "drop_keys" or not family_of(self.vit).rotary(self.vit)
 
     def attention_mask(self, images: torch.Tensor, windows: torch.Tensor | None, keep: torch.Tensor | None):
         """The dense boolean mask (image, 1, T, T) of :func:`window_attention_mask`; None for plain attention."""
@@ -147,12 +155,14 @@ class MaskedViT(nn.Module):
                 "DIP on fewer tokens pools by class token, avg, max or avgmax; this ViT has "
                 + ("an attention pool" if vit.attn_pool is not None else "no pooling")
             )
-        if not isinstance(vit.patch_drop, nn.Identity):  # timm's random patch dropout would reorder the tokens
+        if family_of(vit).random_patch_dropout(vit):  # timm's random patch dropout would reorder the tokens
             raise ValueError("DIP masks cannot be combined with timm's patch dropout (model_args.patch_drop_rate)")
+        if not self.reduced_is_exact:
+            raise ValueError("DIP multiply with rotary position embeddings has no exact form on fewer tokens")
         multiply = self.dip_mode == "multiply"
         index = kept_token_index(keep, self.n_prefix)  # (image, T_kept): prefix, then kept patches
-        with dropped_tokens(vit, keep):  # the one token-dropping path, shared with θ masking
-            tokens = vit_stem(vit, images)
+        with dropped_tokens(vit, keep):  # the one token-dropping path, shared with θ masking and the MAE
+            tokens, block_arguments = stem(vit, images)
         mask = self.attention_mask(images, windows, keep)
         bias = reduced_attention_bias(mask, keep, index, self.n_prefix, shared_token=multiply, dtype=tokens.dtype)
         if multiply:
@@ -160,27 +170,13 @@ class MaskedViT(nn.Module):
             # The shared token is zero at every block input and before the final norm, as the tokens it stands for.
             scale = torch.ones(tokens.shape[1], 1, dtype=tokens.dtype, device=tokens.device)
             scale[-1] = 0
-        for block in vit.blocks:
-            tokens = block(tokens * scale if multiply else tokens, attn_mask=bias)
+        for block, arguments in zip(vit.blocks, block_arguments, strict=True):
+            tokens = block(tokens * scale if multiply else tokens, attn_mask=bias, **arguments)
         tokens = vit.norm(tokens * scale if multiply else tokens)
         if multiply and vit.global_pool != "token":
             dropped = keep.shape[1] - (index.shape[1] - self.n_prefix)  # the same for every image
             tokens = torch.cat([tokens[:, :-1], tokens[:, -1:].expand(-1, dropped, -1)], dim=1)
         return vit.forward_head(tokens)
-
-
-def kept_token_index(keep: torch.Tensor, n_prefix: int) -> torch.Tensor:
-    """(image, n_prefix + kept) token positions: the prefix tokens, then the kept patches in row-major order.
-
-    Every image must keep as many patches (DIP keeps ⌊β·N⌋-based counts), so the tokens form one batch.
-    """
-    kept = keep.sum(dim=1)
-    if kept.numel() and not bool((kept == kept[0]).all()):
-        counts = kept.unique().tolist()
-        raise ValueError(f"every image must keep as many patches to compute on kept tokens, got {counts}")
-    patches = keep.nonzero()[:, 1].view(keep.shape[0], -1) + n_prefix
-    prefix = torch.arange(n_prefix, device=keep.device).expand(keep.shape[0], -1)
-    return torch.cat([prefix, patches], dim=1)
 
 
 def reduced_attention_bias(
@@ -224,26 +220,6 @@ def scaled_input(module: nn.Module, scale: torch.Tensor):
         lambda _module, args: (args[0] * scale.to(args[0].dtype), *args[1:]),
         prepend=True,  # before other hooks
     )
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextlib.contextmanager
-def dropped_tokens(vit: nn.Module, keep: torch.Tensor):
-    """Remove the patch tokens that ``keep`` (image, N) marks False, after the position embedding,
-    while the context is open. Every image must keep as many patches (the tokens form one batch).
-
-    timm has no token-selection hook outside training (its PatchDropout is random), so a forward
-    hook on ``patch_drop`` gathers the kept tokens; prefix tokens always stay.
-    """
-    index = kept_token_index(keep, n_prefix_tokens(vit))
-
-    def gather(_module, _args, tokens):
-        return tokens.gather(1, index.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1]))
-
-    handle = vit.patch_drop.register_forward_hook(gather)
     try:
         yield
     finally:

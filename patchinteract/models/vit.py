@@ -62,11 +62,6 @@ def load_baseline(settings: dict, weights: str | Path, manifest: str | Path):
     return model.eval()
 
 
-def vit_stem(vit, images: torch.Tensor) -> torch.Tensor:
-    """Tokens entering block 0 of a timm ViT: patch embedding, prefix tokens, position embedding, pre-norm."""
-    return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-
-
 def logits_from_tokens(vit, tokens: torch.Tensor) -> torch.Tensor:
     """Logits from the output of the last block."""
     return vit.forward_head(vit.norm(tokens))

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS
 from patchinteract.attention.capture import attention_modules
-from patchinteract.models.vit import logits_from_tokens, n_prefix_tokens, vit_stem
+from patchinteract.models.families import stem
+from patchinteract.models.vit import logits_from_tokens, n_prefix_tokens
 from patchinteract.ranks import gathered, rank_block
 
 log = logging.getLogger(__name__)
@@ -192,12 +193,12 @@ def head_importance_batch(
     blocks, prefix = list(model.blocks), n_prefix_tokens(model)
     modules = attention_modules(model)
     attention_output = activation == "attention_output"
-    tokens = vit_stem(model, images)
+    tokens, block_arguments = stem(model, images)
     inputs, outputs = [], []  # the input of every block and layer i's activation, unpruned
-    for block, module in zip(blocks, modules, strict=True):
+    for block, module, arguments in zip(blocks, modules, block_arguments, strict=True):
         inputs.append(tokens)
         with recorded_outputs(module) as z:
-            tokens = block(tokens)
+            tokens = block(tokens, **arguments)
         outputs.append(z[0] if attention_output else tokens)
     reference = logits_from_tokens(model, tokens).softmax(-1)
     n_images, n_tokens, n_classes = images.shape[0], tokens.shape[1], reference.shape[-1]
@@ -212,10 +213,10 @@ def head_importance_batch(
             chunk = masks[first : first + per_pass]
             copies = inputs[layer][:, None].expand(-1, len(chunk), -1, -1).flatten(0, 1)
             with attention_multiplied(module, chunk.repeat(n_images, 1, 1, 1)), recorded_outputs(module) as z:
-                pruned = block(copies)
+                pruned = block(copies, **block_arguments[layer])
             block_outputs.append((z[0] if attention_output else pruned).unflatten(0, (n_images, len(chunk))))
-            for later in blocks[layer + 1 :]:
-                pruned = later(pruned)
+            for later, arguments in zip(blocks[layer + 1 :], block_arguments[layer + 1 :], strict=True):
+                pruned = later(pruned, **arguments)
             probabilities.append(logits_from_tokens(model, pruned).softmax(-1).unflatten(0, (n_images, len(chunk))))
         layer_results = variant_metrics(
             reference, torch.cat(probabilities, 1), labels, outputs[layer], torch.cat(block_outputs, 1), prefix, top

@@ -15,7 +15,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from patchinteract.models.masked import dropped_tokens
+from patchinteract.models.families import dropped_tokens
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 
 NORM_EPS = 1e-6  # MAE's

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from patchinteract.analyses.semantics.ranking import check_ratios, keep_mask, masked_count
-from patchinteract.models.masked import dropped_tokens
+from patchinteract.models.families import dropped_tokens
 from patchinteract.models.vit import patch_grid
 from patchinteract.ranks import rank_block, rank_range
 from patchinteract.runtime import autocast
