@@ -142,8 +142,7 @@ def experiment_problems(config: dict, name: str, models: ModelCheck | None = Non
         ]
     if not is_known_model(experiment["model"]):
         return problems + [f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer"]
-    window_free = "winft" in retrain_methods(config, name)
-    if models is not None and (problem := models.problem(model_settings(config, name) | {"window_free": window_free})):
+    if models is not None and (problem := models.problem(model_settings(config, name))):
         return problems + [f"{key}.model: {problem}"]
     problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
     if experiment["pretrained"] == "none":

@@ -12,7 +12,8 @@ from patchinteract.analyses.semantics.mae import MaskedAutoencoder
 from patchinteract.attention.capture import record_attention
 from patchinteract.models.families import dropped_tokens, model_problem, stem
 from patchinteract.models.masked import MaskedViT
-from patchinteract.models.vit import create_vit
+from patchinteract.models.vit import build_model, create_vit
+from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
 
 SMALL = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 # model: its traits (the sizes above replace the name's)
@@ -48,8 +49,8 @@ def rotated(x: torch.Tensor, rope: torch.Tensor, half: bool) -> torch.Tensor:
     return x * cos + partner * sin
 
 
-def attention_by_hand(attention: torch.nn.Module, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
-    """Post-softmax attention (image, head, T, T) of one Eva attention module on its input ``x``."""
+def queries_and_keys_by_hand(attention: torch.nn.Module, x: torch.Tensor, rope: torch.Tensor | None):
+    """q and k (image, head, T, d) of one Eva attention module on its input ``x``, rotated by ``rope``."""
     images_, tokens, _ = x.shape
     weight, bias = attention.qkv.weight, attention.qkv.bias
     if getattr(attention, "q_bias", None) is not None:
@@ -61,7 +62,24 @@ def attention_by_hand(attention: torch.nn.Module, x: torch.Tensor, rope: torch.T
         half = getattr(attention, "rotate_half", False)
         q = torch.cat([q[:, :, :prefix], rotated(q[:, :, prefix:], rope, half)], dim=2)
         k = torch.cat([k[:, :, :prefix], rotated(k[:, :, prefix:], rope, half)], dim=2)
+    return q, k
+
+
+def attention_by_hand(attention: torch.nn.Module, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
+    """Post-softmax attention (image, head, T, T) of one Eva attention module on its input ``x``."""
+    q, k = queries_and_keys_by_hand(attention, x, rope)
     return (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+
+
+def attention_inputs(model: torch.nn.Module) -> tuple[list, list]:
+    """Hooks recording every attention module's input and rotary embedding (remove the handles after)."""
+    inputs = []
+    handles = [
+        block.attn.register_forward_pre_hook(lambda _m, args, kwargs: inputs.append((args[0], kwargs.get("rope"))),
+                                             with_kwargs=True)
+        for block in model.blocks
+    ]  # fmt: skip
+    return inputs, handles
 
 
 @pytest.mark.parametrize("name", sorted(EVAS))
@@ -73,12 +91,7 @@ def test_the_stages_accept_every_eva_kind(name):
 def test_captured_attention_equals_a_hand_written_forward_with_rope(name):
     model = eva(name)
     x = images()
-    inputs = []
-    handles = [
-        block.attn.register_forward_pre_hook(lambda _m, args, kwargs: inputs.append((args[0], kwargs.get("rope"))),
-                                             with_kwargs=True)
-        for block in model.blocks
-    ]  # fmt: skip
+    inputs, handles = attention_inputs(model)
     with torch.no_grad(), record_attention(model) as recorder:
         logits = model(x)
     for handle in handles:
@@ -176,6 +189,28 @@ def test_the_mae_learns_on_eva_visible_tokens():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_winft_on_eva_is_refused_by_the_config_check():
-    settings = {"model": "eva02_tiny_patch14_224", "img_size": 16, "patch_size": 4, "model_args": SMALL}
-    assert "leave winft out of this experiment's retrain_methods" in model_problem(settings | {"window_free": True})
+@pytest.mark.parametrize("name", sorted(EVAS))
+def test_winft_in_eva_blocks_predicts_windows_from_the_rotated_queries_and_keys(name):
+    """WinFT's attention in Eva blocks keeps the weights and keys of the plain model, and eq. 8's argument is
+    (1/k) Σ_h Q_h K_hᵀ over the patch tokens of the rotated queries and keys; training gives a finite loss."""
+    plain = eva(name)
+    settings = {"model": name, "img_size": 16, "patch_size": 4, "model_args": SMALL}
+    vit = build_model(settings, 5, WindowFreeAttention)
+    vit.load_state_dict(plain.state_dict())  # strict: the same parameters under the same keys
+    winft = WindowFreeViT(vit.eval(), mask_mode="neg_inf")
+    inputs, handles = attention_inputs(vit)
+    with torch.no_grad():
+        winft(images())
+    for handle in handles:
+        handle.remove()
+    prefix = plain.num_prefix_tokens
+    for layer, (x, rope) in zip(winft.layers, inputs, strict=True):
+        with torch.no_grad():
+            q, k = queries_and_keys_by_hand(layer, x, rope)
+        q, k = (t[:, :, prefix:].transpose(1, 2).flatten(2) for t in (q, k))
+        torch.testing.assert_close(layer.logits, q @ k.transpose(1, 2) / 2, atol=1e-4, rtol=1e-4)
+        assert layer.windows.shape == (3, 16, 16) and layer.windows.diagonal(dim1=1, dim2=2).all()
+    boxes = torch.tensor([0, 0, 1, 1], dtype=torch.int16).expand(3, 16, 4)
+    _, loss = WindowFreeViT(vit.train())(images(), boxes)
+    loss.backward()
+    assert torch.isfinite(loss) and vit.blocks[0].attn.qkv.weight.grad is not None

@@ -203,9 +203,8 @@ def instantiate(name: str, pretrained: bool = False, layer_norm_eps: float | Non
 
 
 def model_problem(settings: dict) -> str | None:
-    """What is wrong with the model of ``settings`` (model, img_size, patch_size, model_args, and
-    ``window_free``: whether WinFT is trained from it), found by building it on the meta device; None when
-    the stages can run it."""
+    """What is wrong with the model of ``settings`` (model, img_size, patch_size, model_args), found by
+    building it on the meta device; None when the stages can run it."""
     name, args = settings["model"], dict(settings.get("model_args") or {})
     sizes = {"img_size": settings["img_size"], "patch_size": settings["patch_size"]}
     with torch.device("meta"), warnings.catch_warnings():
@@ -226,11 +225,4 @@ def model_problem(settings: dict) -> str | None:
                 f" and model_args {args}: {error}" if args else f": {error}"
             )
     reason = unsupported_reason(model)
-    if reason:
-        return f"'{name}' {reason}; the stages run {SUPPORTED}"
-    if settings.get("window_free") and family_of(model) is not ViTFamily:
-        return (
-            f"'{name}' builds timm's {type(model).__name__}; WinFT's window-free attention is built for "
-            "VisionTransformer only: leave winft out of this experiment's retrain_methods"
-        )
-    return None
+    return f"'{name}' {reason}; the stages run {SUPPORTED}" if reason else None

@@ -49,9 +49,14 @@ def n_prefix_tokens(model: timm.models.VisionTransformer) -> int:
 
 def build_model(settings: dict, num_classes: int, attn_layer: type | None = None):
     """The ViT of ``settings`` (config.model_settings: model, img_size, patch_size, model_args);
-    ``attn_layer`` replaces timm's Attention in every block (WinFT)."""
-    model_args = dict(settings.get("model_args") or {}) | ({"attn_layer": attn_layer} if attn_layer else {})
-    return create_vit(settings["model"], settings["img_size"], settings["patch_size"], num_classes, model_args)
+    ``attn_layer`` (WinFT's) replaces the attention of every block by its variant of the block's attention
+    class (``attn_layer.variants``): a subclass with no parameter of its own, so weights and keys stay."""
+    model_args = settings.get("model_args") or {}
+    model = create_vit(settings["model"], settings["img_size"], settings["patch_size"], num_classes, model_args)
+    if attn_layer is not None:
+        for block in model.blocks:
+            block.attn.__class__ = attn_layer.variants[type(block.attn)]
+    return model
 
 
 def load_baseline(settings: dict, weights: str | Path, manifest: str | Path):

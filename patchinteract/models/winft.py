@@ -13,7 +13,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention
+from timm.layers import Attention, AttentionRope, apply_rot_embed_cat
+from timm.models.eva import EvaAttention
 from torch import nn
 
 from patchinteract.models.masked import window_attention_mask
@@ -55,17 +56,17 @@ def full_window(windows: torch.Tensor, n_prefix: int) -> torch.Tensor:
     return full
 
 
-def window_free_attention(attention: nn.Module, x: torch.Tensor, n_prefix: int, mask_mode: str):
-    """Eq. 10 with timm Attention ``attention``'s parameters: (output, logits of w', W), both (image, N, N).
+def window_free_attention(
+    attention: nn.Module, x: torch.Tensor, n_prefix: int, mask_mode: str, rope: torch.Tensor | None = None
+):
+    """Eq. 10 with ``attention``'s parameters (timm's or Eva's attention; ``rope``: Eva's rotary embedding of
+    the patch tokens): (output, logits of w', W), both (image, N, N).
 
     ``multiply`` is the printed A' = Softmax(QKᵀ/√d ∗ W): masked logits become 0
     and stay in the softmax. ``neg_inf`` excludes them (through SDPA).
     """
     images, tokens, channels = x.shape
-    heads = attention.num_heads
-    qkv = attention.qkv(x).reshape(images, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    q, k = attention.q_norm(q), attention.k_norm(k)
+    q, k, v = query_key_value(attention, x, rope)
     logits = window_logits(q, k, n_prefix)
     windows = threshold_windows(torch.sigmoid(logits))
     allowed = full_window(windows, n_prefix)[:, None]  # (image, 1, T, T)
@@ -76,8 +77,36 @@ def window_free_attention(attention: nn.Module, x: torch.Tensor, n_prefix: int, 
         out = (attention_logits * allowed).softmax(dim=-1) @ v
     else:
         raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
-    out = attention.proj_drop(attention.proj(attention.norm(out.transpose(1, 2).reshape(images, tokens, -1))))
-    return out, logits, windows
+    out = attention.norm(out.transpose(1, 2).reshape(images, tokens, -1))
+    if getattr(attention, "gate", None) is not None:  # Eva's gated attention
+        out = out * attention.gate(x).sigmoid()
+    return attention.proj_drop(attention.proj(out)), logits, windows
+
+
+def query_key_value(attention: nn.Module, x: torch.Tensor, rope: torch.Tensor | None = None):
+    """q, k, v (image, head, T, d) of ``x`` as ``attention`` computes them: timm's Attention, or Eva's (separate
+    q and v biases, separate projections, rotary embeddings applied to the patch tokens' q and k)."""
+    images, tokens, _ = x.shape
+    heads = attention.num_heads
+    if getattr(attention, "qkv", None) is None:
+        if getattr(attention, "num_kv_groups", 1) != 1:
+            raise ValueError("WinFT needs one key per query head (grouped-query attention is not supported)")
+        q, k, v = (
+            projection(x).reshape(images, tokens, heads, -1).transpose(1, 2)
+            for projection in (attention.q_proj, attention.k_proj, attention.v_proj)
+        )
+    else:
+        bias = attention.qkv.bias
+        if getattr(attention, "q_bias", None) is not None:
+            bias = torch.cat((attention.q_bias, attention.k_bias, attention.v_bias))
+        qkv = F.linear(x, attention.qkv.weight, bias).reshape(images, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+    q, k = attention.q_norm(q), attention.k_norm(k)
+    if rope is not None:
+        prefix, half = attention.num_prefix_tokens, getattr(attention, "rotate_half", False)
+        q = torch.cat([q[:, :, :prefix], apply_rot_embed_cat(q[:, :, prefix:], rope, half=half)], dim=2).type_as(v)
+        k = torch.cat([k[:, :, :prefix], apply_rot_embed_cat(k[:, :, prefix:], rope, half=half)], dim=2).type_as(v)
+    return q, k, v
 
 
 def window_target(target: torch.Tensor, grid: tuple[int, int], kind: str) -> torch.Tensor:
@@ -114,23 +143,43 @@ def window_iou(windows: list[torch.Tensor], target: torch.Tensor) -> torch.Tenso
     return torch.stack(ious).float().mean(dim=0)
 
 
-class WindowFreeAttention(Attention):
-    """timm's Attention made window-free (eq. 8-10): the attention layer of a WinFT ViT.
-
-    Passed to timm as ``attn_layer`` when the ViT is built (``models.vit.build_model``), so the
-    blocks, stem and head stay timm's own. Its parameters are Attention's, so the weights of any
-    timm ViT load unchanged. After each forward, ``logits`` holds eq. 8's argument and ``windows``
-    W, both (image, N, N). :class:`WindowFreeViT` sets ``n_prefix`` and ``mask_mode``.
-    """
+class WindowFree:
+    """Makes an attention class window-free (eq. 8-10): mixed into a subclass of timm's Attention or Eva's
+    attentions that adds no parameter, so the weights of any ViT load unchanged. After each forward,
+    ``logits`` holds eq. 8's argument and ``windows`` W, both (image, N, N). :class:`WindowFreeViT` sets
+    ``n_prefix`` and ``mask_mode``."""
 
     n_prefix = 1
     mask_mode = "multiply"
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False):
+    def forward(self, x, rope=None, attn_mask=None, is_causal: bool = False):
         if attn_mask is not None or is_causal:
             raise ValueError("WinFT predicts its own attention mask; it takes none")
-        out, self.logits, self.windows = window_free_attention(self, x, self.n_prefix, self.mask_mode)
+        out, self.logits, self.windows = window_free_attention(self, x, self.n_prefix, self.mask_mode, rope)
         return out
+
+
+class WindowFreeAttention(WindowFree, Attention):
+    """timm's Attention made window-free: the attention layer of a WinFT ViT (``models.vit.build_model``
+    with ``attn_layer``), for VisionTransformer blocks and, through :attr:`variants`, Eva's."""
+
+    variants: dict[type, type] = {}
+
+
+class WindowFreeEvaAttention(WindowFree, EvaAttention):
+    """Eva's attention made window-free (eq. 8 on the rotated q and k)."""
+
+
+class WindowFreeRopeAttention(WindowFree, AttentionRope):
+    """timm's AttentionRope (the RoPE ViTs' Eva blocks) made window-free."""
+
+
+# The window-free variant of each attention class a block may have.
+WindowFreeAttention.variants = {
+    Attention: WindowFreeAttention,
+    EvaAttention: WindowFreeEvaAttention,
+    AttentionRope: WindowFreeRopeAttention,
+}
 
 
 class WindowFreeViT(nn.Module):
@@ -147,7 +196,7 @@ class WindowFreeViT(nn.Module):
         if mask_mode not in MASK_MODES:
             raise ValueError(f"winft mask_mode must be one of {MASK_MODES}, got '{mask_mode}'")
         self.layers = [block.attn for block in vit.blocks]
-        if not all(isinstance(layer, WindowFreeAttention) for layer in self.layers):
+        if not all(isinstance(layer, WindowFree) for layer in self.layers):
             raise TypeError("WinFT needs a ViT built with attn_layer=WindowFreeAttention (models.vit.build_model)")
         for layer in self.layers:
             layer.n_prefix, layer.mask_mode = n_prefix_tokens(vit), mask_mode
