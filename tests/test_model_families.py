@@ -1,5 +1,6 @@
-"""The whole DAG on small timm ViTs of other families than the demo's: every stage (baseline, stores, U, masks,
-every retraining branch, tables, figures, head and semantic analyses, the explorer) handles each model."""
+"""The whole DAG on small timm ViTs of other families than the demo's (VisionTransformer variants, timm's Eva with
+rotary embeddings, a Hugging Face checkpoint): every stage (baseline, stores, U, masks, every retraining branch,
+tables, figures, head and semantic analyses, the explorer) handles each model."""
 
 import json
 
@@ -19,6 +20,9 @@ FAMILIES = {
     "registers": ("VisionTransformer", {"reg_tokens": 4}, 5),  # CLS + 4 registers
     "distilled": ("deit_tiny_distilled_patch16_224", {}, 2),  # CLS + distillation token, two heads
     "clip": ("VisionTransformer", {"pre_norm": True, "no_embed_class": True}, 1),  # CLIP-style stem
+    # timm's Eva class: rotary position embeddings applied to q and k in every block
+    "dinov3": ("vit_small_patch16_dinov3", {}, 5),  # RoPE (rotate-half), CLS + 4 registers, no absolute embedding
+    "eva02": ("eva02_tiny_patch14_224", {}, 1),  # RoPE + absolute embedding, SwiGLU MLP, CLS, average pool
 }
 
 
@@ -120,7 +124,7 @@ def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
         assert attention.attrs["n_prefix_tokens"] == prefix and attention["attn"].shape[-1] == prefix + 16, name
 
 
-@pytest.mark.parametrize("name", ["gap", "registers"])
+@pytest.mark.parametrize("name", ["gap", "registers", "dinov3"])
 def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, browser, name):
     """The page of a model without prefix tokens (three pruning modes) and of one with registers: no console
     error, the importance views show the table's mode-1 values and every mode of the picked head."""
