@@ -163,3 +163,21 @@ def test_the_module_names_of_transformers_5_are_read_as_save_pretrained_s(tmp_pa
         models.append(model.state_dict())
     assert models[0].keys() == models[1].keys()
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+
+def test_an_eva_checkpoint_at_another_image_size_loads_as_timm_loads_it(tmp_path):
+    """Eva's own timm conversion (its absolute position embedding resampled; rotary embeddings are computed,
+    not stored) through the same path as a ViT's."""
+    args = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+    trained = randomised(create_vit("eva02_tiny_patch14_224", 16, 4, 5, args))
+    torch.save(trained.state_dict(), tmp_path / "eva.pth")
+    model = create_vit("eva02_tiny_patch14_224", 24, 4, 5, args)
+    assert load_weights(model, tmp_path / "eva.pth") == ["resampled pos_embed from (1, 17, 32) to (1, 37, 32)"]
+    overlay = {"file": str(tmp_path / "eva.pth"), "num_classes": 5}
+    timm_model = timm.create_model(
+        "eva02_tiny_patch14_224", pretrained=True, pretrained_cfg_overlay=overlay, img_size=24, patch_size=4,
+        num_classes=5, **args,
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), timm_model(x))
