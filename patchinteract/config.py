@@ -136,14 +136,15 @@ def experiment_problems(config: dict, name: str, models: ModelCheck | None = Non
     experiment, key, problems = config["experiments"][name], f"experiments.{name}", []
     if experiment["dataset"] not in config["datasets"]:
         problems.append(f"{key}.dataset: '{experiment['dataset']}' is not one of datasets {sorted(config['datasets'])}")
-    if experiment["img_size"] % experiment["patch_size"]:
-        return problems + [
+    sizes_fit = experiment["img_size"] % experiment["patch_size"] == 0
+    if not sizes_fit:
+        problems.append(
             f"{key}.img_size: {experiment['img_size']} is not divisible by patch_size {experiment['patch_size']}"
-        ]
+        )
     if not is_known_model(experiment["model"]):
         return problems + [f"{key}.model: '{experiment['model']}' is not a timm model name nor VisionTransformer"]
-    if models is not None and (problem := models.problem(model_settings(config, name))):
-        return problems + [f"{key}.model: {problem}"]
+    if models is not None and sizes_fit and (problem := models.problem(model_settings(config, name))):
+        problems.append(f"{key}.model: {problem}")
     problems += _weights_problems(f"{key}.pretrained", experiment["pretrained"], experiment["model"])
     if experiment["pretrained"] == "none":
         if "train_baseline" not in experiment:

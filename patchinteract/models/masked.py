@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from patchinteract.models.families import dropped_tokens, family_of, kept_token_index, stem
-from patchinteract.models.vit import patch_grid
+from patchinteract.models.vit import n_prefix_tokens, patch_grid
 
 DIP_MODES = ("multiply", "drop_keys")
 
@@ -82,7 +82,7 @@ class MaskedViT(nn.Module):
             raise ValueError(f"dip_mode must be one of {DIP_MODES}, got '{dip_mode}'")
         self.vit = vit
         self.cls_in_window, self.dip_mode = cls_in_window, dip_mode
-        self.grid, self.n_prefix = patch_grid(vit), int(vit.num_prefix_tokens)
+        self.grid, self.n_prefix = patch_grid(vit), n_prefix_tokens(vit)
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None, keep: torch.Tensor | None = None):
         if keep is None:
