@@ -22,10 +22,9 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(FIND_LINKS) -c constraints.txt -e ".[dev]"
 	touch $@
 
-# Greedy scheduling: the default ILP scheduler solves a model at every scheduling round, which costs
-# the demo's many short jobs CPU time on 2 cores (docs/scaling.md).
+# The scheduler and other defaults of every run: profiles/default/config.yaml.
 demo: $(BIN)/snakemake
-	$(BIN)/snakemake --cores $(CORES) --scheduler greedy
+	$(BIN)/snakemake --cores $(CORES)
 
 # Two pytest calls: every test file on one of three workers (the Slurm tests mostly wait on the
 # scheduler, so they run beside the rest), then the tests marked exclusive alone (the Slurm

@@ -143,11 +143,12 @@ def repository_copy(destination: Path) -> Path:
     return destination
 
 
-def run_from_root(root: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    """``snakemake --configfile <config> --cores 2 ...`` typed at the root of a checkout (the README's command)."""
+def run_from_root(root: Path, config: dict, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``snakemake --configfile <config> --cores 2 ...`` typed at the root of a checkout (the README's command);
+    ``timeout``: seconds before a run counts as hung."""
     command = [*SNAKEMAKE, "--configfile", str(write_config(root, config)), "--cores", "2", *args]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=root)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=root)
     if result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"

@@ -66,7 +66,8 @@ def family_config(checkpoint_folder) -> dict:
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory):
     root = repository_copy(tmp_path_factory.mktemp("families"))
-    run_from_root(root, family_config(root / CHECKPOINT))
+    # ~260 jobs: 9 minutes alone on 2 cores, more beside the other test files (a hang guard, not a budget)
+    run_from_root(root, family_config(root / CHECKPOINT), timeout=1800)
     return root
 
 

@@ -20,9 +20,10 @@ from patchinteract.analyses.semantics.guided import (
     random_mask,
 )
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder, patch_pixels, pixels_to_images
-from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions, rounds_to_reach
+from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions
 from patchinteract.analyses.semantics.stages import attention_map, stage_table, three_stages
 from patchinteract.models.vit import create_vit
+from patchinteract.report.pretraining import rounds_to_reach
 
 
 def test_guided_counts_by_hand():
@@ -188,6 +189,7 @@ from patchinteract.analyses.semantics.pretraining import EncoderMonitor, Pretrai
 from patchinteract.data.manifest import split_dataset
 from patchinteract.models.transforms import batch_normalization, eval_dataset, uint8_eval_transform
 from patchinteract.models.vit import create_vit
+from patchinteract.report.pretraining import rounds_to_reach
 from patchinteract.models.weights import save_weights
 from patchinteract.training.loop import Recipe, seed_everything, train_model
 

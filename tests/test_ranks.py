@@ -106,9 +106,15 @@ class SlowSamples(TinySamples):
         self.marker = marker
 
     def __getitem__(self, index):
+        import os
         from pathlib import Path
 
-        Path(f"{self.marker}.rank{Ranks.current().rank}").write_text(str(__import__("os").getpid()))
+        # Written whole (a rename) and once: the test reads the pid while the samples are being loaded.
+        marker = Path(f"{self.marker}.rank{Ranks.current().rank}")
+        if not marker.exists():
+            partial = marker.with_name(f"{marker.name}.{os.getpid()}.partial")
+            partial.write_text(str(os.getpid()))
+            partial.replace(marker)
         __import__("time").sleep(0.05)
         return super().__getitem__(index)
 

@@ -11,11 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.semantics.pretraining import rounds_to_reach
 from patchinteract.report.statistics import accuracy_interval, mean_interval, seed_interval
 from patchinteract.report.tables import Uncertainty
 
 REACH_SHARE = 0.95  # of the random schedule's final k-NN top-1
+
+
+def rounds_to_reach(curve: pd.DataFrame, threshold: float) -> float:
+    """The first round whose k-NN top-1 reaches ``threshold`` (NaN if none does)."""
+    reached = curve.loc[curve["knn_top1"] >= threshold, "round"]
+    return float(reached.iloc[0]) if len(reached) else float("nan")
 
 
 def pretraining_runs(metrics_paths: list[str | Path], curve_paths: list[str | Path]) -> list[dict]:

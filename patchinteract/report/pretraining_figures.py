@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.semantics.pretraining import RESTORATION_CHOICES
+from patchinteract.analyses.semantics.guided import RESTORATION_CHOICES
 from patchinteract.report.figures import show_dropped_patches
 
 SCHEDULE_COLOURS = {"random": "grey", "guided": "tab:red"}

@@ -16,7 +16,9 @@ bootstrap, up to the resampling's granularity), so a marked difference is a sign
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+
+# scipy.stats (~0.5 s to import) is imported by the functions that test or resample: the figure jobs
+# import this module for excludes_zero alone.
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -56,6 +58,8 @@ def mean_interval(
     (seeds, images): over images for one seed, the two-level bootstrap for several."""
     values = _per_seed(values)
     if values.shape[0] == 1:
+        from scipy import stats
+
         result = stats.bootstrap(
             (values[0],),
             np.mean,
@@ -155,6 +159,8 @@ def mcnemar_interval(correct: np.ndarray, reference: np.ndarray, confidence: flo
     pairs, images = gained + lost, len(correct)
     if pairs == 0:
         return 0.0, 0.0
+    from scipy import stats
+
     share = stats.binomtest(gained, pairs, 0.5).proportion_ci(confidence, method="exact")
     scale = 100.0 * pairs / images
     return scale * (2 * share.low - 1), scale * (2 * share.high - 1)
@@ -166,4 +172,6 @@ def mcnemar_exact(correct: np.ndarray, reference: np.ndarray) -> float:
     only_a, only_b = _discordant(correct, reference)
     if only_a + only_b == 0:
         return 1.0
+    from scipy import stats
+
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)

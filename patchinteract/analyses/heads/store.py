@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import zarr
@@ -21,7 +20,6 @@ import zarr
 from patchinteract.analyses.heads.patterns import cls_pattern, top_count, top_entries
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
-from patchinteract.stores.compute import store_with_dask
 from patchinteract.stores.specs import PER_IMAGE_SPECS, head_attention_specs
 
 log = logging.getLogger(__name__)
@@ -61,6 +59,11 @@ def compute_head_store(
 ) -> Path:
     """The head-attention store of ``images`` (indices into the attention store), computed with Dask
     (``dask``: mode, workers, address, slurm as for the interaction store)."""
+    # Dask is imported where its graphs are built: the streaming jobs never load it (job start).
+    import dask.array as da
+
+    from patchinteract.stores.compute import store_with_dask
+
     source = zarr.open_group(attention_path, mode="r")
     attn = da.from_zarr(source["attn"])[images]
     n_layers, n_heads = attn.shape[1:3]

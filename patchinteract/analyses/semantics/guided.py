@@ -19,6 +19,8 @@ from patchinteract.analyses.semantics.ranking import masked_count
 
 SCHEDULES = ("random", "guided")
 ORDERS = ("uniform", "theta")
+# The restoration experiment's choices of masked patches (Wu et al. Sec. 2, Fig. 2).
+RESTORATION_CHOICES = ("keypoint", "non_keypoint", "random")
 
 
 def curriculum_beta(round_index: int, betas: list[float], rounds_per_step: int) -> float:

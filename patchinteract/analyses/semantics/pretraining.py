@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from patchinteract.analyses.semantics.guided import MaskSchedule, guided_mask, random_mask
+from patchinteract.analyses.semantics.guided import RESTORATION_CHOICES, MaskSchedule, guided_mask, random_mask
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder
 from patchinteract.models.transforms import data_config
 from patchinteract.models.vit import load_baseline
@@ -24,8 +24,6 @@ from patchinteract.ranks import gathered, rank_block
 from patchinteract.runtime import autocast
 from patchinteract.stores.chunked import ArraySpec
 from patchinteract.training.loop import EpochSamples
-
-RESTORATION_CHOICES = ("keypoint", "non_keypoint", "random")
 
 
 class PretrainingSamples(EpochSamples):
@@ -177,12 +175,6 @@ def restoration_errors(mae, dataset, keypoint: np.ndarray, ratio: float, seed: i
             )
         start = stop
     return pd.concat(rows, ignore_index=True)
-
-
-def rounds_to_reach(curve: pd.DataFrame, threshold: float) -> float:
-    """The first round whose k-NN top-1 reaches ``threshold`` (NaN if none does)."""
-    reached = curve.loc[curve["knn_top1"] >= threshold, "round"]
-    return float(reached.iloc[0]) if len(reached) else float("nan")
 
 
 def load_mae(model: dict, manifest: str, decoder: dict, encoder_weights: str, decoder_weights: str):

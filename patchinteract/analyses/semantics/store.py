@@ -11,15 +11,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import zarr
 
 from patchinteract.analyses.semantics.interrelation import semantic_reductions
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk
-from patchinteract.stores.compute import store_with_dask
 from patchinteract.stores.specs import PER_IMAGE_SPECS, semantics_specs
 
 log = logging.getLogger(__name__)
@@ -57,6 +54,12 @@ def compute_semantics_store(
 ) -> Path:
     """The semantics store of every image of an attention store, with Dask (``dask_settings``: mode,
     workers, address, slurm as for the interaction store)."""
+    # Dask is imported where its graphs are built: the streaming jobs never load it (job start).
+    import dask
+    import dask.array as da
+
+    from patchinteract.stores.compute import store_with_dask
+
     source = zarr.open_group(attention_path, mode="r")
     counts = read_keypoints(keypoint_path, source["image_id"][:], f"attention store {attention_path}")
     attn = da.from_zarr(source["attn"])
