@@ -18,8 +18,10 @@ sys.path.insert(0, workflow.basedir)
 import patchinteract  # torchvision compatibility shim before anything imports timm
 from patchinteract.config import (
     canonical_params,
-    canonical_params_records,
+    canonical_params_change,
     command_line_values,
+    relative_input_change,
+    rewrite_records,
 )
 
 # The demo is the default config. A config given with --configfile replaces it: Snakemake
@@ -69,8 +71,13 @@ rule all:
 
 
 # A config's meaning alone decides reruns: every rule's params reach Snakemake's rerun check in
-# canonical form (dicts with sorted keys), and records written before that are re-spelled so.
+# canonical form (dicts with sorted keys), and records written before that are re-spelled so; the
+# notebooks' paths are relative to the project, so that a moved project reruns nothing.
 for rule in workflow.rules:
     canonical_params(rule.params)
 if workflow.is_main_process:
-    canonical_params_records(".snakemake/metadata")
+    rewrite_records(
+        ".snakemake/metadata",
+        canonical_params_change,
+        relative_input_change(f"{workflow.basedir}/notebooks"),
+    )

@@ -327,23 +327,11 @@ def canonical_params(params) -> None:
         setattr(params, name, canonical_value(value))
 
 
-def canonical_params_records(metadata: str | Path) -> int:
-    """Rewrite Snakemake's params records in ``metadata`` (``.snakemake/metadata``) in canonical form.
-
-    Snakemake (its default, file-based persistence) stores each output's params as the ``repr`` of
-    every value and reruns a job whose reprs changed. Records written before params passed through
-    :func:`canonical` hold dicts in config-file order; they are re-spelled here (same values,
-    keys sorted), so that the first run of today's code reruns nothing it would not rerun anyway. A
-    value that is not a Python literal is left as it is. Returns the number of records rewritten.
-    """
-    import ast
+def rewrite_records(metadata: str | Path, *changes) -> int:
+    """Apply each ``change(record) -> bool`` (True: it changed the record) to every one of Snakemake's
+    records in ``metadata`` (``.snakemake/metadata``) and write back those changed, each atomically, in
+    one pass. Returns their number."""
     import os
-
-    def respelled(text: str) -> str:
-        try:
-            return repr(canonical(ast.literal_eval(text)))
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return text
 
     rewritten = 0
     # a record's name is its output path in base64, split into folders ('@…') where it is long
@@ -352,15 +340,64 @@ def canonical_params_records(metadata: str | Path) -> int:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # being written by a running job, or not a record
-        params = record.get("params") if isinstance(record, dict) else None
-        if not isinstance(params, list):
+        if not isinstance(record, dict) or not any([change(record) for change in changes]):  # every change runs
             continue
-        canonical_params = sorted(respelled(p) if isinstance(p, str) else p for p in params)
-        if canonical_params == params:
-            continue
-        record["params"] = canonical_params
         partial = path.with_name(f".{path.name}.canonical")
         partial.write_text(json.dumps(record))
         os.replace(partial, path)  # atomic: a record is never half written
         rewritten += 1
     return rewritten
+
+
+def canonical_params_change(record: dict) -> bool:
+    """Re-spell a record's params in canonical form.
+
+    Snakemake (its default, file-based persistence) stores each output's params as the ``repr`` of
+    every value and reruns a job whose reprs changed. Records written before params passed through
+    :func:`canonical` hold dicts in config-file order; they are re-spelled here (same values,
+    keys sorted), so that the first run of today's code reruns nothing it would not rerun anyway. A
+    value that is not a Python literal is left as it is.
+    """
+    import ast
+
+    def respelled(text: str) -> str:
+        try:
+            return repr(canonical(ast.literal_eval(text)))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return text
+
+    params = record.get("params")
+    if not isinstance(params, list):
+        return False
+    record["params"] = sorted(respelled(p) if isinstance(p, str) else p for p in params)
+    return record["params"] != params
+
+
+def relative_input_change(folder: str | Path):
+    """A change that re-spells a record's absolute input paths inside ``folder`` (the figure notebooks')
+    relative to the working directory, as the rules now name them: Snakemake reruns a job whose set of
+    input paths changed, and an absolute path changes whenever the project moves."""
+    import os
+
+    folder = os.path.abspath(folder)
+
+    def relative(name):
+        inside = isinstance(name, str) and os.path.isabs(name) and os.path.commonpath([name, folder]) == folder
+        return os.path.relpath(name) if inside else name
+
+    def change(record: dict) -> bool:
+        inputs = record.get("input")
+        if not isinstance(inputs, list) or all(relative(name) == name for name in inputs):
+            return False
+        record["input"] = [relative(name) for name in inputs]
+        if isinstance(record.get("input_checksums"), dict):
+            record["input_checksums"] = {relative(k): v for k, v in record["input_checksums"].items()}
+        return True
+
+    return change
+
+
+def canonical_params_records(metadata: str | Path) -> int:
+    """Rewrite the params of Snakemake's records in ``metadata`` in canonical form
+    (:func:`canonical_params_change`); returns the number rewritten."""
+    return rewrite_records(metadata, canonical_params_change)

@@ -4,11 +4,13 @@
 # patchinteract/grid.py, which the rules call in one-line lambdas (snakemake --lint wants functions
 # apart from rules). Settings reach jobs only through params (every value that can change a result)
 # and one Execution value (how the job runs).
+import os
 import re
 from pathlib import Path
 
 from patchinteract import grid, paths
 from patchinteract.config import ModelCheck, check_config
+from patchinteract.plan import training_bill
 from patchinteract.paths import LOGS, log_file, value_label, zarr_target
 from patchinteract.stores.chunked import store_folder
 from patchinteract.runtime import Execution, share_library_with_jobs
@@ -26,12 +28,27 @@ check_config(
     ),
 )
 
+# The bill, before any job: what each training kind will process, and the analyses left out.
+if workflow.is_main_process:
+    from snakemake.logging import logger
+
+    logger.info("Training in this plan (runs × epochs × train images = image-steps):")
+    for line in training_bill(config):
+        logger.info(f"    {line}")
+
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"
 
 # Jobs on the way to retraining (attention, U, masks, retraining) start before the analyses and
 # figures when both are ready, so that the long training jobs begin as early as they can (docs/scaling.md).
 RETRAINING_PATH = 1
+
+
+def notebook_path(name):
+    """The figure notebook ``notebooks/<name>.ipynb``, relative to the working directory: a finished project
+    moved or copied to another folder plans no job again (an absolute input path would differ).
+    """
+    return os.path.relpath(os.path.join(workflow.basedir, "notebooks", f"{name}.ipynb"))
 
 
 def one_of(names):

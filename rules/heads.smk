@@ -217,7 +217,7 @@ rule figure_heads:
         head_strength=head_file("head_strength.parquet"),
         patterns=head_file("attention_patterns.parquet"),
         clusters=head_file("pattern_clusters.parquet"),
-        notebook=f"{workflow.basedir}/notebooks/head_analyses.ipynb",
+        notebook=notebook_path("head_analyses"),
     output:
         **{
             name: report(

@@ -151,7 +151,7 @@ rule figure_pretraining:
         examples=zarr_target(
             paths.restoration_file("{experiment}", "restoration_examples.zarr")
         ),
-        notebook=f"{workflow.basedir}/notebooks/pretraining.ipynb",
+        notebook=notebook_path("pretraining"),
     output:
         **{
             name: report(

@@ -65,7 +65,7 @@ rule tables:
 rule figure_accuracy_vs_interactions:
     input:
         table=paths.table_file("table1_awd", ".parquet"),
-        notebook=f"{workflow.basedir}/notebooks/accuracy_vs_interactions.ipynb",
+        notebook=notebook_path("accuracy_vs_interactions"),
     output:
         png=report(
             paths.figure_file("accuracy_vs_interactions", ".png"),
@@ -104,7 +104,7 @@ rule figure_winft_windows:
             )
         ),
         manifest=manifest_of,
-        notebook=f"{workflow.basedir}/notebooks/winft_windows.ipynb",
+        notebook=notebook_path("winft_windows"),
     output:
         png=report(
             paths.figure_file("winft_windows", ".png", "{experiment}"),
@@ -140,7 +140,7 @@ rule figure_patch_interactions:
             wildcards.experiment, grid.kept_token_figure_betas(config)
         ),
         manifest=manifest_of,
-        notebook=f"{workflow.basedir}/notebooks/patch_interactions.ipynb",
+        notebook=notebook_path("patch_interactions"),
     output:
         fig5=report(
             paths.figure_file("fig5_interaction_map", ".png", "{experiment}"),
@@ -193,7 +193,7 @@ rule figure_attention_rows:
         ),
         interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         manifest=manifest_of,
-        notebook=f"{workflow.basedir}/notebooks/attention_rows.ipynb",
+        notebook=notebook_path("attention_rows"),
     output:
         png=report(
             paths.figure_file("fig3_attention_rows", ".png", "{experiment}"),
@@ -230,7 +230,7 @@ rule figure_image_panels:
             wildcards.experiment, config["figures"]["dip_betas"]
         ),
         manifest=manifest_of,
-        notebook=f"{workflow.basedir}/notebooks/image_panels.ipynb",
+        notebook=notebook_path("image_panels"),
     output:
         png=report(
             paths.figure_file("fig9_image_panels", ".png", "{experiment}"),

@@ -169,7 +169,7 @@ rule figure_semantics:
         attention=lambda wildcards: grid.figure_attention_store(
             config, wildcards.experiment
         ),
-        notebook=f"{workflow.basedir}/notebooks/semantic_analyses.ipynb",
+        notebook=notebook_path("semantic_analyses"),
     output:
         **{
             name: report(

@@ -49,6 +49,7 @@ TINY_CONFIG = {
         "recipe": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8, "epochs": 1, "hflip": False},
     },
     "pretraining": {
+        "enabled": True,
         "betas": [0.1, 0.5],
         "rounds_per_step": 1,
         "decoder": {"width": 16, "depth": 1, "heads": 2},

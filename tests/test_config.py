@@ -424,6 +424,35 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]
 
 
+def test_notebook_paths_in_records_become_relative_and_other_inputs_stay(tmp_path, monkeypatch):
+    """Records written while the rules named the notebooks by absolute path: those paths (and their
+    checksums) are re-spelled relative to the working directory in the same pass as the params; a user's
+    absolute input outside the notebooks' folder is left as the config names it."""
+    import json
+
+    from patchinteract.config import canonical_params_change, relative_input_change, rewrite_records
+
+    monkeypatch.chdir(tmp_path)
+    notebook, checkpoint = str(tmp_path / "notebooks/fig.ipynb"), str(tmp_path / "checkpoints/vit")
+    record = {
+        "rule": "figure", "params": ["{'b': 1, 'a': 2}"], "input": [notebook, "results/u.zarr/zarr.json"],
+        "input_checksums": {notebook: "sha256:1", "results/u.zarr/zarr.json": "sha256:2"},
+    }  # fmt: skip
+    weights = {"rule": "import_weights", "params": [], "input": [checkpoint], "input_checksums": {}}
+    (tmp_path / "metadata").mkdir()
+    (tmp_path / "metadata/figure").write_text(json.dumps(record))
+    (tmp_path / "metadata/weights").write_text(json.dumps(weights))
+    changes = (canonical_params_change, relative_input_change(tmp_path / "notebooks"))
+    assert rewrite_records("metadata", *changes) == 1
+    assert json.loads((tmp_path / "metadata/figure").read_text()) == record | {
+        "params": ["{'a': 2, 'b': 1}"],
+        "input": ["notebooks/fig.ipynb", "results/u.zarr/zarr.json"],
+        "input_checksums": {"notebooks/fig.ipynb": "sha256:1", "results/u.zarr/zarr.json": "sha256:2"},
+    }
+    assert json.loads((tmp_path / "metadata/weights").read_text()) == weights
+    assert rewrite_records("metadata", *changes) == 0
+
+
 def test_a_job_gets_the_configured_value_of_its_label():
     """An α or β reaches a job as the config spells it; its wildcard is only the file-name label."""
     from patchinteract.grid import value_with_label
@@ -432,3 +461,21 @@ def test_a_job_gets_the_configured_value_of_its_label():
     assert value_with_label([0.1, 0.25, 1.0], "1") == 1.0
     with pytest.raises(KeyError, match="'0.3'"):
         value_with_label([0.1, 0.25], "0.3")
+
+
+def test_a_config_that_does_not_ask_for_pretraining_gets_none_and_is_told_the_bill(tmp_path):
+    """No pretraining section (a config written for Ma et al.'s tables): no MAE job is planned, and before
+    any job the plan says what each training kind processes and that pre-training is left out."""
+    config = {key: value for key, value in copy.deepcopy(TINY_CONFIG).items() if key != "pretraining"}
+    result = run_snakemake(tmp_path, config, "--dry-run")
+    counts = planned_jobs(result.stdout)
+    assert "pretrain_mae" not in counts and counts["retrain_awd"] == 4
+    said = result.stdout + result.stderr
+    # the digits' 50 images with a val share of 0.4: 30 train images; vit, awd at two α, awd_dip, winft: 5
+    # branches × 2 seeds
+    assert "tiny: baseline training, 1 run × 2 epochs × 30 images = 60" in said
+    assert "tiny: retraining of 5 branches, 10 runs × 1 epoch × 30 images = 300" in said
+    assert "not run: pretraining (pretraining.enabled is false)" in said
+    asked = run_snakemake(tmp_path, copy.deepcopy(TINY_CONFIG), "--dry-run")
+    assert planned_jobs(asked.stdout)["pretrain_mae"] == 4  # random and guided, two seeds
+    assert "tiny: MAE pre-training, 4 runs × 3 epochs × 30 images = 360" in asked.stdout + asked.stderr

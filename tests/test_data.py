@@ -282,3 +282,90 @@ def test_batches_are_the_per_image_pipeline_bit_for_bit(tmp_path):
     assert not torch.equal(images[0], images[len(reference)])  # the crop differs per epoch
     with pytest.raises(TypeError, match="uint8"):
         batch_normalization(vit)(expected)
+
+
+def users_folder(root: Path) -> dict[str, np.ndarray]:
+    """An image folder as users have one: each mode and format Pillow reads, upper-case extensions, a nested
+    folder, and stray files. Returns each image's path (under ``root``) and the RGB pixels expected of it."""
+    gradient = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
+    rgb = np.stack([gradient, 255 - gradient, np.full_like(gradient, 7)], axis=-1)
+    alpha = np.array([[0, 255, 255, 0]] * 4, np.uint8)  # fully transparent or opaque: exact composites
+    white = np.full_like(rgb, 255)
+    opaque = alpha[..., None] == 255
+    expected = {}
+
+    def save(relative, image, pixels, **options):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / relative, **options)
+        expected[relative] = pixels
+
+    save("train/flower/rgb.PNG", Image.fromarray(rgb), rgb)
+    save("train/flower/gray.png", Image.fromarray(gradient), np.repeat(gradient[..., None], 3, -1))
+    save("train/flower/rgba.png", Image.fromarray(np.dstack([rgb, alpha])), np.where(opaque, rgb, white))
+    sixteen = gradient.astype(np.uint16) * 257  # 0 … 61,680 in 16 bits: the 8-bit gradient again
+    save("train/flower/sixteen_bit.png", Image.fromarray(sixteen), np.repeat(gradient[..., None], 3, -1))
+    floats = gradient.astype(np.float32) / 255
+    save("train/flower/float.tif", Image.fromarray(floats), np.repeat(gradient[..., None], 3, -1))
+    palette = Image.fromarray(rgb).quantize(colors=16, dither=Image.Dither.NONE)
+    palette_rgb = np.asarray(palette.convert("RGB"))
+    save("train/flower/palette.gif", palette, palette_rgb)
+    transparent = palette.copy()
+    transparent.info["transparency"] = int(np.asarray(palette)[0, 0])  # the top-left pixel's colour
+    clear = np.asarray(palette) == np.asarray(palette)[0, 0]
+    save("train/flower/palette_alpha.png", transparent, np.where(clear[..., None], white, palette_rgb))
+    photo = Image.fromarray(np.full((8, 8, 3), (200, 30, 90), np.uint8))
+    save("train/tree/nested/photo.JPEG", photo, np.asarray(Image.open(_jpeg(photo)).convert("RGB")))
+    cmyk = photo.convert("CMYK")
+    save("train/tree/cmyk.JPG", cmyk, np.asarray(Image.open(_jpeg(cmyk)).convert("RGB")))
+    for relative in ("train/flower/.DS_Store", "train/tree/notes.txt", "train/README.md"):
+        (root / relative).write_text("not an image")
+    return expected
+
+
+def _jpeg(image: Image.Image) -> io.BytesIO:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    buffer.seek(0)
+    return buffer
+
+
+def test_every_image_of_a_users_folder_is_read_as_it_looks_and_every_other_file_is_reported(tmp_path):
+    """16-bit and float images scaled to 8 bits (not clipped white), transparency on white, palette, GIF,
+    CMYK, upper-case extensions and nested folders read; stray files reported by reason, none silently."""
+    from patchinteract.data.manifest import NOT_AN_IMAGE, OUTSIDE_CLASSES, left_out_summary, read_rgb
+
+    root = tmp_path / "data"
+    expected = users_folder(root)
+    left_out = {}
+    table = check_images(scan_imagefolder(root, {"train": "train"}, left_out=left_out), root, "error")
+    assert sorted(table["path"]) == sorted(expected)
+    assert left_out == {
+        OUTSIDE_CLASSES: ["train/README.md"],
+        NOT_AN_IMAGE: ["train/flower/.DS_Store", "train/tree/notes.txt"],
+    }
+    assert dict(zip(table["path"], table["class_name"], strict=True))["train/tree/nested/photo.JPEG"] == "tree"
+    for relative, pixels in expected.items():
+        image = read_rgb(root / relative)
+        assert image.mode == "RGB", relative
+        np.testing.assert_array_equal(np.asarray(image), pixels, err_msg=relative)
+    summary = left_out_summary(left_out, table)
+    assert summary.startswith("1 outside a class folder: train/README.md; 2 not an image file"), summary
+
+
+@pytest.mark.slow
+def test_the_manifest_rule_reads_a_users_folder_and_says_what_it_left_out(tmp_path, tiny_config):
+    """The dataset_manifest job on such a folder: every image in the manifest, and its log counts and names
+    the stray files, so that "0 skipped" can only mean that nothing was left out."""
+    import shutil
+
+    root = tmp_path / "data"
+    expected = users_folder(root)
+    shutil.copytree(root / "train", root / "val")
+    tiny_config["datasets"] = {"mine": {"source": "imagefolder", "path": str(root)}}
+    tiny_config["experiments"]["tiny"]["dataset"] = "mine"
+    run_snakemake(tmp_path, tiny_config, "results/datasets/mine/manifest.parquet")
+    manifest, _ = read_manifest(tmp_path / "results/datasets/mine/manifest.parquet", split="train")
+    assert sorted(manifest["path"]) == sorted(expected)
+    log = (tmp_path / "results/logs/dataset_manifest/mine.log").read_text()
+    assert f"{2 * len(expected)} images (6 skipped), 2 classes" in log
+    assert "2 outside a class folder: train/README.md, val/README.md; 4 not an image file (extension)" in log

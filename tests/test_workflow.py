@@ -524,6 +524,16 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_a_finished_project_moved_to_another_folder_plans_nothing(tiny_run, tmp_path):
+    """Scratch to project space, a laptop to the cluster: nothing that decides a rerun is an absolute path."""
+    from conftest import TINY_CONFIG
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tiny_run, moved, symlinks=True)
+    result = run_from_root(moved, TINY_CONFIG, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config):
     from safetensors.torch import load_file
 
@@ -602,6 +612,11 @@ def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     first = int(overview["image_id"].iloc[0])
     assert page("return PatchExplorer.state.image") == first
 
+    # Classes are shown by their names (the class folders'; the digits' are 0-9): renamed here, the page
+    # names the picked image's class and its top-5 so.
+    assert page("return EXPLORER_PAGE.class_names") == [str(digit) for digit in range(10)]
+    page("EXPLORER_PAGE.class_names = EXPLORER_PAGE.class_names.map((name) => 'digit ' + name)")
+
     # Pick an image as typing its id does: every view shows that image's data.
     image_id = int(overview["image_id"].iloc[7])
     page("Bokeh.documents[0].get_model_by_name('search').value = arguments[0]", str(image_id))
@@ -620,6 +635,9 @@ def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
     np.testing.assert_allclose(source("entropy_source")["entropy"], entropy, atol=1e-4)
     picked = overview.index[overview["image_id"] == image_id][0]
     assert page("return Bokeh.documents[0].get_model_by_name('overview_source').selected.indices") == [picked]
+    status = page("return Bokeh.documents[0].get_model_by_name('status').text")
+    assert f"(class digit {overview['label'].iloc[picked]}, predicted digit " in status
+    assert all(rank.startswith(f"{r + 1}: digit ") for r, rank in enumerate(source("top5_source")["rank"]))
 
     # Pick a head (as a click on it does) and a patch: the k-hop bars and the attention row are that head's.
     head_flat, layer, head, patch = 3, 1, 1, 5

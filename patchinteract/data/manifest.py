@@ -17,7 +17,19 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+def readable_suffixes() -> frozenset[str]:
+    """Every file extension Pillow can open (GIF, TIFF, WebP, BMP, ... ; compared in lower case)."""
+    Image.init()
+    return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
+
+
+IMAGE_SUFFIXES = readable_suffixes()
+
+# What transparent pixels (RGBA, LA, palette images with a transparent colour) are composited onto.
+TRANSPARENT_BACKGROUND = (255, 255, 255)
+# Pixel values of high-bit-depth modes that become 0 and 255: 16-bit integers span their whole range;
+# 32-bit integer images ("I", how Pillow may open a 16-bit PNG) are read as 16-bit; float images as [0, 1].
+FULL_SCALE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
 
 
 MANIFEST_COLUMNS = ["image_id", "path", "label", "class_name", "split", "error"]
@@ -30,16 +42,27 @@ class DatasetError(RuntimeError):
     """A dataset that is missing, malformed, or could not be fetched."""
 
 
+# Why a file under a split folder is not in the manifest (the scan's reasons; unreadable images are in it).
+NOT_AN_IMAGE = "not an image file (extension)"
+OUTSIDE_CLASSES = "outside a class folder"
+
+
 def scan_imagefolder(
-    root: Path, split_dirs: dict[str, str], expected_counts: dict | None = None, classes: list[str] | None = None
+    root: Path,
+    split_dirs: dict[str, str],
+    expected_counts: dict | None = None,
+    classes: list[str] | None = None,
+    left_out: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """Rows for an ImageFolder tree: ``root/<split_dir>/<class>/<image>``.
+    """Rows for an ImageFolder tree: ``root/<split_dir>/<class>/<image>`` (images in nested folders too).
 
     Class labels are the sorted class folder names of the first split; every
     split must use the same classes. ``classes`` keeps only those folders (a subset,
     labelled in sorted order; each must exist). ``expected_counts`` (split -> number of
-    images) is checked when given.
+    images) is checked when given. An image is a file with an extension Pillow opens, in any letter
+    case; ``left_out``, when given, receives every other file (paths under ``root``) by reason.
     """
+    left_out = {} if left_out is None else left_out
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist or is not a directory")
     class_names: list[str] | None = None
@@ -65,10 +88,14 @@ def scan_imagefolder(
                 f"split '{split}' in {split_root} has other classes than the first split: "
                 f"extra {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
             )
+        for file in sorted(p for p in split_root.iterdir() if not p.is_dir()):
+            left_out.setdefault(OUTSIDE_CLASSES, []).append(str(file.relative_to(root)))
         for label, name in enumerate(class_names):
-            for file in sorted((split_root / name).rglob("*")):
+            for file in sorted(p for p in (split_root / name).rglob("*") if not p.is_dir()):
                 if file.suffix.lower() in IMAGE_SUFFIXES:
                     rows.append((str(file.relative_to(root)), label, name, split))
+                else:
+                    left_out.setdefault(NOT_AN_IMAGE, []).append(str(file.relative_to(root)))
     table = pd.DataFrame(rows, columns=["path", "label", "class_name", "split"])
     for split, expected in (expected_counts or {}).items():
         found = int((table["split"] == split).sum())
@@ -76,8 +103,21 @@ def scan_imagefolder(
             raise DatasetError(f"split '{split}' under {root}: expected {expected} images, found {found}")
     for split in split_dirs:
         if not (table["split"] == split).any():
-            raise DatasetError(f"split '{split}' under {root} has no images ({sorted(IMAGE_SUFFIXES)})")
+            raise DatasetError(f"split '{split}' under {root} has no images (files Pillow opens, by extension)")
     return table
+
+
+def left_out_summary(left_out: dict[str, list[str]], table: pd.DataFrame, shown: int = 3) -> str:
+    """Every file not among the usable images, by reason: the scan's (``left_out``) and the unreadable
+    images of a checked ``table`` (:func:`check_images`), each with its count and first paths."""
+    reasons = dict(left_out)
+    for error, rows in table[table["error"].notna()].groupby(table["error"].str.split(":").str[0]):
+        reasons[f"unreadable ({error})"] = list(rows["path"])
+    return "; ".join(
+        f"{len(paths)} {reason}: {', '.join(paths[:shown])}{', ...' if len(paths) > shown else ''}"
+        for reason, paths in reasons.items()
+        if paths
+    )
 
 
 def read_cub_layout(root: Path) -> pd.DataFrame:
@@ -101,11 +141,34 @@ def read_cub_layout(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "label", "class_name", "split"])
 
 
+def rgb_image(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB: the one conversion of every reader (training, attention, keypoints, figures,
+    explorer). High-bit-depth and float images are scaled to 8 bits (:data:`FULL_SCALE`; Pillow's own
+    conversion clips them at 255), transparency is composited onto :data:`TRANSPARENT_BACKGROUND`, and the
+    first frame of an animation is the image. EXIF orientation is ignored, as torchvision's and timm's
+    loaders ignore it: pixels are read in the order they are stored, the order pretrained weights saw."""
+    if image.mode in FULL_SCALE:
+        pixels = np.asarray(image, dtype=np.float64) * (255.0 / FULL_SCALE[image.mode])
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (*TRANSPARENT_BACKGROUND, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def read_rgb(path: Path | str) -> Image.Image:
+    """The image file at ``path`` as 8-bit RGB (:func:`rgb_image`)."""
+    with Image.open(path) as image:
+        return rgb_image(image)
+
+
 def image_problem(path: Path) -> str | None:
-    """None if ``path`` decodes as an image, else a short description of what is wrong."""
+    """None if ``path`` reads as an image (:func:`read_rgb`), else a short description of what is wrong."""
     try:
-        with Image.open(path) as image:
-            image.load()
+        read_rgb(path)
     except Exception as exc:  # PIL raises many types for bad files
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -167,12 +230,17 @@ def image_path(table: pd.DataFrame, root: Path, image_id: int) -> Path:
 
 def resized_image(path: Path | str, size: int) -> np.ndarray:
     """The RGB image at ``path`` resized to ``size`` pixels square (as the model saw it, uncropped)."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+    return np.asarray(read_rgb(path).resize((size, size), Image.BICUBIC))
 
 
 def number_of_classes(manifest: pd.DataFrame) -> int:
     return int(manifest["label"].max()) + 1
+
+
+def class_names(manifest: pd.DataFrame) -> list[str]:
+    """Each label's class name (the class folder's name), in label order."""
+    names = manifest.drop_duplicates("label").set_index("label")["class_name"]
+    return [str(names.get(label, label)) for label in range(number_of_classes(manifest))]
 
 
 class ManifestDataset:
@@ -198,8 +266,7 @@ class ManifestDataset:
         if self.decoded is not None and index in self.decoded:
             return self.decoded[index]
         try:
-            with Image.open(self.paths[index]) as image:
-                image = image.convert("RGB")
+            image = read_rgb(self.paths[index])
         except Exception as exc:
             raise DatasetError(f"cannot read image {self.paths[index]}: {exc}") from exc
         if self.decoded is not None:
@@ -221,8 +288,7 @@ def mean_colour(manifest_path: Path | str, split: str = "train", threads: int = 
     table, root = read_manifest(manifest_path, split)
 
     def image_mean(path: str) -> np.ndarray:
-        with Image.open(root / path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.float64).mean(axis=(0, 1)) / 255.0
+        return np.asarray(read_rgb(root / path), dtype=np.float64).mean(axis=(0, 1)) / 255.0
 
     with ThreadPoolExecutor(threads) as pool:
         means = list(tqdm(pool.map(image_mean, table["path"]), total=len(table), desc="mean colour", mininterval=5))

@@ -101,12 +101,17 @@ const PatchExplorer = (() => {
 
   // ------------------------------------------------------------------ views
 
+  // the class folder's name (the manifest's class_name), as users named their classes
+  function className(label) {
+    return page.class_names[label] ?? String(label);
+  }
+
   function render() {
     const payload = payloads[state.image];
     if (!payload) return;
     const layer = Math.floor(state.head / page.n_heads), head = state.head % page.n_heads;
     say(
-      `<b>Image ${payload.image_id}</b> (class ${payload.label}, predicted ${payload.prediction}) · ` +
+      `<b>Image ${payload.image_id}</b> (class ${className(payload.label)}, predicted ${className(payload.prediction)}) · ` +
         `<b>${headName(state.head)}</b> · <b>patch ${state.patch}</b> ` +
         `(row ${Math.floor(state.patch / page.grid[1])}, column ${state.patch % page.grid[1]})`
     );
@@ -140,11 +145,11 @@ const PatchExplorer = (() => {
     const mode = page.modes.indexOf(parseInt(model("pruning_mode").value, 10));
     const classes = payload.top_class[state.head][mode], probs = payload.top_prob[state.head][mode];
     model("top5_source").data = {
-      rank: classes.map((c, r) => `${r + 1}: class ${c}`),
+      rank: classes.map((c, r) => `${r + 1}: ${className(c)}`),
       prob: probs,
       color: classes.map((c) => (c === payload.label ? "#2ca02c" : "#999999")),
     };
-    model("top5_figure").y_range.factors = classes.map((c, r) => `${r + 1}: class ${c}`).reverse();
+    model("top5_figure").y_range.factors = classes.map((c, r) => `${r + 1}: ${className(c)}`).reverse();
     model("top5_figure").title.text =
       `Top-5 under mode ${model("pruning_mode").value} (green: true class)`;
     model("modes_figure").title.text = `Pruning modes of ${headName(state.head)}: ${model("mode_metric").value}`;

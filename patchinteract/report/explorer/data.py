@@ -19,7 +19,7 @@ from PIL import Image
 
 from patchinteract.analyses.heads.sample import explorer_images
 from patchinteract.analyses.heads.tables import IMPORTANCE_VIEWS
-from patchinteract.data.manifest import image_path, read_manifest, resized_image
+from patchinteract.data.manifest import class_names, image_path, read_manifest, resized_image
 
 ATTENTION_BLOCK = 64  # images whose attention is read at once
 PALETTE = (  # class colours (Category10, then Category20's light tones)
@@ -188,6 +188,7 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
     importance = head_table(stores.head_importance, image_ids)
     entropy = head_table(stores.head_strength, image_ids)["entropy"].to_numpy(np.float32)
     patterns = head_table(stores.attention_patterns, image_ids)
+    names = class_names(read_manifest(stores.manifest)[0])
     return {
         "n_layers": selection.n_layers,
         "n_heads": selection.n_heads,
@@ -202,6 +203,7 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
         "fields": list(stores.fields),
         "semantics": stores.semantics is not None,
         "palette": list(PALETTE),
+        "class_names": names,
         "image_ids": [int(i) for i in image_ids],
         "overview": {
             "image_id": overview["image_id"].astype(int).to_list(),
@@ -209,6 +211,8 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
             "y": overview["y"].to_list(),
             "label": overview["label"].astype(int).to_list(),
             "prediction": overview["prediction"].astype(int).to_list(),
+            "class_name": [names[label] for label in overview["label"].astype(int)],
+            "predicted_name": [names[label] for label in overview["prediction"].astype(int)],
             "true_prob": overview["true_prob"].round(4).to_list(),
             "metric": str(overview["metric"].iloc[0]),
         },

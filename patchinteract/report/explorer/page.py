@@ -134,7 +134,12 @@ def overview_view(page: dict):
     )
     images.add_tools(
         HoverTool(
-            tooltips=[("image", "@image_id"), ("class", "@label"), ("predicted", "@prediction"), ("P[y]", "@true_prob")]
+            tooltips=[
+                ("image", "@image_id"),
+                ("class", "@class_name"),
+                ("predicted", "@predicted_name"),
+                ("P[y]", "@true_prob"),
+            ]
         )
     )
     tap("image", source)
