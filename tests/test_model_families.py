@@ -17,9 +17,9 @@ SMALL = {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
 FAMILIES = {
     "gap": ("VisionTransformer", {"class_token": False, "global_pool": "avg"}, 0),  # no prefix, average pool
     "attnpool": ("VisionTransformer", {"class_token": False, "global_pool": "map"}, 0),  # SigLIP's attention pool
-    "registers": ("VisionTransformer", {"reg_tokens": 4}, 5),  # CLS + 4 registers
+    # CLS + 4 registers behind a CLIP-style stem (a norm before the blocks, no position embedding on them)
+    "registers": ("VisionTransformer", {"reg_tokens": 4, "pre_norm": True, "no_embed_class": True}, 5),
     "distilled": ("deit_tiny_distilled_patch16_224", {}, 2),  # CLS + distillation token, two heads
-    "clip": ("VisionTransformer", {"pre_norm": True, "no_embed_class": True}, 1),  # CLIP-style stem
     # timm's Eva class: rotary position embeddings applied to q and k in every block
     "dinov3": ("vit_small_patch16_dinov3", {}, 5),  # RoPE (rotate-half), CLS + 4 registers, no absolute embedding
     "eva02": ("eva02_tiny_patch14_224", {}, 1),  # RoPE + absolute embedding, SwiGLU MLP, CLS, average pool
