@@ -161,10 +161,17 @@ def test_importance_tables_have_one_row_per_image_layer_head_and_mode():
     )
 
 
-def test_without_prefix_tokens_the_cls_measures_are_skipped(caplog):
-    model = tiny_vit(class_token=False, global_pool="avg")
+@pytest.mark.parametrize("global_pool", ["avg", "map"])  # average pooling; SigLIP's attention pool
+def test_without_prefix_tokens_the_cls_measures_are_skipped(caplog, global_pool):
+    """The unpruned pass is the model's own prediction, through either head that pools without a CLS token."""
+    model = tiny_vit(class_token=False, global_pool=global_pool).eval()
     with caplog.at_level("WARNING"):
-        rows, _ = head_importance(model, TinyImages(2), device=torch.device("cpu"), batch_images=2)
+        rows, images = head_importance(model, TinyImages(2), device=torch.device("cpu"), batch_images=2)
+    with torch.no_grad():
+        probabilities = model(torch.stack([TinyImages(2)[i][0] for i in range(2)])).softmax(-1)
+    np.testing.assert_allclose(
+        np.stack(images["top5_prob"]), probabilities.topk(5).values.numpy(), rtol=1e-5, atol=1e-6
+    )
     assert set(rows["mode"]) == {0, 1, 4}
     assert rows["cls_distance"].isna().all() and rows["patch_distance"].notna().all()
     assert rows.query("mode == 1")["patch_distance"].max() > 1e-4

@@ -16,7 +16,8 @@ SMALL = {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
 # experiment: (model, model_args beyond SMALL, prefix tokens)
 FAMILIES = {
     "gap": ("VisionTransformer", {"class_token": False, "global_pool": "avg"}, 0),  # no prefix, average pool
-    "attnpool": ("VisionTransformer", {"class_token": False, "global_pool": "map"}, 0),  # SigLIP's attention pool
+    # (SigLIP's attention pool, global_pool "map", without a prefix: tests/test_head_importance.py and
+    # tests/test_masked_vit.py)
     # CLS + 4 registers behind a CLIP-style stem (a norm before the blocks, no position embedding on them)
     "registers": ("VisionTransformer", {"reg_tokens": 4, "pre_norm": True, "no_embed_class": True}, 5),
     "distilled": ("deit_tiny_distilled_patch16_224", {}, 2),  # CLS + distillation token, two heads
