@@ -49,6 +49,7 @@ benchmarks: $(BIN)/snakemake
 	$(BIN)/python benchmarks/bench_semantics.py
 	$(BIN)/python benchmarks/bench_masked_training.py
 	$(BIN)/python benchmarks/bench_flex_attention.py
+	$(BIN)/python benchmarks/bench_job_start.py
 
 # Every branch's training step, attention capture and streaming U on the device found
 # (CUDA: ViT-B/16, bf16 autocast; CPU: a tiny ViT in float32). Fails on any error or NaN.
