@@ -395,9 +395,3 @@ def relative_input_change(folder: str | Path):
         return True
 
     return change
-
-
-def canonical_params_records(metadata: str | Path) -> int:
-    """Rewrite the params of Snakemake's records in ``metadata`` in canonical form
-    (:func:`canonical_params_change`); returns the number rewritten."""
-    return rewrite_records(metadata, canonical_params_change)

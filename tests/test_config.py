@@ -403,7 +403,7 @@ def test_command_line_values_read_as_yaml_scalars():
 def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     import json
 
-    from patchinteract.config import canonical_params_records
+    from patchinteract.config import canonical_params_change, rewrite_records
 
     metadata = tmp_path / "metadata"
     (metadata / "@long").mkdir(parents=True)  # Snakemake splits a long record name into folders
@@ -412,7 +412,7 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     (metadata / "@long" / "rest").write_text(json.dumps(record))
     (metadata / "canonical").write_text(json.dumps(record | {"params": ["0.1", "{'a': 1}"]}))
     (metadata / "partial").write_text('{"rule": "tra')  # being written: left alone
-    assert canonical_params_records(metadata) == 1
+    assert rewrite_records(metadata, canonical_params_change) == 1
     rewritten = json.loads((metadata / "@long" / "rest").read_text())
     assert rewritten == record | {
         "params": sorted(
@@ -420,7 +420,7 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
         )
     }
     assert (metadata / "partial").read_text() == '{"rule": "tra'
-    assert canonical_params_records(metadata) == 0  # idempotent
+    assert rewrite_records(metadata, canonical_params_change) == 0  # idempotent
     assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]
 
 
