@@ -187,13 +187,18 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     return counts
 
 
-def run_training_script(script: str, manifest: Path, folder: Path, name: str, delay: float = 0.0) -> subprocess.Popen:
-    """Python source ``script`` in a fresh process (stdout captured) with the arguments of a resumable run
-    ``name``: the manifest, its checkpoint ``<name>.pt``, its weights ``<name>.safetensors`` in ``folder``
-    and a delay per image (to stop it part-way)."""
+def run_training_script(
+    script: str, manifest: Path, folder: Path, name: str, delay: float = 0.0, stderr=None
+) -> subprocess.Popen:
+    """Python source ``script`` in a fresh process (stdout captured; stderr where ``stderr`` says) with the
+    arguments of a resumable run ``name``: the manifest, its checkpoint ``<name>.pt``, its weights
+    ``<name>.safetensors`` in ``folder`` and a delay per image (to stop it part-way)."""
     args = [manifest, folder / f"{name}.pt", folder / f"{name}.safetensors", delay]
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
     )
 
 

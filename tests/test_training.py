@@ -66,6 +66,41 @@ def test_sigterm_checkpoints_and_the_resumed_run_ends_identical(tmp_path, digits
         torch.testing.assert_close(again[name], tensor, rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_a_job_near_its_time_limit_stops_with_a_checkpoint_and_resumes_to_the_uninterrupted_run(
+    tmp_path, digits_manifest, monkeypatch
+):
+    """No signal: the job's end (here PATCHINTERACT_JOB_END, under Slurm squeue's) less the slowest step, the
+    checkpoint write (slowed to 1 s) and the margin is when it stops, with a checkpoint from which a rerun
+    ends on the weights of an uninterrupted run."""
+    import subprocess
+    import time
+
+    from patchinteract.training.deadline import MARGIN_SECONDS
+
+    uninterrupted = run_training_script(TRAIN, digits_manifest, tmp_path, "once")
+    assert uninterrupted.communicate(timeout=300)[0] and uninterrupted.returncode == 0
+
+    # 27 steps of ~1.2 s (0.3 s an image): far more than fit before an end 30 s from now
+    end = time.time() + 30
+    monkeypatch.setenv("PATCHINTERACT_JOB_END", str(end))
+    monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", "1")
+    stopped = run_training_script(TRAIN, digits_manifest, tmp_path, "resumed", delay=0.3, stderr=subprocess.PIPE)
+    errors = stopped.communicate(timeout=300)[1]
+    assert stopped.returncode != 0 and time.time() < end - MARGIN_SECONDS + 5, errors[-2000:]
+    step = torch.load(tmp_path / "resumed.pt", weights_only=False)["position"]["step"]
+    assert 0 < step < 27 and f"time limit near: stopped at step {step}, " in errors, errors[-2000:]
+    assert "a checkpoint 1." in errors  # the write measured, slowed as a large one on a shared file system
+
+    monkeypatch.delenv("PATCHINTERACT_JOB_END")
+    resumed = run_training_script(TRAIN, digits_manifest, tmp_path, "resumed")
+    summary = json.loads(resumed.communicate(timeout=300)[0])
+    assert resumed.returncode == 0 and summary["resumed_from_step"] == step and summary["steps"] == 27
+    once, again = load_file(tmp_path / "once.safetensors"), load_file(tmp_path / "resumed.safetensors")
+    for name, tensor in once.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0)
+
+
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, digits_manifest):
     from patchinteract.data.manifest import split_dataset
     from patchinteract.models.transforms import eval_transform

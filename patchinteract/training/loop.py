@@ -1,5 +1,5 @@
 """Training: the recipe (optimizer, warm-up + cosine schedule, accumulation), seeded data order,
-checkpoints that resume exactly, and SIGTERM handling."""
+checkpoints that resume exactly, the stop before the job's time limit, and SIGTERM handling."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from patchinteract.ranks import Ranks, all_mean, any_rank
 from patchinteract.runtime import autocast
 from patchinteract.schema import definition_defaults
+from patchinteract.training.deadline import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def training_loss(
 
 
 class TrainingInterrupted(RuntimeError):
-    """Training stopped on request (SIGTERM); a checkpoint to resume from was saved."""
+    """Training stopped before the job's time limit or on request (SIGTERM); a checkpoint to resume from was
+    saved."""
 
 
 @contextlib.contextmanager
@@ -205,6 +207,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
+    # tests only: a checkpoint as slow to write as a large one on a shared file system
+    time.sleep(float(os.environ.get("PATCHINTERACT_TEST_CHECKPOINT_DELAY", 0)))
     os.replace(temporary, path)
 
 
@@ -301,8 +305,10 @@ class Training:
     ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor):
     the run's summary lists them under ``epochs``, each with the smoothed loss.
     A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
-    epoch and when SIGTERM arrives; then TrainingInterrupted is raised. A later run with the same
-    checkpoint and fingerprint resumes, and on CPU ends with the same weights as an uninterrupted run.
+    epoch, when the job's time limit is near (:class:`~patchinteract.training.deadline.Deadline`: the next
+    step and a checkpoint write would not fit) and when SIGTERM arrives; then TrainingInterrupted is
+    raised. A later run with the same checkpoint and fingerprint resumes, and on CPU ends with the same
+    weights as an uninterrupted run.
 
     Under several ranks (:mod:`patchinteract.ranks`) the model trains under DistributedDataParallel:
     each global batch of ``recipe.batch_size`` samples, in the order one process draws them, is split
@@ -343,6 +349,8 @@ class Training:
             pin_memory=device.type == "cuda",
         )
         self.total_steps = math.ceil(self.order.batches / recipe.accumulation_steps) * recipe.epochs
+        # a run without a checkpoint has nothing to stop for
+        self.deadline = Deadline.of_this_job() if self.checkpoint else Deadline(None)
 
     def run(self) -> dict:
         """Train in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
@@ -391,6 +399,7 @@ class Training:
     def epoch(self, state: TrainingState, epoch: int, stop_requested: Callable[[], bool]) -> None:
         """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
         state.optimizer.zero_grad(set_to_none=True)
+        self.last_step = time.perf_counter()  # a step's time excludes the last epoch's checkpoint
         for batch_index, batch in enumerate(self.loader, start=self.order.first_batch):
             steps = not (batch_index + 1) % self.recipe.accumulation_steps or batch_index + 1 == self.order.batches
             # Gradients are summed over the ranks only in the batch that ends the step.
@@ -405,10 +414,13 @@ class Training:
             self.step_losses.append(state.position["loss"])
             state.position["seconds"] = time.perf_counter() - self.start
             self.report(state, epoch)
-            if any_rank(stop_requested(), self.device):
-                self.save(state)
-                self.progress.close()
-                raise TrainingInterrupted(f"SIGTERM at step {state.position['step']}; checkpoint {self.checkpoint}")
+            self.deadline.step_took(time.perf_counter() - self.last_step)
+            if self.ranks.main and self.deadline.wants_a_measured_checkpoint:
+                self.save(state)  # how long a write takes, and a point to resume from early on
+            signalled, near = stop_requested(), self.deadline.reached()
+            if any_rank(signalled or near, self.device):
+                raise self.interrupted(state, signalled, near)
+            self.last_step = time.perf_counter()
 
     def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
         """Forward and backward of one batch; its loss joins the running (smoothed) loss."""
@@ -424,9 +436,25 @@ class Training:
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {state.position['step']}")
         state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
 
+    def interrupted(self, state: TrainingState, signalled: bool, near: bool) -> TrainingInterrupted:
+        """Save the checkpoint of a stopped run; the error that says why it stopped."""
+        step = state.position["step"]
+        if signalled:
+            reason = f"SIGTERM at step {step}"
+        elif near:
+            reason = f"time limit near: stopped at step {step}, {self.deadline.describe()}"
+        else:
+            reason = f"stopped at step {step} with another rank"
+        self.save(state)
+        self.progress.close()
+        return TrainingInterrupted(f"{reason}; checkpoint {self.checkpoint}, from which a rerun resumes")
+
     def save(self, state: TrainingState) -> None:
         if self.ranks.main:
+            start = time.perf_counter()
             state.save(self.checkpoint, self.fingerprint)
+            if self.checkpoint:
+                self.deadline.checkpoint_took(time.perf_counter() - start)
 
     def report(self, state: TrainingState, epoch: int) -> None:
         """The progress bar after a step: epoch, smoothed loss, learning rate, images per second."""
