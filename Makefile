@@ -26,12 +26,10 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
-# Two pytest calls: every test file on one of three workers (the Slurm tests mostly wait on the
-# scheduler, so they run beside the rest), then the tests marked exclusive alone (the Slurm
-# time-out test sizes its work by this machine's measured speed: nothing else may share the CPU).
+# Every test file on one of three workers (the Slurm tests mostly wait on the scheduler, so they run
+# beside the rest; the files that use the test cluster share it).
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile -m "not exclusive"
-	$(BIN)/python -m pytest -ra --durations=5 -m exclusive
+	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile
 
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/

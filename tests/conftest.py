@@ -1,6 +1,8 @@
 """Shared fixtures: the repository, a tiny config, and a runner for the real Snakemake DAG."""
 
+import contextlib
 import copy
+import fcntl
 import os
 import re
 import shutil
@@ -95,6 +97,64 @@ def browser():
 def bokeh_data(driver, name: str) -> dict:
     """The data of the page's Bokeh model ``name`` (a ColumnDataSource)."""
     return driver.execute_script(f"return Bokeh.documents[0].get_model_by_name('{name}').data")
+
+
+SLURM_CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
+# The test processes (pids) that use the cluster now: the first starts it, the last stops it, so Slurm
+# tests in several files run on parallel workers against one cluster.
+SLURM_CLUSTER_USERS = Path(os.environ.get("PATCHINTERACT_SLURM_DIR", "/tmp/patchinteract-slurm") + ".users")
+
+
+def slurm_unavailable(reason: str):
+    if os.environ.get("PATCHINTERACT_REQUIRE_SLURM") == "1":
+        pytest.fail(f"Slurm test cluster required (PATCHINTERACT_REQUIRE_SLURM=1) but {reason}")
+    pytest.skip(reason)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def slurm_cluster_users():
+    """The set of live processes using the test cluster, under an exclusive lock; saved as left."""
+    with open(SLURM_CLUSTER_USERS, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        users = {pid for pid in map(int, handle.read().split()) if process_alive(pid)}
+        yield users
+        handle.seek(0)
+        handle.truncate()
+        handle.write(" ".join(map(str, sorted(users))))
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running one-node cluster with slurmdbd accounting (tests/slurm/cluster.sh), shared by the test
+    processes that use it at the same time; stopped by PID after the last."""
+    if os.geteuid() != 0:
+        slurm_unavailable("the Slurm test cluster needs root (it installs Debian packages and runs daemons)")
+    script = ["bash", str(SLURM_CLUSTER_SCRIPT)]
+    with slurm_cluster_users() as users:
+        for step in () if users else ("install", "start"):
+            result = subprocess.run([*script, step], capture_output=True, text=True, timeout=600)
+            if result.returncode != 0:
+                subprocess.run([*script, "stop"], capture_output=True)
+                slurm_unavailable(f"'cluster.sh {step}' failed:\n{result.stdout}\n{result.stderr}")
+        users.add(os.getpid())
+    yield
+    with slurm_cluster_users() as users:
+        users.discard(os.getpid())
+        if users:
+            return
+        subprocess.run([*script, "stop"], check=True, timeout=120)
+    # A slurm.conf left without its controller would make every later `snakemake` start wait 9 s.
+    conf = Path("/etc/slurm/slurm.conf")
+    assert not (conf.exists() and "written by patchinteract" in conf.read_text()), f"cluster.sh stop left {conf}"
 
 
 @pytest.fixture

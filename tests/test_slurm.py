@@ -1,5 +1,5 @@
 """The Slurm profile on a real one-node cluster (tests/slurm/cluster.sh): jobs, GPUs, failures,
-one-branch reruns, Dask workers as Slurm jobs, and a time-out that checkpoints and resumes.
+one-branch reruns, Dask workers as Slurm jobs (the time limit: test_slurm_time_limit.py).
 
 The cluster needs root (Debian packages, daemons). Without it these tests skip; .ci/run sets
 PATCHINTERACT_REQUIRE_SLURM=1, which turns that skip into a failure.
@@ -7,12 +7,9 @@ PATCHINTERACT_REQUIRE_SLURM=1, which turns that skip into a failure.
 
 import copy
 import json
-import math
-import os
 import re
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,90 +17,11 @@ import pytest
 import yaml
 import zarr
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+from slurm_jobs import accounting, cluster_config, run_on_slurm
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
-PROFILE = REPO / "profiles" / "slurm"
-# The profile as a user runs it, with faster polling: the tiny jobs take seconds, not hours. (The
-# plugin polls after 6 s, then waits 10 s longer after each poll that finds no job finished.)
-SLURM_ARGS = (
-    "--profile",
-    str(PROFILE),
-    "--cores",
-    "8",
-    "--slurm-init-seconds-before-status-checks",
-    "6",
-    "--seconds-between-status-checks",
-    "2",
-)
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 GPU_RULES = {"train_baseline", "retrain_vit", "retrain_awd", "retrain_awd_dip", "retrain_winft"}
-
-
-def unavailable(reason: str):
-    if os.environ.get("PATCHINTERACT_REQUIRE_SLURM") == "1":
-        pytest.fail(f"Slurm test cluster required (PATCHINTERACT_REQUIRE_SLURM=1) but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """A running one-node cluster with slurmdbd accounting; stopped by PID afterwards."""
-    if os.geteuid() != 0:
-        unavailable("the Slurm test cluster needs root (it installs Debian packages and runs daemons)")
-    for step in ("install", "start"):
-        result = subprocess.run(["bash", str(CLUSTER_SCRIPT), step], capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], capture_output=True)
-            unavailable(f"'cluster.sh {step}' failed:\n{result.stdout}\n{result.stderr}")
-    yield
-    subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], check=True, timeout=120)
-    # A slurm.conf left without its controller would make every later `snakemake` start wait 9 s.
-    conf = Path("/etc/slurm/slurm.conf")
-    assert not (conf.exists() and "written by patchinteract" in conf.read_text()), f"cluster.sh stop left {conf}"
-
-
-def cluster_config(**resources) -> dict:
-    """The tiny config (one retraining seed) with per-kind resources that fit the test node; training asks
-    for a GPU."""
-    config = copy.deepcopy(TINY_CONFIG) | {"seeds": [0]}
-    config["resources"] = {
-        "default": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
-        "inference": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
-        "interaction": {"cpus": 1, "mem_mb": 1000, "runtime": 10},
-        "train": {"cpus": 1, "mem_mb": 1000, "runtime": 10, "gpus": 1},
-    } | resources
-    return config
-
-
-def submitted_jobs(output: str) -> list[tuple[str, str, Path]]:
-    """(Slurm job id, rule, Slurm log) of every job the run submitted."""
-    jobs = []
-    for job_id, log in SUBMITTED.findall(output):
-        rule = next(part[len("rule_") :] for part in Path(log).parts if part.startswith("rule_"))
-        jobs.append((job_id, rule, Path(log)))
-    return jobs
-
-
-def accounting(job_ids) -> dict[str, dict]:
-    """sacct's record (State, AllocTRES, Timelimit) of each job, from slurmdbd."""
-    out = subprocess.run(
-        ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", "JobID,JobName,State,AllocTRES,Timelimit"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    records = {}
-    for line in out.splitlines():
-        job_id, name, state, tres, limit = line.split("|")
-        records[job_id] = {"name": name, "state": state, "tres": tres, "timelimit": limit}
-    return records
-
-
-def run_on_slurm(directory: Path, config: dict, *args: str, check: bool = True):
-    result = run_snakemake(directory, config, *SLURM_ARGS, *args, check=check)
-    return result, submitted_jobs(result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -219,83 +137,6 @@ def test_a_failing_job_fails_snakemake_naming_its_log(slurm_cluster, tmp_path):
         assert str(log) in message and log.is_file()
     assert image.name in (tmp_path / "results/logs/dataset_manifest/digits.log").read_text()
     assert not (tmp_path / "results/datasets/digits/manifest.parquet").exists()
-
-
-def training_steps_per_second(config: dict, batch_size: int, threads: int) -> float:
-    """This machine's steps per second on the experiment's model with the training jobs' optimizer (its
-    speed varies by ~1.5x from run to run, so the time-out test sizes its work in seconds, not steps)."""
-    import time
-
-    import torch
-
-    from patchinteract.grid import model_settings
-    from patchinteract.models.vit import build_model
-    from patchinteract.training.loop import Recipe, make_optimizer
-
-    model = build_model(model_settings(config, "tiny"), num_classes=10)
-    optimizer = make_optimizer(model, Recipe.from_config(config["retrain"]["recipe"]))
-    size = config["experiments"]["tiny"]["img_size"]
-    images, labels = torch.randn(batch_size, 3, size, size), torch.zeros(batch_size, dtype=torch.long)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for step in range(60):
-            if step == 10:
-                start = time.perf_counter()
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(previous)
-    return 50 / (time.perf_counter() - start)
-
-
-@pytest.mark.exclusive  # sizes its work by this machine's measured speed: run alone (make test)
-def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch):
-    """Training sized to ~1 min of this machine's time; its job gets 1 min, a checkpoint write is slowed to
-    5 s (as a large one on a shared file system). No signal is needed: the job stops itself, with a
-    checkpoint, while the next step and the write still fit before Slurm's limit, and fails; the profile's
-    retry (twice the runtime) resumes from the checkpoint and finishes."""
-    from patchinteract.training.deadline import MARGIN_SECONDS
-
-    config = cluster_config(train={"cpus": 2, "mem_mb": 2000, "runtime": 1, "gpus": 1})
-    config["datasets"]["digits"] |= {"per_class": 170, "image_size": 32}
-    train_images = 1700 - math.ceil(1700 * config["datasets"]["digits"]["val_fraction"])  # 1,020
-    config["experiments"]["tiny"] |= {
-        "img_size": 32,
-        "retrain_methods": ["vit"],
-        "model_args": {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
-    }
-    recipe = config["retrain"]["recipe"]
-    steps_per_epoch = train_images // recipe["batch_size"]  # the last, partial batch is dropped
-    # A job trains at 0.6-0.9x the bare model's speed (data loading): 40 s of the bare loop and a 5 s write
-    # after each of its few epochs is 75-100 s of a job's work, more than the first attempt does before it
-    # stops (60 s less imports, the margin and two writes), and less than the retry's 2 minutes hold.
-    speed = training_steps_per_second(config, recipe["batch_size"], threads=2)
-    recipe["epochs"] = math.ceil(40 * speed / steps_per_epoch)
-    target = "results/tiny/retrain/vit/seed0/metrics.json"
-    monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", "5")
-
-    # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
-    result, jobs = run_on_slurm(
-        tmp_path, config, target, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2"
-    )
-    attempts = [job for job in jobs if job[1] == "retrain_vit"]
-    assert len(attempts) == 2, f"{speed:.0f} steps/s: {attempts}"
-    records = accounting([job_id for job_id, _, _ in attempts])
-    (first, _, first_log), (second, _, _) = attempts
-    assert (records[first]["state"], records[first]["timelimit"]) == ("FAILED", "00:01:00"), records
-    assert (records[second]["state"], records[second]["timelimit"]) == ("COMPLETED", "00:02:00"), records
-    stop = re.search(r"time limit near: stopped at step (\d+), (\d+) s before the job's end", first_log.read_text())
-    assert stop, first_log.read_text()[-3000:]
-    stopped_at, seconds_left = int(stop.group(1)), int(stop.group(2))
-    assert seconds_left >= MARGIN_SECONDS + 5 - 1  # the margin and the measured 5 s write were left
-    training_log = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log").read_text()
-    assert f"at step {stopped_at} " in re.search(r"resuming from .*", training_log).group(0)
-    metrics = json.loads((tmp_path / target).read_text())
-    assert 0 < stopped_at < metrics["steps"] == recipe["epochs"] * steps_per_epoch
-    assert metrics["resumed_from_step"] == stopped_at
-    assert not (tmp_path / "results/tiny/retrain/vit/seed0/checkpoint.pt").exists()
 
 
 def test_profile_is_found_as_typed_from_the_repository_root(tmp_path):

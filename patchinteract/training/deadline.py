@@ -27,6 +27,13 @@ MARGIN_SECONDS = 15.0
 STEPS_REMEMBERED = 20
 
 
+def testing_delay(what: str) -> float:
+    """Seconds by which the tests slow each training step or checkpoint write (``what``: ``STEP``,
+    ``CHECKPOINT``), from ``PATCHINTERACT_TEST_<what>_DELAY``: a time-limit test whose timing is set by these
+    waits and not by the machine's speed (0 unless set)."""
+    return float(os.environ.get(f"PATCHINTERACT_TEST_{what}_DELAY", 0))
+
+
 def slurm_job_end(job_id: str) -> float | None:
     """The end of Slurm job ``job_id`` by its time limit (seconds since the epoch), or None if Slurm does
     not say (no limit, the command missing or failing)."""
@@ -94,6 +101,6 @@ class Deadline:
     def describe(self, now: float | None = None) -> str:
         left = self.end - (time.time() if now is None else now)
         return (
-            f"{left:.0f} s before the job's end (a step takes up to {max(self.steps):.2f} s, "
+            f"checkpoint written {left:.0f} s before the job's end (a step takes up to {max(self.steps):.2f} s, "
             f"a checkpoint {self.checkpoint_seconds or 0.0:.1f} s)"
         )

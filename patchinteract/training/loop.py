@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from patchinteract.ranks import Ranks, all_mean, any_rank
 from patchinteract.runtime import autocast
 from patchinteract.schema import definition_defaults
-from patchinteract.training.deadline import Deadline
+from patchinteract.training.deadline import Deadline, testing_delay
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
-    # tests only: a checkpoint as slow to write as a large one on a shared file system
-    time.sleep(float(os.environ.get("PATCHINTERACT_TEST_CHECKPOINT_DELAY", 0)))
+    time.sleep(testing_delay("CHECKPOINT"))  # tests: as slow as a large checkpoint on a shared file system
     os.replace(temporary, path)
 
 
@@ -378,6 +377,8 @@ class Training:
                 self.record_epoch(position, epoch)
                 self.save(state)
                 log.info("epoch %d/%d: loss %.4f", epoch + 1, self.recipe.epochs, position["loss"])
+                if epoch + 1 < self.recipe.epochs:  # the epoch's end took a write (and its monitor) more
+                    self.stop_if_asked(state, stop_requested, saved=True)
         self.progress.close()
         return {
             "steps": position["step"],
@@ -410,6 +411,7 @@ class Training:
             state.optimizer.step()
             state.schedule.step()
             state.optimizer.zero_grad(set_to_none=True)
+            time.sleep(testing_delay("STEP"))
             state.position.update(step=state.position["step"] + 1, epoch=epoch, batch=batch_index + 1)
             self.step_losses.append(state.position["loss"])
             state.position["seconds"] = time.perf_counter() - self.start
@@ -417,9 +419,7 @@ class Training:
             self.deadline.step_took(time.perf_counter() - self.last_step)
             if self.ranks.main and self.deadline.wants_a_measured_checkpoint:
                 self.save(state)  # how long a write takes, and a point to resume from early on
-            signalled, near = stop_requested(), self.deadline.reached()
-            if any_rank(signalled or near, self.device):
-                raise self.interrupted(state, signalled, near)
+            self.stop_if_asked(state, stop_requested, saved=False)
             self.last_step = time.perf_counter()
 
     def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
@@ -436,18 +436,23 @@ class Training:
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {state.position['step']}")
         state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
 
-    def interrupted(self, state: TrainingState, signalled: bool, near: bool) -> TrainingInterrupted:
-        """Save the checkpoint of a stopped run; the error that says why it stopped."""
+    def stop_if_asked(self, state: TrainingState, stop_requested: Callable[[], bool], saved: bool) -> None:
+        """Stop with a checkpoint (written unless ``saved``) when SIGTERM came or the job's time limit is near,
+        on any rank: every rank raises TrainingInterrupted, which says why."""
+        signalled, near = stop_requested(), self.deadline.reached()
+        if not any_rank(signalled or near, self.device):
+            return
+        if not saved:
+            self.save(state)
+        self.progress.close()
         step = state.position["step"]
         if signalled:
             reason = f"SIGTERM at step {step}"
-        elif near:
+        elif near:  # said after the write: the time the job has left to end
             reason = f"time limit near: stopped at step {step}, {self.deadline.describe()}"
         else:
             reason = f"stopped at step {step} with another rank"
-        self.save(state)
-        self.progress.close()
-        return TrainingInterrupted(f"{reason}; checkpoint {self.checkpoint}, from which a rerun resumes")
+        raise TrainingInterrupted(f"{reason}; checkpoint {self.checkpoint}, from which a rerun resumes")
 
     def save(self, state: TrainingState) -> None:
         if self.ranks.main:

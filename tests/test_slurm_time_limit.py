@@ -1,0 +1,68 @@
+"""A training job under a Slurm time limit (the test cluster of tests/slurm/cluster.sh): it stops itself
+with a checkpoint before the limit, without a signal, and the profile's retry resumes it.
+
+The job's steps and checkpoint writes are slowed by test-only waits (a 0.4 s step, a 5 s write, as a large
+checkpoint on a shared file system), so its timing is set by those waits and not by this machine's speed
+or load: the test runs beside the others.
+"""
+
+import json
+import re
+
+import pytest
+from conftest import run_snakemake
+from slurm_jobs import accounting, cluster_config, run_on_slurm
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+STEP_SECONDS, CHECKPOINT_SECONDS = 0.4, 5
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch, ranks):
+    """Two epochs of 45 steps: at least 36 s of waits, more than a 1-minute job can train once its start,
+    the margin and two 5 s writes are paid, and fewer than its retry's 2 minutes hold. The first attempt
+    stops while the next step and a write still fit, and fails; the retry (twice the runtime) resumes from
+    its checkpoint and finishes. On 2 ranks (gloo) every rank stops at the same step (each rank's log says
+    why)."""
+    from patchinteract.training.deadline import MARGIN_SECONDS
+
+    train = {"cpus": 2, "mem_mb": 3000, "runtime": 1, "gpus": 0, "ranks": ranks}
+    config = cluster_config(train=train)
+    config["datasets"]["digits"] |= {"per_class": 60, "image_size": 32}  # 360 train images
+    config["experiments"]["tiny"] |= {"img_size": 32, "retrain_methods": ["vit"]}
+    recipe = config["retrain"]["recipe"]
+    recipe["epochs"] = 2
+    steps = recipe["epochs"] * 360 // recipe["batch_size"]
+    target = "results/tiny/retrain/vit/seed0/metrics.json"
+    run_snakemake(tmp_path, config, target, "--omit-from", "retrain_vit")  # what it needs, locally
+
+    monkeypatch.setenv("PATCHINTERACT_TEST_STEP_DELAY", str(STEP_SECONDS))
+    monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", str(CHECKPOINT_SECONDS))
+    # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
+    result, jobs = run_on_slurm(
+        tmp_path, config, target, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2"
+    )
+    attempts = [job for job in jobs if job[1] == "retrain_vit"]
+    assert [rule for _, rule, _ in jobs] == ["retrain_vit", "retrain_vit"], result.stderr[-3000:]
+    records = accounting([job_id for job_id, _, _ in attempts])
+    (first, _, first_log), (second, _, _) = attempts
+    assert (records[first]["state"], records[first]["timelimit"]) == ("FAILED", "00:01:00"), records
+    assert (records[second]["state"], records[second]["timelimit"]) == ("COMPLETED", "00:02:00"), records
+
+    # The first attempt's Slurm log; on 2 ranks rank 0's log, which the retry appends to
+    logs = [first_log, tmp_path / "results/logs/retrain/tiny_vit_seed0.log.rank0"]
+    said = "".join(log.read_text() for log in logs if log.is_file())
+    stop = re.search(r"time limit near: stopped at step (\d+), checkpoint written (-?\d+) s before the job's end", said)
+    assert stop, said[-3000:]
+    stopped_at, seconds_left = int(stop.group(1)), int(stop.group(2))
+    assert seconds_left >= MARGIN_SECONDS - 1  # the write measured and foreseen: the margin is left
+    if ranks == 2:
+        rank1 = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log.rank1").read_text()
+        assert f"stopped at step {stopped_at} with another rank" in rank1, rank1[-2000:]
+    training_log = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log").read_text()
+    assert f"at step {stopped_at} " in re.search(r"resuming from .*", training_log).group(0), training_log[-2000:]
+    metrics = json.loads((tmp_path / target).read_text())
+    assert 0 < stopped_at < metrics["steps"] == steps
+    assert metrics["resumed_from_step"] == stopped_at
+    assert not (tmp_path / "results/tiny/retrain/vit/seed0/checkpoint.pt").exists()
