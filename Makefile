@@ -26,10 +26,10 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
-# Every test file on one of three workers (the Slurm tests mostly wait on the scheduler, so they run
-# beside the rest; the files that use the test cluster share it).
+# Every test file on one of three workers, the longest first (tests/conftest.py: LONGEST_FILES). The
+# Slurm tests mostly wait on the scheduler, so they run beside the rest; their files share the cluster.
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile
+	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile --no-loadscope-reorder
 
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/

@@ -99,6 +99,16 @@ def bokeh_data(driver, name: str) -> dict:
     return driver.execute_script(f"return Bokeh.documents[0].get_model_by_name('{name}').data")
 
 
+# The files that take longest, first: `make test` hands whole files to its workers in collection order
+# (pytest-xdist --dist loadfile --no-loadscope-reorder), so none of these starts last and alone.
+LONGEST_FILES = ("test_workflow.py", "test_model_families.py", "test_slurm.py", "test_slurm_time_limit.py")
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: position for position, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))
+
+
 SLURM_CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 # The test processes (pids) that use the cluster now: the first starts it, the last stops it, so Slurm
 # tests in several files run on parallel workers against one cluster.

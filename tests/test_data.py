@@ -369,3 +369,13 @@ def test_the_manifest_rule_reads_a_users_folder_and_says_what_it_left_out(tmp_pa
     log = (tmp_path / "results/logs/dataset_manifest/mine.log").read_text()
     assert f"{2 * len(expected)} images (6 skipped), 2 classes" in log
     assert "2 outside a class folder: train/README.md, val/README.md; 4 not an image file (extension)" in log
+    # the figures name an image's class as its folder does
+    from patchinteract.report.figures import load_images
+
+    picked = manifest[manifest["path"].isin(["train/tree/nested/photo.JPEG", "train/flower/palette.gif"])]
+    images, captions = load_images(tmp_path / "results/datasets/mine/manifest.parquet", picked["image_id"].tolist(), 8)
+    assert [image.shape for image in images] == [(8, 8, 3)] * 2
+    assert captions == [
+        f"train image {i}: {name}" for i, name in zip(picked["image_id"], picked["class_name"], strict=True)
+    ]
+    assert {caption.rsplit(": ", 1)[1] for caption in captions} == {"flower", "tree"}

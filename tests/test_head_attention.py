@@ -234,10 +234,12 @@ def test_best_worst_sample_takes_the_best_and_worst_classes_with_ties_by_index()
     # A split of 6 classes with 3 images each (class 5 only 2): positions in split order, seeded within each class.
     labels = [0, 1, 2, 3, 4, 5] * 3
     split = pd.DataFrame({"image_id": np.arange(100, 100 + len(labels)), "label": labels[:-1] + [0]})
+    split["class_name"] = [f"folder{label}" for label in split["label"]]
     sample = {"kind": "best_worst", "classes": 4, "per_class": 2}
     images, classes = analysed_images(split, predictions, sample, "all", seed=0, split="val")
     assert classes.to_dict("list") == {
         "class": [0, 2, 3, 5],
+        "name": ["folder0", "folder2", "folder3", "folder5"],
         "top1": [100.0, 100.0, 0.0, 0.0],
         "group": ["best", "best", "worst", "worst"],
         "images": [2, 2, 2, 2],

@@ -15,4 +15,6 @@ with logged_to(snakemake.log[0]) as log:
     classes.to_parquet(snakemake.output.classes, index=False)
     log.info("%d images of %d classes (%s)", len(images), len(classes), params.sample["kind"])
     for row in classes.itertuples():
-        log.info("class %d: %s, baseline top-1 %.2f %%, %d images", row[1], row.group, row.top1, row.images)
+        log.info(
+            "class %d (%s): %s, baseline top-1 %.2f %%, %d images", row[1], row.name, row.group, row.top1, row.images
+        )

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from patchinteract.data.manifest import image_path, read_manifest, resized_image  # noqa: E402
+from patchinteract.data.manifest import read_manifest, resized_image  # noqa: E402
 from patchinteract.report.statistics import excludes_zero  # noqa: E402
 
 matplotlib.use("Agg")  # headless: notebooks run under papermill on cluster nodes
@@ -40,10 +40,17 @@ def save_figure(figure: plt.Figure, stem: Path | str) -> list[Path]:
     return paths
 
 
-def load_image(manifest: Path | str, image_id: int, size: int) -> np.ndarray:
-    """The RGB image of ``image_id`` resized to ``size`` pixels square (as the model saw it, uncropped)."""
+def load_images(manifest: Path | str, image_ids: list[int], size: int) -> tuple[list[np.ndarray], list[str]]:
+    """The RGB images of ``image_ids`` resized to ``size`` pixels square (as the model saw them, uncropped) and
+    their captions: split, id and class name (the class folder's name)."""
     table, root = read_manifest(manifest)
-    return resized_image(image_path(table, root, image_id), size)
+    rows = table.set_index("image_id").loc[list(image_ids)]
+    images = [resized_image(root / path, size) for path in rows["path"]]
+    captions = [
+        f"{row.split} image {image_id}: {row.class_name}"
+        for image_id, row in zip(image_ids, rows.itertuples(), strict=True)
+    ]
+    return images, captions
 
 
 def show_patch_map(axis, image: np.ndarray, values: np.ndarray, grid: tuple[int, int], title: str, **style):
@@ -166,9 +173,10 @@ def plot_winft_windows(
     target: np.ndarray,
     grid: tuple[int, int],
     patch: int,
-    image_ids: list[int],
+    captions: list[str],
 ) -> plt.Figure:
-    """Fig. 10: for each image, w_gt's row of ``patch`` and WinFT's predicted row summed over layers.
+    """Fig. 10: for each image (``captions``: :func:`load_images`'), w_gt's row of ``patch`` and WinFT's
+    predicted row summed over layers.
 
     ``predicted`` is (image, layer, N, N) bool, ``target`` (image, N, N) bool.
     """
@@ -178,7 +186,7 @@ def plot_winft_windows(
     for row, image in enumerate(images):
         axes[row, 0].imshow(image)
         mark_patch(axes[row, 0], patch, grid, size)
-        axes[row, 0].set_title(f"val image {image_ids[row]}, patch {patch} (red)", fontsize=9)
+        axes[row, 0].set_title(f"{captions[row]}, patch {patch} (red)", fontsize=9)
         axes[row, 0].set_axis_off()
         show_patch_map(
             axes[row, 1],
@@ -215,14 +223,14 @@ def plot_interaction_map(
     keep: np.ndarray,
     beta: float,
     grid: tuple[int, int],
-    image_id: int,
+    caption: str,
 ) -> plt.Figure:
-    """Fig. 5: U as an N×N score map, the sorted column variances (dip_score), the patches DIP drops at β
-    (``keep``, from the keep store of β)."""
+    """Fig. 5 (of the image ``caption`` names): U as an N×N score map, the sorted column variances
+    (dip_score), the patches DIP drops at β (``keep``, from the keep store of β)."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
     shown = axes[0].imshow(interaction, cmap="viridis", norm=matplotlib.colors.LogNorm())
     figure.colorbar(shown, ax=axes[0], fraction=0.046, label="U (log scale)")
-    axes[0].set_title(f"U of val image {image_id} (N×N)", fontsize=10)
+    axes[0].set_title(f"U of {caption} (N×N)", fontsize=10)
     axes[0].set_xlabel("key patch i")
     axes[0].set_ylabel("query patch p")
     ordered = np.sort(scores)
@@ -282,8 +290,10 @@ def plot_attention_rows(
     patches: list[int],
     grid: tuple[int, int],
     n_prefix: int,
+    caption: str,
 ) -> plt.Figure:
-    """Fig. 3: for each sampled patch p, its attention row in every layer (mean over heads) and U's row u_p.
+    """Fig. 3 (of the image ``caption`` names): for each sampled patch p, its attention row in every layer
+    (mean over heads) and U's row u_p.
 
     ``attention`` is one image's (layer, head, T, T); ``interaction`` its U (N, N).
     """
@@ -312,7 +322,7 @@ def plot_attention_rows(
         shown = show_patch_map(axes[row, -1], image, interaction[patch], grid, "U row u_p", cmap="magma", alpha=0.7)
         mark_patch(axes[row, -1], patch, grid, size, color="cyan")
         figure.colorbar(shown, ax=axes[row, -1], fraction=0.046)
-    figure.suptitle("Attention of sampled patches per layer (mean over heads) and their row of U (Fig. 3)")
+    figure.suptitle(f"Attention of sampled patches per layer (mean over heads) and their row of U, {caption} (Fig. 3)")
     figure.tight_layout()
     return figure
 
@@ -323,16 +333,16 @@ def plot_image_panels(
     field_size: np.ndarray,
     offset: np.ndarray,
     grid: tuple[int, int],
-    image_ids: list[int],
+    captions: list[str],
 ) -> plt.Figure:
-    """Fig. 9: per image, the input, DIP at each β (``keeps``: β -> kept patches per image, from the keep
-    stores), the directions to the responsive fields, and their sizes."""
+    """Fig. 9: per image (``captions``: :func:`load_images`'), the input, DIP at each β (``keeps``: β -> kept
+    patches per image, from the keep stores), the directions to the responsive fields, and their sizes."""
     betas = sorted(keeps)
     columns = len(betas) + 3
     figure, axes = plt.subplots(len(images), columns, figsize=(3.2 * columns, 3.3 * len(images)), squeeze=False)
     for row, image in enumerate(images):
         axes[row, 0].imshow(image)
-        axes[row, 0].set_title(f"val image {image_ids[row]}", fontsize=9)
+        axes[row, 0].set_title(captions[row], fontsize=9)
         axes[row, 0].set_axis_off()
         for column, beta in enumerate(betas, start=1):
             show_dropped_patches(axes[row, column], image, keeps[beta][row], grid, f"DIP β={beta:g} (red: dropped)")

@@ -64,8 +64,8 @@ def analysed_images(
     split_table: pd.DataFrame, predictions: pd.DataFrame, sample: dict, images: int | str, seed: int, split: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sample_images, sample): the analysed images of a split (``position`` in split order, ``image_id``,
-    ``label``) and per class in them its baseline top-1, its group (best, worst or random) and its
-    number of images. ``split_table``: the split's manifest rows in order; ``sample``: heads.sample;
+    ``label``) and per class in them its name, baseline top-1, group (best, worst or random) and number
+    of images. ``split_table``: the split's manifest rows in order; ``sample``: heads.sample;
     ``images``: heads.images (the random draw's size)."""
     labels = split_table["label"].to_numpy()
     top1 = per_class_top1(predictions)
@@ -81,8 +81,11 @@ def analysed_images(
         {"position": positions, "image_id": picked["image_id"].to_numpy(), "label": picked["label"].to_numpy()}
     )
     counts = sample_images["label"].value_counts()
-    classes = chosen.assign(images=chosen["class"].map(counts).fillna(0).astype(int))
-    return sample_images, classes[["class", "top1", "group", "images"]]
+    names = split_table.drop_duplicates("label").set_index("label")["class_name"]
+    classes = chosen.assign(
+        name=chosen["class"].map(names).astype(str), images=chosen["class"].map(counts).fillna(0).astype(int)
+    )
+    return sample_images, classes[["class", "name", "top1", "group", "images"]]
 
 
 def sample_positions(sample_images: str) -> np.ndarray:
