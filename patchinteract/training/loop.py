@@ -417,9 +417,10 @@ class Training:
             state.position["seconds"] = time.perf_counter() - self.start
             self.report(state, epoch)
             self.deadline.step_took(time.perf_counter() - self.last_step)
-            if self.ranks.main and self.deadline.wants_a_measured_checkpoint:
+            measured = self.ranks.main and self.deadline.wants_a_measured_checkpoint
+            if measured:
                 self.save(state)  # how long a write takes, and a point to resume from early on
-            self.stop_if_asked(state, stop_requested, saved=False)
+            self.stop_if_asked(state, stop_requested, saved=measured)
             self.last_step = time.perf_counter()
 
     def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
