@@ -35,6 +35,11 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
+# Every rule runs one script: bash execs it, so a job's signals (Slurm's SIGTERM at a time limit, on
+# preemption or scancel) reach the interpreter itself, not a shell that dies at once (bash < 5.1 forks).
+shell.prefix("set -euo pipefail; exec ")
+
+
 # --config values mean what the same YAML means in a config file (Snakemake hands nested ones over
 # as strings); then the schema checks them and fills in defaults.
 update_config(config, command_line_values(workflow.config_settings.config))

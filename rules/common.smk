@@ -17,10 +17,6 @@ from patchinteract.runtime import Execution, share_library_with_jobs
 
 share_library_with_jobs(workflow.basedir)
 
-# Every rule runs one script: bash execs it, so a job's signals (Slurm's SIGTERM at a time limit, on
-# preemption or scancel) reach the interpreter itself, not a shell that dies at once (bash < 5.1 forks).
-shell.prefix("set -euo pipefail; exec ")
-
 # Each experiment's model is built on the meta device where the plan is made, not again in every job's
 # own Snakemake (one per Slurm job); results are remembered by settings and versions.
 check_config(

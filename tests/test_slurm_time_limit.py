@@ -9,6 +9,7 @@ the first attempt gets 2 minutes.)
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import run_snakemake
@@ -19,51 +20,66 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 STEP_SECONDS, CHECKPOINT_SECONDS = 1.0, 5
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch, ranks):
-    """Two epochs of 45 steps: at least 90 s of waits, more than a 2-minute job can train once its start,
-    the margin and three 5 s writes are paid, and fewer than its retry's 4 minutes hold. The first attempt
-    stops while the next step and a write still fit, and fails; the retry (twice the runtime) resumes from
-    its checkpoint and finishes. On 2 ranks (gloo) every rank stops at the same step (each rank's log says
-    why)."""
-    from patchinteract.training.deadline import MARGIN_SECONDS
+TARGET = "results/tiny/retrain/vit/seed0/metrics.json"
 
+
+def time_limited_run(directory, ranks: int) -> tuple[dict, object, list]:
+    """The retraining job of a 2-minute limit on ``ranks`` ranks through the profile, what it needs built
+    locally first: (config, snakemake's result, the Slurm jobs)."""
     train = {"cpus": 2, "mem_mb": 3000, "runtime": 2, "gpus": 0, "ranks": ranks}
     config = cluster_config(train=train)
     config["datasets"]["digits"] |= {"per_class": 60, "image_size": 32}  # 360 train images
     config["experiments"]["tiny"] |= {"img_size": 32, "retrain_methods": ["vit"]}
-    recipe = config["retrain"]["recipe"]
-    recipe["epochs"] = 2
-    steps = recipe["epochs"] * 360 // recipe["batch_size"]
-    target = "results/tiny/retrain/vit/seed0/metrics.json"
-    run_snakemake(tmp_path, config, target, "--omit-from", "retrain_vit")  # what it needs, locally
+    config["retrain"]["recipe"]["epochs"] = 2
+    directory.mkdir()
+    run_snakemake(directory, config, TARGET, "--omit-from", "retrain_vit")
+    # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
+    result, jobs = run_on_slurm(
+        directory, config, TARGET, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2"
+    )
+    return config, result, jobs
+
+
+def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch):
+    """Two epochs of 45 steps: at least 90 s of waits, more than a 2-minute job can train once its start,
+    the margin and three 5 s writes are paid, and fewer than its retry's 4 minutes hold. The first attempt
+    stops while the next step and a write still fit, and fails; the retry (twice the runtime) resumes from
+    its checkpoint and finishes. The same on 1 rank and on 2 (gloo), both at once: on 2 every rank stops at
+    the same step (each rank's log says why)."""
+    from patchinteract.training.deadline import MARGIN_SECONDS
 
     monkeypatch.setenv("PATCHINTERACT_TEST_STEP_DELAY", str(STEP_SECONDS))
     monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", str(CHECKPOINT_SECONDS))
-    # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
-    result, jobs = run_on_slurm(
-        tmp_path, config, target, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2"
-    )
-    attempts = [job for job in jobs if job[1] == "retrain_vit"]
-    assert [rule for _, rule, _ in jobs] == ["retrain_vit", "retrain_vit"], result.stderr[-3000:]
-    records = accounting([job_id for job_id, _, _ in attempts])
-    (first, _, first_log), (second, _, _) = attempts
-    assert (records[first]["state"], records[first]["timelimit"]) == ("FAILED", "00:02:00"), records
-    assert (records[second]["state"], records[second]["timelimit"]) == ("COMPLETED", "00:04:00"), records
+    with ThreadPoolExecutor(2) as pool:
+        runs = {ranks: pool.submit(time_limited_run, tmp_path / f"ranks{ranks}", ranks) for ranks in (1, 2)}
+    for ranks, run in runs.items():
+        directory = tmp_path / f"ranks{ranks}"
+        config, result, jobs = run.result()
+        attempts = [job for job in jobs if job[1] == "retrain_vit"]
+        assert [rule for _, rule, _ in jobs] == ["retrain_vit", "retrain_vit"], (ranks, result.stderr[-3000:])
+        records = accounting([job_id for job_id, _, _ in attempts])
+        (first, _, first_log), (second, _, _) = attempts
+        assert (records[first]["state"], records[first]["timelimit"]) == ("FAILED", "00:02:00"), records
+        assert (records[second]["state"], records[second]["timelimit"]) == ("COMPLETED", "00:04:00"), records
 
-    # The first attempt's Slurm log; on 2 ranks rank 0's log, which the retry appends to
-    logs = [first_log, tmp_path / "results/logs/retrain/tiny_vit_seed0.log.rank0"]
-    said = "".join(log.read_text() for log in logs if log.is_file())
-    stop = re.search(r"time limit near: stopped at step (\d+), checkpoint written (-?\d+) s before the job's end", said)
-    assert stop, said[-3000:]
-    stopped_at, seconds_left = int(stop.group(1)), int(stop.group(2))
-    assert seconds_left >= MARGIN_SECONDS - 1  # the write measured and foreseen: the margin is left
-    if ranks == 2:
-        rank1 = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log.rank1").read_text()
-        assert f"stopped at step {stopped_at} with another rank" in rank1, rank1[-2000:]
-    training_log = (tmp_path / "results/logs/retrain/tiny_vit_seed0.log").read_text()
-    assert f"at step {stopped_at} " in re.search(r"resuming from .*", training_log).group(0), training_log[-2000:]
-    metrics = json.loads((tmp_path / target).read_text())
-    assert 0 < stopped_at < metrics["steps"] == steps
-    assert metrics["resumed_from_step"] == stopped_at
-    assert not (tmp_path / "results/tiny/retrain/vit/seed0/checkpoint.pt").exists()
+        # The first attempt's Slurm log; on 2 ranks rank 0's log, which the retry appends to
+        logs = directory / "results/logs/retrain"
+        said = "".join(log.read_text() for log in (first_log, logs / "tiny_vit_seed0.log.rank0") if log.is_file())
+        stop = re.search(
+            r"time limit near: stopped at step (\d+), checkpoint written (-?\d+) s before the job's end", said
+        )
+        assert stop, (ranks, said[-3000:])
+        stopped_at, seconds_left = int(stop.group(1)), int(stop.group(2))
+        assert seconds_left >= MARGIN_SECONDS - 1, ranks  # the write measured and foreseen: the margin is left
+        if ranks == 2:
+            rank1 = (logs / "tiny_vit_seed0.log.rank1").read_text()
+            assert f"stopped at step {stopped_at} with another rank" in rank1, rank1[-2000:]
+        # The retry's training log (on 2 ranks, rank 0's)
+        training_log = (logs / f"tiny_vit_seed0.log{'.rank0' if ranks == 2 else ''}").read_text()
+        resumed = re.findall(r"resuming from .*", training_log)
+        assert resumed and f"at step {stopped_at} " in resumed[-1], training_log[-2000:]
+        metrics = json.loads((directory / TARGET).read_text())
+        recipe = config["retrain"]["recipe"]
+        assert 0 < stopped_at < metrics["steps"] == recipe["epochs"] * 360 // recipe["batch_size"]
+        assert metrics["resumed_from_step"] == stopped_at
+        assert not (directory / "results/tiny/retrain/vit/seed0/checkpoint.pt").exists()
