@@ -23,9 +23,9 @@ STEP_SECONDS, CHECKPOINT_SECONDS = 1.0, 5
 TARGET = "results/tiny/retrain/vit/seed0/metrics.json"
 
 
-def time_limited_run(directory, ranks: int) -> tuple[dict, object, list]:
-    """The retraining job of a 2-minute limit on ``ranks`` ranks through the profile, what it needs built
-    locally first: (config, snakemake's result, the Slurm jobs)."""
+def prepared_run(directory, ranks: int) -> dict:
+    """The config whose retraining job has a 2-minute limit on ``ranks`` ranks, and what that job needs built
+    locally in ``directory``."""
     train = {"cpus": 2, "mem_mb": 3000, "runtime": 2, "gpus": 0, "ranks": ranks}
     config = cluster_config(train=train)
     config["datasets"]["digits"] |= {"per_class": 60, "image_size": 32}  # 360 train images
@@ -33,11 +33,12 @@ def time_limited_run(directory, ranks: int) -> tuple[dict, object, list]:
     config["retrain"]["recipe"]["epochs"] = 2
     directory.mkdir()
     run_snakemake(directory, config, TARGET, "--omit-from", "retrain_vit")
+    return config
+
+
+def run_through_the_profile(directory, config: dict):
     # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
-    result, jobs = run_on_slurm(
-        directory, config, TARGET, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2"
-    )
-    return config, result, jobs
+    return run_on_slurm(directory, config, TARGET, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2")
 
 
 def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch):
@@ -48,13 +49,15 @@ def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_
     the same step (each rank's log says why)."""
     from patchinteract.training.deadline import MARGIN_SECONDS
 
-    monkeypatch.setenv("PATCHINTERACT_TEST_STEP_DELAY", str(STEP_SECONDS))
-    monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", str(CHECKPOINT_SECONDS))
+    folders = {ranks: tmp_path / f"ranks{ranks}" for ranks in (1, 2)}
     with ThreadPoolExecutor(2) as pool:
-        runs = {ranks: pool.submit(time_limited_run, tmp_path / f"ranks{ranks}", ranks) for ranks in (1, 2)}
+        configs = dict(zip(folders, pool.map(prepared_run, folders.values(), folders), strict=True))
+        monkeypatch.setenv("PATCHINTERACT_TEST_STEP_DELAY", str(STEP_SECONDS))
+        monkeypatch.setenv("PATCHINTERACT_TEST_CHECKPOINT_DELAY", str(CHECKPOINT_SECONDS))
+        runs = {ranks: pool.submit(run_through_the_profile, folders[ranks], configs[ranks]) for ranks in folders}
     for ranks, run in runs.items():
-        directory = tmp_path / f"ranks{ranks}"
-        config, result, jobs = run.result()
+        directory, config = folders[ranks], configs[ranks]
+        result, jobs = run.result()
         attempts = [job for job in jobs if job[1] == "retrain_vit"]
         assert [rule for _, rule, _ in jobs] == ["retrain_vit", "retrain_vit"], (ranks, result.stderr[-3000:])
         records = accounting([job_id for job_id, _, _ in attempts])
