@@ -125,6 +125,8 @@ def dataset_problems(name: str, dataset: dict) -> list[str]:
             problems.append(f"{key}.path: dataset folder '{dataset['path']}' does not exist")
     if dataset["source"] == "url":
         problems += [f"{key}.{k}: required for source url" for k in ("url", "sha256") if k not in dataset]
+    if "class_names" in dataset and not Path(dataset["class_names"]).is_file():
+        problems.append(f"{key}.class_names: class names file '{dataset['class_names']}' does not exist")
     return problems
 
 

@@ -63,6 +63,13 @@ def dataset_of(config: dict, experiment: str) -> str:
     return config["experiments"][experiment]["dataset"]
 
 
+def class_names_file(config: dict, experiment: str) -> list[str]:
+    """The experiment's data set's readable class names file (datasets.<name>.class_names), if it has one: an
+    input of the jobs that show class names, so that editing it redraws those and nothing else."""
+    names = config["datasets"][dataset_of(config, experiment)].get("class_names")
+    return [names] if names else []
+
+
 def datasets_from(config: dict, source: str) -> list[str]:
     """Data sets of one source kind (digits, url, imagefolder)."""
     return [name for name, dataset in config["datasets"].items() if dataset["source"] == source]
@@ -319,6 +326,8 @@ def explorer_inputs(config: dict, experiment: str) -> dict:
     }
     tables = ("head_importance", "image_overview", "head_strength", "attention_strength", "attention_patterns")
     inputs |= {name: paths.head_file(experiment, split, f"{name}.parquet") for name in tables}
+    for names in class_names_file(config, experiment):
+        inputs["class_names"] = names
     if config["semantics"]["enabled"] and split in config["semantics"]["splits"]:
         inputs |= {
             name: target(paths.semantics_file(experiment, split, f"{name}.zarr")) for name in ("keypoints", "semantics")

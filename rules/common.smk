@@ -130,6 +130,15 @@ def manifest_of(wildcards):
     return paths.manifest(grid.dataset_of(config, wildcards.experiment))
 
 
+def class_names_file_of(wildcards):
+    return grid.class_names_file(config, wildcards.experiment)
+
+
+def one_or_none(files):
+    """The file of a named input of at most one (a notebook parameter)."""
+    return str(files[0]) if files else None
+
+
 def head_file(name):
     """An output of the head analyses, as a pattern over {experiment} and {split}."""
     return paths.head_file("{experiment}", "{split}", name)

@@ -104,6 +104,7 @@ rule figure_winft_windows:
             )
         ),
         manifest=manifest_of,
+        class_names=class_names_file_of,
         notebook=notebook_path("winft_windows"),
     output:
         png=report(
@@ -126,6 +127,7 @@ rule figure_winft_windows:
         paths=lambda wildcards, input, output: {
             "figure_store": store_folder(input.store),
             "manifest": input.manifest,
+            "class_names": one_or_none(input.class_names),
             "out_stem": output.png.removesuffix(".png"),
         },
     script:
@@ -140,6 +142,7 @@ rule figure_patch_interactions:
             wildcards.experiment, grid.kept_token_figure_betas(config)
         ),
         manifest=manifest_of,
+        class_names=class_names_file_of,
         notebook=notebook_path("patch_interactions"),
     output:
         fig5=report(
@@ -178,6 +181,7 @@ rule figure_patch_interactions:
             "interaction_store": store_folder(input.interaction),
             "field_store": store_folder(input.fields),
             "manifest": input.manifest,
+            "class_names": one_or_none(input.class_names),
             "keep_stores": [str(store_folder(keep)) for keep in input.keep],
             "out_dir": str(Path(output.fig5).parent),
         },
@@ -193,6 +197,7 @@ rule figure_attention_rows:
         ),
         interaction=zarr_target(paths.interaction_store("{experiment}", "val")),
         manifest=manifest_of,
+        class_names=class_names_file_of,
         notebook=notebook_path("attention_rows"),
     output:
         png=report(
@@ -216,6 +221,7 @@ rule figure_attention_rows:
             "attention_store": store_folder(input.attention),
             "interaction_store": store_folder(input.interaction),
             "manifest": input.manifest,
+            "class_names": one_or_none(input.class_names),
             "out_stem": output.png.removesuffix(".png"),
         },
     script:
@@ -230,6 +236,7 @@ rule figure_image_panels:
             wildcards.experiment, config["figures"]["dip_betas"]
         ),
         manifest=manifest_of,
+        class_names=class_names_file_of,
         notebook=notebook_path("image_panels"),
     output:
         png=report(
@@ -254,6 +261,7 @@ rule figure_image_panels:
             "field_store": store_folder(input.fields),
             "keep_stores": [str(store_folder(keep)) for keep in input.keep],
             "manifest": input.manifest,
+            "class_names": one_or_none(input.class_names),
             "out_stem": output.png.removesuffix(".png"),
         },
         settings={"images": config["figures"]["panel_images"]},

@@ -105,6 +105,11 @@ def test_schema_errors_name_the_key(path, value, message):
         ),
         (("datasets", "digits"), {"source": "url"}, "datasets.digits.url: required for source url"),
         (
+            ("datasets", "digits", "class_names"),
+            "/no/such/LOC_synset_mapping.txt",
+            "datasets.digits.class_names: class names file '/no/such/LOC_synset_mapping.txt' does not exist",
+        ),
+        (
             ("resources",),
             {"interaction": {"gpus": 2}},
             "resources.interaction: 2 ranks on 2 GPUs, but only train and inference jobs run on several ranks",

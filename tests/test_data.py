@@ -352,6 +352,21 @@ def test_every_image_of_a_users_folder_is_read_as_it_looks_and_every_other_file_
     assert summary.startswith("1 outside a class folder: train/README.md; 2 not an image file"), summary
 
 
+def test_a_class_names_file_names_the_classes_it_lists(tmp_path):
+    """ImageNet's LOC_synset_mapping.txt form: a folder and its readable name per line; folders it does not
+    list keep their name; a line without a name is an error that says where."""
+    from patchinteract.data.manifest import DatasetError, class_names
+
+    manifest = pd.DataFrame({"label": [0, 1, 2, 1], "class_name": ["n01440764", "n01443537", "flower", "n01443537"]})
+    names = tmp_path / "LOC_synset_mapping.txt"
+    names.write_text("# readable names\nn01440764 tench, Tinca tinca\n\nn01443537   goldfish, Carassius auratus\n")
+    assert class_names(manifest) == ["n01440764", "n01443537", "flower"]
+    assert class_names(manifest, names) == ["tench, Tinca tinca", "goldfish, Carassius auratus", "flower"]
+    names.write_text("n01440764 tench\nn01443537\n")
+    with pytest.raises(DatasetError, match="LOC_synset_mapping.txt, line 2: expected '<folder> <name>'"):
+        class_names(manifest, names)
+
+
 @pytest.mark.slow
 def test_the_manifest_rule_reads_a_users_folder_and_says_what_it_left_out(tmp_path, tiny_config):
     """The dataset_manifest job on such a folder: every image in the manifest, and its log counts and names

@@ -399,14 +399,18 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "figure_pretraining": experiments,
         "all": 1,
     }
-    # How jobs run (device, loader workers, batch sizes): nothing.
-    assert (
-        changed_plan(
-            tiny_run,
-            **{"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5, "heads.batch_images": 3},
-        )
-        == {}
-    )
+    # How jobs run (device, loader workers, batch sizes): nothing. Readable class names: what shows them.
+    names = tiny_run / "class_names.txt"
+    names.write_text("".join(f"{digit} digit {digit}\n" for digit in range(10)))
+    how = {"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5, "heads.batch_images": 3}
+    assert changed_plan(tiny_run, **how, **{"datasets.digits.class_names": str(names)}) == {
+        "explorer": experiments,
+        "figure_attention_rows": experiments,
+        "figure_patch_interactions": experiments,
+        "figure_image_panels": experiments,
+        "figure_winft_windows": experiments,
+        "all": 1,
+    }
 
 
 def dry_run_of_text(root, text: str, *args: str, name: str = "config.yaml") -> str:

@@ -22,6 +22,7 @@ with logged_to(snakemake.log[0]) as log:
         attention_patterns=inputs.attention_patterns,
         keypoints=str(store_folder(inputs.keypoints)) if "keypoints" in inputs.keys() else None,
         semantics=str(store_folder(inputs.semantics)) if "semantics" in inputs.keys() else None,
+        class_names=inputs.class_names if "class_names" in inputs.keys() else None,
     )
     page, payloads = page_data(stores, params.images, params.attention_layers, params.image_size)
     folder = Path(snakemake.output.page).parent

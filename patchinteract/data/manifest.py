@@ -237,10 +237,29 @@ def number_of_classes(manifest: pd.DataFrame) -> int:
     return int(manifest["label"].max()) + 1
 
 
-def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Each label's class name (the class folder's name), in label order."""
-    names = manifest.drop_duplicates("label").set_index("label")["class_name"]
-    return [str(names.get(label, label)) for label in range(number_of_classes(manifest))]
+def read_class_names_file(path: Path | str) -> dict[str, str]:
+    """A data set's readable class names (``datasets.<name>.class_names``): one line per class folder,
+    ``<folder> <name>`` (ImageNet's LOC_synset_mapping.txt: ``n01440764 tench, Tinca tinca``); blank lines
+    and lines starting with ``#`` are skipped."""
+    names = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        folder, _, name = line.partition(" ")
+        if not name.strip():
+            raise DatasetError(f"class names file {path}, line {number}: expected '<folder> <name>', got {line!r}")
+        names[folder] = name.strip()
+    return names
+
+
+def class_names(manifest: pd.DataFrame, names_file: Path | str | None = None) -> list[str]:
+    """Each label's class name in label order: the class folder's name, or what ``names_file``
+    (:func:`read_class_names_file`) calls that folder."""
+    folders = manifest.drop_duplicates("label").set_index("label")["class_name"]
+    readable = read_class_names_file(names_file) if names_file else {}
+    names = [str(folders.get(label, label)) for label in range(number_of_classes(manifest))]
+    return [readable.get(name, name) for name in names]
 
 
 class ManifestDataset:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from patchinteract.data.manifest import read_manifest, resized_image  # noqa: E402
+from patchinteract.data.manifest import class_names, read_manifest, resized_image  # noqa: E402
 from patchinteract.report.statistics import excludes_zero  # noqa: E402
 
 matplotlib.use("Agg")  # headless: notebooks run under papermill on cluster nodes
@@ -40,14 +40,17 @@ def save_figure(figure: plt.Figure, stem: Path | str) -> list[Path]:
     return paths
 
 
-def load_images(manifest: Path | str, image_ids: list[int], size: int) -> tuple[list[np.ndarray], list[str]]:
+def load_images(
+    manifest: Path | str, image_ids: list[int], size: int, class_names_file: Path | str | None = None
+) -> tuple[list[np.ndarray], list[str]]:
     """The RGB images of ``image_ids`` resized to ``size`` pixels square (as the model saw them, uncropped) and
-    their captions: split, id and class name (the class folder's name)."""
+    their captions: split, id and class name (:func:`~patchinteract.data.manifest.class_names`)."""
     table, root = read_manifest(manifest)
+    names = class_names(table, class_names_file)
     rows = table.set_index("image_id").loc[list(image_ids)]
     images = [resized_image(root / path, size) for path in rows["path"]]
     captions = [
-        f"{row.split} image {image_id}: {row.class_name}"
+        f"{row.split} image {image_id}: {names[row.label]}"
         for image_id, row in zip(image_ids, rows.itertuples(), strict=True)
     ]
     return images, captions

@@ -64,6 +64,7 @@ class ExplorerStores:
     attention_patterns: str
     keypoints: str | None = None
     semantics: str | None = None
+    class_names: str | None = None  # datasets.<name>.class_names
 
 
 def encode_array(values: np.ndarray, dtype: str) -> str:
@@ -188,7 +189,7 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
     importance = head_table(stores.head_importance, image_ids)
     entropy = head_table(stores.head_strength, image_ids)["entropy"].to_numpy(np.float32)
     patterns = head_table(stores.attention_patterns, image_ids)
-    names = class_names(read_manifest(stores.manifest)[0])
+    names = class_names(read_manifest(stores.manifest)[0], stores.class_names)
     return {
         "n_layers": selection.n_layers,
         "n_heads": selection.n_heads,
