@@ -2,11 +2,22 @@
 
 import copy
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CONFIG, planned_jobs, planned_wildcards, run_snakemake, snakemake_from_root
+from conftest import (
+    REPO,
+    TINY_CONFIG,
+    planned_jobs,
+    planned_wildcards,
+    repository_copy,
+    run_from_root,
+    run_snakemake,
+    snakemake_from_root,
+)
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -484,3 +495,32 @@ def test_a_config_that_does_not_ask_for_pretraining_gets_none_and_is_told_the_bi
     asked = run_snakemake(tmp_path, copy.deepcopy(TINY_CONFIG), "--dry-run")
     assert planned_jobs(asked.stdout)["pretrain_mae"] == 4  # random and guided, two seeds
     assert "tiny: MAE pre-training, 4 runs × 3 epochs × 30 images = 360" in asked.stdout + asked.stderr
+
+
+# The last commit whose Snakemake records hold params dicts in config-file order.
+PREVIOUS_CODE = "d57cc42"
+
+
+@pytest.mark.slow
+def test_results_of_the_previous_code_are_not_rerun(tmp_path):
+    """A results folder made by the code before params were canonical: today's code re-spells its records
+    on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
+    from patchinteract.config import canonical_params_change, rewrite_records
+
+    archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    targets = ["results/tiny/model/metrics.json", "results/tiny/masks/val/window_a0.5.zarr/zarr.json"]
+    config = {key: value for key, value in TINY_CONFIG.items() if key != "pretraining"}  # a section it lacks
+    run_from_root(tmp_path, config, *targets)
+    records = tmp_path / ".snakemake/metadata"
+    before = {path.name: path.read_text() for path in records.iterdir()}
+    scratch = tmp_path.parent / "records_copy"
+    shutil.copytree(records, scratch)
+    assert rewrite_records(scratch, canonical_params_change) >= 5  # the records are not canonical: they would rerun
+
+    repository_copy(tmp_path)  # today's code over the same checkout, as `git pull` does
+    result = run_from_root(tmp_path, config, "--dry-run", *targets)
+    assert "Nothing to be done" in result.stdout + result.stderr
+    after = {path.name: path.read_text() for path in records.iterdir()}
+    assert after.keys() == before.keys() and after != before
+    assert after == {path.name: path.read_text() for path in scratch.iterdir()}

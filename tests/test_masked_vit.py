@@ -176,6 +176,30 @@ def test_dip_on_kept_tokens_computes_fewer_tokens_and_needs_equal_counts():
 
 
 @pytest.mark.parametrize("dip_mode", ["multiply", "drop_keys"])
+def test_registers_behind_a_clip_stem_are_prefix_tokens_of_every_stage(dip_mode):
+    """CLS and 4 registers behind a CLIP-style stem (a norm before the blocks, no position embedding on the
+    prefix): the capture sees 5 prefix tokens, full windows are the plain model, and DIP on fewer tokens
+    equals the dense definition."""
+    torch.manual_seed(1)
+    options = {"embed_dim": 32, "depth": 3, "num_heads": 2, "reg_tokens": 4, "pre_norm": True, "no_embed_class": True}
+    vit = create_vit("VisionTransformer", 16, 4, 10, options)
+    with torch.no_grad():
+        for parameter in vit.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    model, images = MaskedViT(vit, dip_mode=dip_mode).eval(), torch.randn(3, 3, 16, 16)
+    full, everything = random_masks(alpha=1.0, beta=0.0)
+    windows, keep = random_masks(alpha=0.08, beta=0.25, images=3, seed=4)
+    with torch.no_grad(), record_attention(vit) as recorder:
+        plain = vit(images)
+    assert recorder.attention.shape == (3, 3, 2, 5 + 16, 5 + 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, full, everything), plain, rtol=1e-5, atol=1e-6)
+        masked = model(images, windows, keep)
+        torch.testing.assert_close(masked, model.dense_forward(images, windows, keep), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(masked, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("dip_mode", ["multiply", "drop_keys"])
 def test_dip_with_an_attention_pool_is_the_dense_model(dip_mode):
     """An attention pool (global_pool: map) attends over every token: DIP runs the dense forward for it."""
     model = randomised_model(global_pool="map", dip_mode=dip_mode).eval()

@@ -18,8 +18,7 @@ FAMILIES = {
     "gap": ("VisionTransformer", {"class_token": False, "global_pool": "avg"}, 0),  # no prefix, average pool
     # (SigLIP's attention pool, global_pool "map", without a prefix: tests/test_head_importance.py and
     # tests/test_masked_vit.py)
-    # CLS + 4 registers behind a CLIP-style stem (a norm before the blocks, no position embedding on them)
-    "registers": ("VisionTransformer", {"reg_tokens": 4, "pre_norm": True, "no_embed_class": True}, 5),
+    # (CLS + 4 registers behind a CLIP-style stem: tests/test_masked_vit.py; 5 prefix tokens: dinov3 below)
     "distilled": ("deit_tiny_distilled_patch16_224", {}, 2),  # CLS + distillation token, two heads
     # timm's Eva class: rotary position embeddings applied to q and k in every block
     "dinov3": ("vit_small_patch16_dinov3", {}, 5),  # RoPE (rotate-half), CLS + 4 registers, no absolute embedding
@@ -133,7 +132,7 @@ def test_measures_without_a_cls_token_are_nan_and_the_rest_defined(family_run):
         assert attention.attrs["n_prefix_tokens"] == prefix and attention["attn"].shape[-1] == prefix + 16, name
 
 
-@pytest.mark.parametrize("name", ["gap", "registers", "dinov3"])
+@pytest.mark.parametrize("name", ["gap", "dinov3"])
 def test_the_explorer_works_for_the_family_in_a_real_browser(family_run, browser, name):
     """The page of a model without prefix tokens (three pruning modes) and of one with registers: no console
     error, the importance views show the table's mode-1 values and every mode of the picked head."""

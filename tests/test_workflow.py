@@ -17,7 +17,6 @@ import pytest
 import torch
 import zarr
 from conftest import (
-    REPO,
     SNAKEMAKE,
     bokeh_data,
     planned_jobs,
@@ -489,36 +488,6 @@ def test_command_line_values_plan_what_the_same_config_file_plans(tiny_run, over
     typed = dry_run_of_text(tiny_run, yaml.safe_dump(TINY_CONFIG, sort_keys=False), "--config", override)
     assert planned_job_list(typed) == expected
     assert bool(expected) == plans_jobs
-
-
-# The last commit whose Snakemake records hold params dicts in config-file order.
-PREVIOUS_CODE = "d57cc42"
-
-
-def test_results_of_the_previous_code_are_not_rerun(tmp_path):
-    """A results folder made by the code before params were canonical: today's code re-spells its records
-    on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
-    from conftest import TINY_CONFIG
-
-    from patchinteract.config import canonical_params_change, rewrite_records
-
-    archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
-    targets = ["results/tiny/model/metrics.json", "results/tiny/masks/val/window_a0.5.zarr/zarr.json"]
-    config = {key: value for key, value in TINY_CONFIG.items() if key != "pretraining"}  # a section it lacks
-    run_from_root(tmp_path, config, *targets)
-    records = tmp_path / ".snakemake/metadata"
-    before = {path.name: path.read_text() for path in records.iterdir()}
-    scratch = tmp_path.parent / "records_copy"
-    shutil.copytree(records, scratch)
-    assert rewrite_records(scratch, canonical_params_change) >= 5  # the records are not canonical: they would rerun
-
-    repository_copy(tmp_path)  # today's code over the same checkout, as `git pull` does
-    result = run_from_root(tmp_path, config, "--dry-run", *targets)
-    assert "Nothing to be done" in result.stdout + result.stderr
-    after = {path.name: path.read_text() for path in records.iterdir()}
-    assert after.keys() == before.keys() and after != before
-    assert after == {path.name: path.read_text() for path in scratch.iterdir()}
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
