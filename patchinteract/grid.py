@@ -63,6 +63,15 @@ def dataset_of(config: dict, experiment: str) -> str:
     return config["experiments"][experiment]["dataset"]
 
 
+# Keys of a data set that only say how its classes are shown: no image, label or split depends on them.
+DISPLAY_ONLY_DATASET_KEYS = ("class_names",)
+
+
+def dataset_settings(config: dict, name: str) -> dict:
+    """What a data set's images, labels and splits depend on: its settings less the display-only keys."""
+    return {key: value for key, value in config["datasets"][name].items() if key not in DISPLAY_ONLY_DATASET_KEYS}
+
+
 def class_names_file(config: dict, experiment: str) -> list[str]:
     """The experiment's data set's readable class names file (datasets.<name>.class_names), if it has one: an
     input of the jobs that show class names, so that editing it redraws those and nothing else."""
@@ -165,7 +174,7 @@ def experiment_record(config: dict, experiment: str) -> dict:
 def experiment_fingerprint(config: dict, experiment: str) -> str:
     """Hash of everything that determines an experiment's baseline and stores (not its retraining)."""
     settings = {k: v for k, v in config["experiments"][experiment].items() if k not in RETRAIN_ONLY_KEYS}
-    return fingerprint(settings, config["datasets"][settings["dataset"]], config["seed"])
+    return fingerprint(settings, dataset_settings(config, settings["dataset"]), config["seed"])
 
 
 def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -> str:
@@ -192,7 +201,7 @@ def pretraining_fingerprint(config: dict, experiment: str, schedule: str, seed: 
     """Hash of everything that determines one pre-training run."""
     settings, dataset = pretraining_settings(config, schedule), pretraining_dataset(config, experiment)
     return fingerprint(
-        experiment_fingerprint(config, experiment), settings, config["datasets"][dataset], schedule, seed
+        experiment_fingerprint(config, experiment), settings, dataset_settings(config, dataset), schedule, seed
     )
 
 

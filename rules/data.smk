@@ -19,7 +19,7 @@ rule write_digits:
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: grid.dataset_settings(config, wildcards.dataset),
         seed=config["seed"],
     script:
         "../workflow_scripts/write_digits.py"
@@ -38,7 +38,7 @@ rule download_dataset:
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: grid.dataset_settings(config, wildcards.dataset),
         keep_archives=config["data"]["keep_archives"],
     script:
         "../workflow_scripts/download_dataset.py"
@@ -57,7 +57,7 @@ rule dataset_manifest:
     resources:
         **resources_of("default"),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: grid.dataset_settings(config, wildcards.dataset),
         on_corrupt=config["data"]["on_corrupt"],
     script:
         "../workflow_scripts/make_manifest.py"
