@@ -350,6 +350,7 @@ class Training:
         self.total_steps = math.ceil(self.order.batches / recipe.accumulation_steps) * recipe.epochs
         # a run without a checkpoint has nothing to stop for
         self.deadline = Deadline.of_this_job() if self.checkpoint else Deadline(None)
+        self.step_delay = testing_delay("STEP")
 
     def run(self) -> dict:
         """Train in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
@@ -411,7 +412,7 @@ class Training:
             state.optimizer.step()
             state.schedule.step()
             state.optimizer.zero_grad(set_to_none=True)
-            time.sleep(testing_delay("STEP"))
+            time.sleep(self.step_delay)
             state.position.update(step=state.position["step"] + 1, epoch=epoch, batch=batch_index + 1)
             self.step_losses.append(state.position["loss"])
             state.position["seconds"] = time.perf_counter() - self.start

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from patchinteract.data.manifest import class_names
+
 
 def per_class_top1(predictions: pd.DataFrame) -> pd.Series:
     """Top-1 (%) of each class among the baseline's per-image predictions (``label``, ``correct``)."""
@@ -81,10 +83,8 @@ def analysed_images(
         {"position": positions, "image_id": picked["image_id"].to_numpy(), "label": picked["label"].to_numpy()}
     )
     counts = sample_images["label"].value_counts()
-    names = split_table.drop_duplicates("label").set_index("label")["class_name"]
-    classes = chosen.assign(
-        name=chosen["class"].map(names).astype(str), images=chosen["class"].map(counts).fillna(0).astype(int)
-    )
+    names = dict(enumerate(class_names(split_table)))
+    classes = chosen.assign(name=chosen["class"].map(names), images=chosen["class"].map(counts).fillna(0).astype(int))
     return sample_images, classes[["class", "name", "top1", "group", "images"]]
 
 
