@@ -24,6 +24,7 @@ if config["attention"]["store"] == "zarr":
             first_images=None,
             images_per_chunk=config["attention"]["images_per_chunk"],
             compression_level=config["attention"]["compression_level"],
+            mantissa_bits=config["attention"]["mantissa_bits"],
             execution=execution(config["attention"]["batch_size"], kind="inference"),
         script:
             "../workflow_scripts/extract_attention.py"

@@ -83,6 +83,11 @@ def with_change(path, value):
             r"(?s)less than the minimum of 0.*instance\['semantics'\]\['masking'\]\['ratios'\]",
         ),
         (("semantics",), {"keypoints": {"assign": "nearest"}}, r"'nearest' is not one of \['location', 'region'\]"),
+        (
+            ("attention",),
+            {"mantissa_bits": 10},
+            r"(?s)10 is not valid under any of the given schemas.*\['attention'\]\['mantissa_bits'\]",
+        ),
         (("seeds",), [0, 0], r"(?s)has non-unique elements.*instance\['seeds'\]"),
         (("seeds",), [], r"(?s)should be non-empty.*instance\['seeds'\]"),
         (("seeds",), ["1"], r"(?s)'1' is not of type 'integer'.*instance\['seeds'\]"),

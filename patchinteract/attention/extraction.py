@@ -22,7 +22,13 @@ from patchinteract.attention.capture import record_attention
 from patchinteract.interaction.maps import interaction_map_on_device
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 from patchinteract.stores.chunked import ChunkedStore, images_per_chunk
-from patchinteract.stores.specs import attention_shape, attention_specs, interaction_chunk, interaction_specs
+from patchinteract.stores.specs import (
+    attention_shape,
+    attention_specs,
+    interaction_chunk,
+    interaction_specs,
+    rounding_attributes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +108,24 @@ def fill_store(
 
 
 def write_attention_store(
-    model, dataset, path, *, device, batch_size, workers, chunk_setting, compression_level, attributes
+    model,
+    dataset,
+    path,
+    *,
+    device,
+    batch_size,
+    workers,
+    chunk_setting,
+    compression_level,
+    attributes,
+    mantissa_bits=None,
 ):
-    """Attention store of ``dataset`` (see docs/design.md): ``attn`` float16 (image, layer, head, query, key)."""
-    specs = attention_specs(model)
+    """Attention store of ``dataset`` (see docs/design.md): ``attn`` float16 (image, layer, head, query, key),
+    lossless, or rounded to ``mantissa_bits`` (attention.mantissa_bits)."""
+    specs = attention_specs(model, mantissa_bits)
     chunk = images_per_chunk(chunk_setting, specs["attn"].bytes_per_image)
-    store = ChunkedStore(path, len(dataset), chunk, specs, store_attributes(model, **attributes), compression_level)
+    attributes = store_attributes(model, **attributes, **rounding_attributes(mantissa_bits))
+    store = ChunkedStore(path, len(dataset), chunk, specs, attributes, compression_level)
     fill_store(
         model,
         dataset,

@@ -92,6 +92,7 @@ def attention_job(job: dict) -> None:
         options = {}
         if params["keep_attention"]:
             write, options["chunk_setting"] = write_attention_store, params["images_per_chunk"]
+            options["mantissa_bits"] = params.get("mantissa_bits")  # the full store's setting; figure stores: lossless
         else:
             write = write_interaction_store_streaming
         path = write(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from patchinteract.stores.chunked import ArraySpec, images_per_chunk
+from patchinteract.stores.chunked import ArraySpec, images_per_chunk, rounding_error_bound
 
 ATTENTION_DIMENSIONS = ("image", "layer", "head", "query", "key")
 
@@ -25,9 +25,18 @@ def attention_shape(model) -> tuple[int, int, int, int]:
     return len(model.blocks), model.blocks[0].attn.num_heads, tokens, tokens
 
 
-def attention_specs(model) -> dict[str, ArraySpec]:
-    """Arrays of an attention store."""
-    return {"attn": ArraySpec(attention_shape(model), "float16", ATTENTION_DIMENSIONS), **PER_IMAGE_SPECS}
+def attention_specs(model, mantissa_bits: int | None = None) -> dict[str, ArraySpec]:
+    """Arrays of an attention store (``mantissa_bits``: see chunked.rounding_filters)."""
+    attention = ArraySpec(attention_shape(model), "float16", ATTENTION_DIMENSIONS, mantissa_bits)
+    return {"attn": attention, **PER_IMAGE_SPECS}
+
+
+def rounding_attributes(mantissa_bits: int | None) -> dict:
+    """What an attention store says of its rounding: nothing when lossless; else the bits kept and the
+    largest relative error of a stored value (absolute below float16's smallest normal, 2^-14 times it)."""
+    if mantissa_bits is None:
+        return {}
+    return {"mantissa_bits": mantissa_bits, "max_relative_error": rounding_error_bound(mantissa_bits)}
 
 
 def interaction_specs(n_patches: int) -> dict[str, ArraySpec]:
