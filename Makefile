@@ -42,6 +42,7 @@ format: $(BIN)/snakemake
 benchmarks: $(BIN)/snakemake
 	$(BIN)/python benchmarks/bench_attention_capture.py
 	$(BIN)/python benchmarks/bench_interaction.py
+	$(BIN)/python benchmarks/bench_store_rounding.py
 	$(BIN)/python benchmarks/bench_head_pruning.py --naive-share 0.1
 	$(BIN)/python benchmarks/bench_tsne.py
 	$(BIN)/python benchmarks/bench_semantics.py

@@ -47,3 +47,12 @@ def remove(path: Path) -> None:
 
 def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def goal_line(what: str, ratios: list[float], goal: float, at_most: bool = True) -> str:
+    """``what``'s ratios (one per paired repeat: both sides timed back to back) beside its goal."""
+    best, worst = (min(ratios), max(ratios)) if at_most else (max(ratios), min(ratios))
+    met = worst <= goal if at_most else worst >= goal
+    sign = "≤" if at_most else "≥"
+    verdict = "met" if met else ("met at best" if (best <= goal if at_most else best >= goal) else "missed")
+    return f"{what}: best {best:.2f}x, worst {worst:.2f}x of {len(ratios)}  (goal {sign} {goal}x: {verdict})"
