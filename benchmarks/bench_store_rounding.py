@@ -69,9 +69,13 @@ def compare(reference: dict, other: dict) -> str:
     u0, u1 = reference["U"].astype(np.float64), other["U"].astype(np.float64)
     scale = u0.reshape(len(u0), -1).max(axis=1)[:, None, None]  # each image's largest interaction
     parts = [f"|ΔU| ≤ {np.max(np.abs(u1 - u0) / scale):.1e} of the image's max U"]
-    for name in reference.keys() - {"U"}:
-        differ = (reference[name] != other[name]).reshape(len(u0), -1)
-        parts.append(f"{name}: {int(differ.any(axis=1).sum())} images, {int(differ.sum())} values differ")
+    for name in sorted(reference.keys() - {"U"}):
+        differ = reference[name] != other[name]  # windows: (image, patch, box); keep: (image, patch)
+        per_patch = differ.any(axis=-1) if differ.ndim == 3 else differ
+        what = "windows" if differ.ndim == 3 else "patches' kept flags"
+        parts.append(
+            f"{name}: {int(per_patch.sum())} of {per_patch.size} {what} in {int(per_patch.any(axis=1).sum())} images"
+        )
     return "; ".join(parts)
 
 
