@@ -58,6 +58,15 @@ def attention_batches(
             yield recorder.attention, per_image
 
 
+# At most this much written output waits for the writer (beyond two chunks).
+WRITE_QUEUE_BYTES = 2**30
+
+
+def joined(pieces: list[np.ndarray]) -> np.ndarray:
+    """A chunk's pieces as one array; a chunk within one batch stays a view of it (no copy)."""
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
 def fill_store(
     model,
     dataset,
@@ -84,6 +93,9 @@ def fill_store(
     chunk = next(chunks, None)
     pieces: list[dict[str, np.ndarray]] = []
     filled = 0
+    # One batch's chunks (and one more) queue while the next batch is computed: with ViT-B/16's one-image
+    # chunks, a queue of two made the forward wait for nearly every write (docs/scaling.md).
+    in_flight = max(2, min(-(-batch_size // store.chunk) + 1, WRITE_QUEUE_BYTES // store.chunk_bytes))
     try:
         for attention, per_image in attention_batches(model, dataset, indices, device, batch_size, workers):
             batch = outputs(attention, np.asarray(indices[seen : seen + len(attention)])) | per_image
@@ -94,7 +106,8 @@ def fill_store(
                 pieces.append({k: v[offset : offset + take] for k, v in batch.items()})
                 filled, offset = filled + take, offset + take
                 if filled == chunk_stop - chunk_start:
-                    store.write_chunk(chunk, {k: np.concatenate([p[k] for p in pieces]) for k in batch})
+                    data = {k: joined([p[k] for p in pieces]) for k in batch}
+                    store.write_chunk(chunk, data, in_flight=in_flight)
                     chunk, pieces, filled = next(chunks, None), [], 0
             seen += size
             progress.update(size)

@@ -200,6 +200,11 @@ class ChunkedStore:
             overwrite=True,
         )
 
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of one image chunk of all arrays, uncompressed."""
+        return self.chunk * sum(spec.bytes_per_image for spec in self.arrays.values())
+
     def array(self, name: str) -> zarr.Array:
         return self._handles[name]
 
@@ -225,13 +230,15 @@ class ChunkedStore:
             self._handles[name][start:stop] = values
         self._handles[COMPLETE_ARRAY][chunk_index] = True  # only after the data
 
-    def write_chunk(self, chunk_index: int, data: dict[str, np.ndarray]) -> None:
-        """Queue one chunk for writing in the background (at most two in flight)."""
+    def write_chunk(self, chunk_index: int, data: dict[str, np.ndarray], in_flight: int = 2) -> None:
+        """Queue one chunk for writing in the background, waiting while ``in_flight`` chunks are queued.
+        A caller that computes several chunks at once lets a whole batch of them queue (``data`` is kept
+        until written), so that the writer works while the next batch is computed."""
         if not self.resumable:
             raise RuntimeError("write_chunk is for resumable stores; write the arrays directly")
         if set(data) != set(self.arrays):
             raise ValueError(f"chunk {chunk_index}: expected arrays {sorted(self.arrays)}, got {sorted(data)}")
-        while len(self._pending) >= 2:
+        while len(self._pending) >= in_flight:
             self._pending.pop(0).result()
         self._pending.append(self._writer.submit(self._write, chunk_index, data))
 
