@@ -10,11 +10,9 @@ import argparse
 
 import dask.array as da
 import numpy as np
-import torch
 import zarr
-from common import RandomImages, goal_line, remove, scratch_dir, timed, vit_b16
+from common import goal_line, remove, scratch_dir, timed, vit_b16_store
 
-from patchinteract.attention.extraction import write_attention_store
 from patchinteract.interaction.store import compute_interaction_store
 from patchinteract.stores.chunked import compressor
 from patchinteract.stores.compute import dask_cluster
@@ -54,17 +52,7 @@ def main():
 
     scratch = scratch_dir()
     try:
-        store = write_attention_store(
-            vit_b16(),
-            RandomImages(args.images, 224),
-            scratch / "attn.zarr",
-            device=torch.device("cpu"),
-            batch_size=16,
-            workers=0,
-            chunk_setting="auto",
-            compression_level=1,
-            attributes={},
-        )
+        store = vit_b16_store(scratch / "attn.zarr", args.images)
         read_times, u_times, naive_times = [], [], []
         for repeat in range(args.repeats):
             read_times.append(timed(read_only, store, args.workers)[0])

@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import zarr
-from common import RandomImages, directory_bytes, remove, scratch_dir, vit_b16
+from common import directory_bytes, remove, scratch_dir, vit_b16_store
 
-from patchinteract.attention.extraction import write_attention_store
 from patchinteract.interaction.store import compute_interaction_store
 from patchinteract.masks.tokens import kept_patches
 from patchinteract.masks.windows import attention_windows
@@ -93,17 +91,7 @@ def main():
         if args.store:
             source = store_folder(args.store)
         else:
-            source = write_attention_store(
-                vit_b16(),
-                RandomImages(args.images, 224),
-                scratch / "built.zarr",
-                device=torch.device("cpu"),
-                batch_size=16,
-                workers=0,
-                chunk_setting="auto",
-                compression_level=1,
-                attributes={},
-            )
+            source = vit_b16_store(scratch / "built.zarr", args.images)
         attn = zarr.open_group(source, mode="r")["attn"]
         raw = attn.nbytes
         print(f"{source}: {attn.shape} float16, {raw / 1e6:.1f} MB raw, chunks of {attn.chunks[0]} images")

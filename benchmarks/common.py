@@ -56,3 +56,21 @@ def goal_line(what: str, ratios: list[float], goal: float, at_most: bool = True)
     sign = "≤" if at_most else "≥"
     verdict = "met" if met else ("met at best" if (best <= goal if at_most else best >= goal) else "missed")
     return f"{what}: best {best:.2f}x, worst {worst:.2f}x of {len(ratios)}  (goal {sign} {goal}x: {verdict})"
+
+
+def vit_b16_store(path: Path, images: int) -> Path:
+    """An attention store of ``images`` random images through the random-weight ViT-B/16 (the workflow's
+    settings: auto chunks, compression level 1)."""
+    from patchinteract.attention.extraction import write_attention_store
+
+    return write_attention_store(
+        vit_b16(),
+        RandomImages(images, 224),
+        path,
+        device=torch.device("cpu"),
+        batch_size=16,
+        workers=0,
+        chunk_setting="auto",
+        compression_level=1,
+        attributes={},
+    )
