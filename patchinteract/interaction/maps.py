@@ -4,9 +4,10 @@ Two entry points share the functions of the equations. :func:`interaction_map`
 takes a NumPy block of a Zarr attention store (float16): it converts the
 patch-to-patch block to float32 exactly once, into a buffer reused by each
 thread, and works in place from then on, so reading the store, not the
-arithmetic, sets the speed (benchmarks/bench_interaction.py). :func:`interaction_map_on_device` takes the
-attention a forward pass just recorded (``attention.store: none``) and computes
-U on the device that ran the model, so a GPU does not wait for the CPU.
+arithmetic, sets the speed (benchmarks/bench_interaction.py).
+:func:`interaction_map_on_device` takes the attention a forward pass just
+recorded (``attention.store: none``) and computes U on the device that ran the
+model, so a GPU does not wait for the CPU.
 """
 
 from __future__ import annotations

@@ -104,13 +104,13 @@ def compressor(level: int) -> BloscCodec:
 # Said on every open of a rounded store: zarr-python reads its BitRound filter (a no-op when decoding).
 warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification")
 
-# float16 keeps 10 explicit mantissa bits; the smallest normal value is 2^-14.
-FLOAT16_MANTISSA_BITS, FLOAT16_SMALLEST_NORMAL = 10, 2.0**-14
+FLOAT16_MANTISSA_BITS = 10  # explicit bits
 
 
 def rounding_error_bound(mantissa_bits: int) -> float:
     """Largest relative error of rounding float16 to ``mantissa_bits`` bits, round to nearest: half a unit
-    in the last kept place. (Below FLOAT16_SMALLEST_NORMAL the bound is absolute: this times that value.)"""
+    in the last kept place. (Below float16's smallest normal value, 2^-14, the bound is absolute: this
+    times 2^-14.)"""
     return 2.0 ** -(mantissa_bits + 1)
 
 
