@@ -10,9 +10,10 @@ import argparse
 
 import numpy as np
 import torch
-from common import RandomImages, directory_bytes, goal_line, remove, scratch_dir, timed, vit_b16
+from common import RandomImages, goal_line, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store
+from patchinteract.stores.chunked import folder_bytes
 from patchinteract.stores.specs import attention_shape
 
 GOAL = 1.2  # capture + write / plain forward
@@ -52,7 +53,7 @@ def main():
                 **options,
             )
             capture_times.append(seconds)
-        stored = directory_bytes(scratch / "attn0.zarr" / "attn") / args.images
+        stored = folder_bytes(scratch / "attn0.zarr" / "attn") / args.images
         raw = int(np.prod(attention_shape(model))) * 2
     finally:
         remove(scratch)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from common import directory_bytes, remove, scratch_dir, vit_b16_store
+from common import remove, scratch_dir, vit_b16_store
 
 from patchinteract.interaction.store import compute_interaction_store
 from patchinteract.masks.tokens import kept_patches
 from patchinteract.masks.windows import attention_windows
-from patchinteract.stores.chunked import ArraySpec, ChunkedStore, store_folder
+from patchinteract.stores.chunked import ArraySpec, ChunkedStore, folder_bytes, store_folder
 from patchinteract.stores.specs import PER_IMAGE_SPECS, rounding_attributes
 
 GOAL_ROUNDED_BYTES = 0.6
@@ -101,7 +101,7 @@ def main():
             name = f"zstd-{level}" + (f", {bits} mantissa bits" if bits else ", lossless")
             out = scratch / f"{level}_{bits}.zarr"
             write = rewrite(source, out, level, bits)
-            stored = directory_bytes(out / "attn")
+            stored = folder_bytes(out / "attn")
             read = read_seconds(out)
             line = (
                 f"{name:<26} {stored / raw:5.3f}x raw  write {raw / write / 1e6:6.0f} MB/s  "

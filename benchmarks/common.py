@@ -45,10 +45,6 @@ def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def directory_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def goal_line(what: str, ratios: list[float], goal: float, at_most: bool = True) -> str:
     """``what``'s ratios (one per paired repeat: both sides timed back to back) beside its goal."""
     best, worst = (min(ratios), max(ratios)) if at_most else (max(ratios), min(ratios))

@@ -16,7 +16,7 @@ import json
 
 import torch
 import zarr
-from common import RandomImages, directory_bytes, remove, scratch_dir, timed, vit_b16
+from common import RandomImages, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.interaction.store import compute_interaction_store
@@ -24,6 +24,7 @@ from patchinteract.masks.stores import write_field_store, write_keep_store, writ
 from patchinteract.masks.windows import attention_windows
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import patch_grid
+from patchinteract.stores.chunked import folder_bytes
 from patchinteract.training.loop import training_loss
 
 # Images per split (ImageNet-1k; CUB-200-2011's official split) at the configs' input sizes.
@@ -62,11 +63,11 @@ def measure(img_size: int, n_images: int, batch_size: int, train_batch: int, dev
         seconds, attention = timed(
             write_attention_store, model, dataset, scratch / "attn.zarr", chunk_setting="auto", **options
         )
-        per_image["capture_s"], per_image["attention_bytes"] = seconds / n_images, directory_bytes(attention)
+        per_image["capture_s"], per_image["attention_bytes"] = seconds / n_images, folder_bytes(attention)
         seconds, interaction = timed(
             compute_interaction_store, attention, scratch / "u.zarr", dask_mode="threads", workers=2
         )
-        per_image["u_stage_s"], per_image["interaction_bytes"] = seconds / n_images, directory_bytes(interaction)
+        per_image["u_stage_s"], per_image["interaction_bytes"] = seconds / n_images, folder_bytes(interaction)
         seconds, _ = timed(write_interaction_store_streaming, model, dataset, scratch / "u_stream.zarr", **options)
         per_image["streaming_s"] = seconds / n_images
         for name, write, args in (
@@ -74,11 +75,11 @@ def measure(img_size: int, n_images: int, batch_size: int, train_batch: int, dev
             ("keep", write_keep_store, (interaction, scratch / "keep.zarr", BETA)),
         ):
             seconds, path = timed(write, *args)
-            per_image[f"{name}_masks_s"], per_image[f"{name}_bytes"] = seconds / n_images, directory_bytes(path)
+            per_image[f"{name}_masks_s"], per_image[f"{name}_bytes"] = seconds / n_images, folder_bytes(path)
         seconds, path = timed(
             write_field_store, interaction, scratch / "keep.zarr", scratch / "fields.zarr", ALPHA, BETA
         )
-        per_image["field_masks_s"], per_image["field_bytes"] = seconds / n_images, directory_bytes(path)
+        per_image["field_masks_s"], per_image["field_bytes"] = seconds / n_images, folder_bytes(path)
         for key in ("attention_bytes", "interaction_bytes", "window_bytes", "keep_bytes", "field_bytes"):
             per_image[key] /= n_images
 

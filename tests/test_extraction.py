@@ -13,6 +13,7 @@ from test_interaction import reference_u
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.stores.chunked import folder_bytes
 
 SETUP = """
 import time, torch
@@ -105,16 +106,12 @@ def test_a_rounded_store_keeps_within_its_stated_error_and_is_smaller(tmp_path, 
     assert (a != b).mean() > 0.5  # 4 of 10 bits dropped: most values change
     assert np.all(np.abs(b - a)[normal] <= 2.0**-7 * a[normal])
     assert np.all(np.abs(b - a)[~normal] <= 2.0**-7 * 2.0**-14)
-    assert directory_bytes(rounded_path / "attn") < 0.85 * directory_bytes(exact_path / "attn")
+    assert folder_bytes(rounded_path / "attn") < 0.85 * folder_bytes(exact_path / "attn")
 
     # Rows still pass U's sum check; how far U moves is measured on trained attention (bench_store_rounding:
     # this untrained model's U is at float16's own rounding noise).
     u_rounded = zarr.open_group(compute_interaction_store(rounded_path, tmp_path / "u.zarr"), mode="r")
     assert u_rounded.attrs["mantissa_bits"] == 6  # provenance travels to U
-
-
-def directory_bytes(path):
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def test_killed_extraction_resumes_to_an_identical_store(tmp_path, digits_manifest):

@@ -65,6 +65,11 @@ def store_folder(path: Path | str) -> Path:
     return path.parent if path.name == "zarr.json" else path
 
 
+def folder_bytes(path: Path | str) -> int:
+    """Bytes on disk of every file under ``path`` (a store, or any folder of outputs)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def images_per_chunk(setting: int | str, bytes_per_image: int) -> int:
     """The configured chunk length, or for "auto" about TARGET_CHUNK_BYTES per chunk."""
     if setting == "auto":
