@@ -24,7 +24,7 @@ TORCH_WITHOUT_MODEL = {"compute_interaction", "pattern_autoencoder"}  # U on tor
 NO_TORCH = {
     "attention_patterns", "compute_masks", "download_dataset", "explorer", "head_sample", "head_summary",
     "image_overview", "make_manifest", "make_tables", "mean_colour", "pretraining_table", "run_notebook",
-    "semantics_summary", "write_digits",
+    "semantics_summary", "theta_masking_table", "write_digits",
 }  # fmt: skip
 GOAL = 1.6  # a model job's imports / import torch
 HEAVY_FOR_MODEL_JOBS = ("dask.array", "scipy")  # what no model job needs at its start

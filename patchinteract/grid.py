@@ -335,6 +335,7 @@ def explorer_inputs(config: dict, experiment: str) -> dict:
     }
     tables = ("head_importance", "image_overview", "head_strength", "attention_strength", "attention_patterns")
     inputs |= {name: paths.head_file(experiment, split, f"{name}.parquet") for name in tables}
+    inputs["head_summary"] = paths.table_file(f"head_summary_{experiment}_{split}", ".parquet")
     for names in class_names_file(config, experiment):
         inputs["class_names"] = names
     if config["semantics"]["enabled"] and split in config["semantics"]["splits"]:
@@ -424,11 +425,14 @@ def semantic_analyses(config: dict) -> list[str]:
     targets = []
     for experiment in config["experiments"]:
         targets += [
-            paths.table_file(f"semantics_summary_{experiment}_{split}", ".parquet")
+            paths.table_file(f"semantics_{table}_{experiment}_{split}", ".parquet")
             for split in config["semantics"]["splits"]
+            for table in ("summary", "layers")
         ]
         targets += [
             paths.semantics_file(experiment, "val", "theta_masking.parquet"),
+            paths.table_file(f"theta_masking_{experiment}", ".parquet"),
+            paths.table_file(f"theta_masking_tests_{experiment}", ".parquet"),
             paths.table_file(f"semantics_stages_{experiment}_val", ".parquet"),
             paths.figure_file("theta_masking", ".png", experiment),
         ]

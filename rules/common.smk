@@ -44,6 +44,15 @@ CONDA_ENV = "../environment.yml"
 RETRAINING_PATH = 1
 
 
+# How every interval and test is computed (tables.confidence, tables.bootstrap_resamples, the seed):
+# the params of each job that writes one.
+UNCERTAINTY = dict(
+    confidence=config["tables"]["confidence"],
+    resamples=config["tables"]["bootstrap_resamples"],
+    seed=config["seed"],
+)
+
+
 def notebook_path(name):
     """The figure notebook ``notebooks/<name>.ipynb``, relative to the working directory: a finished project
     moved or copied to another folder plans no job again (an absolute input path would differ).

@@ -198,6 +198,9 @@ rule head_summary:
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        **UNCERTAINTY,
+        top_k=config["heads"]["top_k"],
     script:
         "../workflow_scripts/head_summary.py"
 
@@ -214,6 +217,7 @@ HEAD_FIGURES = {
 rule figure_heads:
     input:
         importance=head_file("head_importance.parquet"),
+        summary=rules.head_summary.output.table,
         head_strength=head_file("head_strength.parquet"),
         patterns=head_file("attention_patterns.parquet"),
         clusters=head_file("pattern_clusters.parquet"),
@@ -244,6 +248,7 @@ rule figure_heads:
         # Paths (derived from input and output); settings in `settings`, the rerun trigger.
         paths=lambda wildcards, input, output: {
             "importance": input.importance,
+            "summary": input.summary,
             "head_strength": input.head_strength,
             "patterns": input.patterns,
             "clusters": input.clusters,

@@ -98,14 +98,12 @@ rule mae_restoration:
     resources:
         **resources_of("inference"),
     params:
+        **UNCERTAINTY,
         model=model_of,
         runs=grid.pretraining_runs(config),
         decoder=PRETRAINING["decoder"],
         mask_ratio=PRETRAINING["mask_ratio"],
         figure_images=PRETRAINING["restoration"]["figure_images"],
-        seed=config["seed"],
-        confidence=config["tables"]["confidence"],
-        resamples=config["tables"]["bootstrap_resamples"],
         execution=execution(config["eval"]["batch_size"]),
     script:
         "../workflow_scripts/mae_restoration.py"
@@ -130,9 +128,7 @@ rule pretraining_table:
     resources:
         **resources_of("default"),
     params:
-        confidence=config["tables"]["confidence"],
-        resamples=config["tables"]["bootstrap_resamples"],
-        seed=config["seed"],
+        **UNCERTAINTY,
     script:
         "../workflow_scripts/pretraining_table.py"
 

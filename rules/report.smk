@@ -50,10 +50,8 @@ rule tables:
     resources:
         **resources_of("default"),
     params:
+        **UNCERTAINTY,
         transfer_datasets=config["tables"]["transfer_datasets"],
-        confidence=config["tables"]["confidence"],
-        resamples=config["tables"]["bootstrap_resamples"],
-        seed=config["seed"],
     script:
         "../workflow_scripts/make_tables.py"
 

@@ -105,6 +105,7 @@ rule semantics_summary:
         theta=paths.semantics_file("{experiment}", "{split}", "theta.parquet"),
     output:
         table=paths.table_file("semantics_summary_{experiment}_{split}", ".parquet"),
+        layers=paths.table_file("semantics_layers_{experiment}_{split}", ".parquet"),
         stages=paths.table_file("semantics_stages_{experiment}_{split}", ".parquet"),
     log:
         log_file("semantics_summary", "{experiment}_{split}"),
@@ -113,6 +114,8 @@ rule semantics_summary:
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        **UNCERTAINTY,
     script:
         "../workflow_scripts/semantics_summary.py"
 
@@ -146,6 +149,26 @@ rule theta_masking:
         "../workflow_scripts/theta_masking.py"
 
 
+rule theta_masking_table:
+    input:
+        table=rules.theta_masking.output.table,
+        predictions=rules.theta_masking.output.predictions,
+    output:
+        points=paths.table_file("theta_masking_{experiment}", ".parquet"),
+        tests=paths.table_file("theta_masking_tests_{experiment}", ".parquet"),
+    log:
+        log_file("theta_masking_table", "{experiment}"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        **UNCERTAINTY,
+    script:
+        "../workflow_scripts/theta_masking_table.py"
+
+
 SEMANTIC_FIGURES = {
     "theta_per_layer": "theta_per_layer.rst",
     "focus_index_per_layer": "focus_index_per_layer.rst",
@@ -158,7 +181,9 @@ SEMANTIC_FIGURES = {
 rule figure_semantics:
     input:
         summary=paths.table_file("semantics_summary_{experiment}_val", ".parquet"),
-        masking=paths.semantics_file("{experiment}", "val", "theta_masking.parquet"),
+        per_layer=paths.table_file("semantics_layers_{experiment}_val", ".parquet"),
+        masking=rules.theta_masking_table.output.points,
+        masking_tests=rules.theta_masking_table.output.tests,
         keypoints=zarr_target(
             paths.semantics_file("{experiment}", "val", "figure_keypoints.zarr")
         ),
@@ -196,7 +221,9 @@ rule figure_semantics:
         # Paths (derived from input and output); settings in `settings`, the rerun trigger.
         paths=lambda wildcards, input, output: {
             "summary": input.summary,
+            "per_layer": input.per_layer,
             "masking": input.masking,
+            "masking_tests": input.masking_tests,
             "keypoints": store_folder(input.keypoints),
             "semantics": store_folder(input.semantics),
             "stages": input.stages,

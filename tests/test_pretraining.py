@@ -20,7 +20,7 @@ from patchinteract.analyses.semantics.guided import (
     random_mask,
 )
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder, patch_pixels, pixels_to_images
-from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions
+from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions, spread_over_classes
 from patchinteract.analyses.semantics.stages import attention_map, stage_table, three_stages
 from patchinteract.models.vit import create_vit
 from patchinteract.report.pretraining import rounds_to_reach
@@ -177,6 +177,18 @@ def test_knn_votes_by_cosine_neighbours():
     assert knn_predictions(bank, labels, queries, k=5, temperature=10.0).tolist()[2] == 1
     curve = pd.DataFrame({"round": [1, 2, 3], "knn_top1": [10.0, 50.0, 40.0]})
     assert rounds_to_reach(curve, 45.0) == 2 and np.isnan(rounds_to_reach(curve, 60.0))
+    # From round 0 on: a curve that never rises above its start has not reached a threshold below it.
+    falling = pd.DataFrame({"round": [0, 1, 2], "knn_top1": [42.0, 40.0, 31.0]})
+    assert np.isnan(rounds_to_reach(falling, 29.5))
+    rising = pd.DataFrame({"round": [0, 1, 2], "knn_top1": [42.0, 40.0, 43.0]})
+    assert rounds_to_reach(rising, 29.5) == 1  # it rose above its start (round 2), so round 1 counts
+
+
+def test_restoration_examples_are_spread_over_the_classes():
+    labels = np.array([3, 3, 3, 1, 1, 7, 3, 1])
+    # the first of each class in the order classes appear (3, 1, 7), then the second of each, ...
+    assert spread_over_classes(labels, 5).tolist() == [0, 3, 5, 1, 4]
+    assert spread_over_classes(labels, 20).tolist() == [0, 3, 5, 1, 4, 2, 7, 6]
 
 
 PRETRAIN = """
@@ -226,8 +238,8 @@ def test_a_pretraining_run_stopped_by_sigterm_resumes_to_the_uninterrupted_run(t
     uninterrupted = run_training_script(PRETRAIN, digits_manifest, tmp_path, "once")
     once = json.loads(uninterrupted.communicate(timeout=300)[0])
     assert uninterrupted.returncode == 0 and once["steps"] == 24  # 4 rounds x 6 batches of 6
-    assert [record["round"] for record in once["epochs"]] == [1, 2, 3, 4]
-    assert [record["beta"] for record in once["epochs"]] == [0.1, 0.3, 0.5, 0.5]
+    assert [record["round"] for record in once["epochs"]] == [0, 1, 2, 3, 4]  # round 0: as initialised
+    assert [record["beta"] for record in once["epochs"]] == [None, 0.1, 0.3, 0.5, 0.5]
 
     interrupted = run_training_script(PRETRAIN, digits_manifest, tmp_path, "resumed", delay=0.05)
     interrupt_once_started(interrupted, tmp_path / "resumed.pt.started", after=2.5)  # into the second round

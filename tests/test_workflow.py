@@ -243,6 +243,15 @@ def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
     summary = pd.read_parquet(tiny_run / "results/tables/head_summary_tiny_val.parquet")
     assert len(summary) == 4 and summary["images"].eq(20).all()
     assert {"prob_mean", "prob_std", "entropy_mean", "mean_distance_mean", "cluster", "pattern"} <= set(summary.columns)
+    # Intervals of each mean and rank over the images (tests/test_analysis_intervals.py checks them by hand)
+    assert (summary["prob_ci_low"] <= summary["prob_mean"]).all() and (
+        summary["prob_mean"] <= summary["prob_ci_high"]
+    ).all()
+    assert (summary["jsd_rank_low"] <= summary["jsd_rank"]).all() and (
+        summary["jsd_rank"] <= summary["jsd_rank_high"]
+    ).all()
+    assert sorted(summary["prob_rank"]) == [1, 2, 3, 4] and summary["prob_top_k"].dtype == bool
+    assert "among the 5 most important for sure" in (tiny_run / "results/logs/head_summary/tiny_val.log").read_text()
     for name in (
         "fig7_head_importance",
         "head_pruning_modes",
@@ -287,6 +296,22 @@ def test_semantic_analyses_write_their_stores_tables_and_figures(tiny_run):
     counted = per_image.fillna({"seed": -1}).groupby(variants)["correct"].agg(["sum", "size"]).reset_index()
     merged = masking.fillna({"seed": -1}).merge(counted, on=variants)
     assert len(merged) == len(masking) and (100.0 * merged["sum"] / merged["size"] == merged["top1"]).all()
+    # How sure masking by θ is: each point's interval; each order against each random mask and over the three
+    points = pd.read_parquet(tiny_run / "results/tables/theta_masking_tiny.parquet")
+    assert len(points) == len(masking) and (points["top1_ci_low"] <= points["top1"]).all()
+    assert (points["top1"] <= points["top1_ci_high"]).all()
+    tests = pd.read_parquet(tiny_run / "results/tables/theta_masking_tests_tiny.parquet")
+    assert len(tests) == 5 * 2 * (3 + 1) and set(tests["test"]) == {"mcnemar_exact", "paired_bootstrap"}
+    top, random = (per_image[(per_image["r"] == 0.4) & (per_image["order"] == order)] for order in ("top", "random"))
+    random = random[random["seed"] == 1]
+    by_hand = 100.0 * (top.sort_values("image_id")["correct"].mean() - random.sort_values("image_id")["correct"].mean())
+    row = tests[(tests["r"] == 0.4) & (tests["order"] == "top") & (tests["control_seed"] == 1)].iloc[0]
+    assert row["diff"] == pytest.approx(by_hand) and row["diff_ci_low"] <= row["diff"] <= row["diff_ci_high"]
+    layers = pd.read_parquet(tiny_run / "results/tables/semantics_layers_tiny_val.parquet")
+    paired = theta.dropna(subset=["theta_kk", "theta_nk"]).groupby(["image_id", "layer"])[["theta_kk", "theta_nk"]]
+    per_layer = paired.mean().eval("theta_kk - theta_nk").groupby("layer").mean()
+    np.testing.assert_allclose(layers["kk_minus_nk"], per_layer.to_numpy())
+    assert layers["images_paired"].eq(paired.ngroups // 2).all()  # the images with both kinds, in both layers
     figure_keypoints = zarr.open_group(semantics / "figure_keypoints.zarr", mode="r")
     assert figure_keypoints["view"].shape == (4, 16, 16, 3)
     for name in ("theta_per_layer", "focus_index_per_layer", "theta_masking", "theta_masked_patches"):
@@ -355,10 +380,22 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     experiments = len(TINY_CONFIG["experiments"])
     # Two settings per dry run where the jobs they plan cannot overlap (a dry run from the root costs ~20 s).
     # Table IV's datasets: the tables, and the figure drawn from Table I; a figure setting: that figure only.
-    assert changed_plan(tiny_run, **{"tables.transfer_datasets": ["digits"], "figures.image_index": 1}) == {
+    # The intervals' level: every job that writes an interval and what shows it, and no forward pass but the
+    # restoration's (masking by θ and the head analyses keep theirs).
+    changes = {"tables.transfer_datasets": ["digits"], "figures.image_index": 1, "tables.confidence": 0.9}
+    assert changed_plan(tiny_run, **changes) == {
         "tables": 1,
         "figure_accuracy_vs_interactions": 1,
         "figure_patch_interactions": experiments,
+        "head_summary": experiments,
+        "figure_heads": experiments,
+        "explorer": experiments,
+        "semantics_summary": experiments,
+        "theta_masking_table": experiments,
+        "figure_semantics": experiments,
+        "mae_restoration": experiments,
+        "pretraining_table": experiments,
+        "figure_pretraining": experiments,
         "all": 1,
     }
     # The retrain recipe: every branch and what reads them, not the baseline nor any store.
@@ -382,6 +419,7 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "semantics_store": experiments,
         "semantics_summary": experiments,
         "theta_masking": experiments,
+        "theta_masking_table": experiments,
         "figure_semantics": experiments,
         "explorer": experiments,
         "all": 1,
@@ -391,6 +429,7 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
     assert changed_plan(tiny_run, **{"semantics.masking.fill": "dataset_mean", "pretraining.rounds_per_step": 2}) == {
         "dataset_mean_colour": 1,
         "theta_masking": experiments,
+        "theta_masking_table": experiments,
         "figure_semantics": experiments,
         "pretrain_mae": experiments * len(TINY_CONFIG["seeds"]),
         "mae_restoration": experiments,
@@ -785,11 +824,11 @@ def test_mae_pretraining_and_restoration_of_both_schedules(tiny_run):
     results = tiny_run / "results"
     seeds, rounds = TINY_CONFIG["seeds"], TINY_CONFIG["pretraining"]["recipe"]["epochs"]
     curves = pd.read_parquet(results / "tables/pretraining_curves_tiny.parquet")
-    assert len(curves) == 2 * len(seeds) * rounds
-    guided = curves[curves["schedule"] == "guided"]
+    assert len(curves) == 2 * len(seeds) * (rounds + 1)  # round 0: the encoder as initialised
+    guided = curves[(curves["schedule"] == "guided") & (curves["round"] > 0)]
     assert guided.groupby("seed")["beta"].apply(list).tolist() == [[0.1, 0.5, 0.5]] * len(seeds)
     assert curves.loc[curves["schedule"] == "random", "beta"].isna().all()
-    assert (guided["fallback_images"] >= 0).all() and (curves["loss"] > 0).all()
+    assert (guided["fallback_images"] >= 0).all() and (curves.loc[curves["round"] > 0, "loss"] > 0).all()
     table = pd.read_parquet(results / "tables/pretraining_tiny.parquet").set_index("schedule")
     assert list(table.index) == ["random", "guided"] and (table["n_seeds"] == len(seeds)).all()
     for name in ("knn", "probe"):

@@ -20,6 +20,7 @@ with logged_to(snakemake.log[0]) as log:
         head_strength=inputs.head_strength,
         attention_strength=inputs.attention_strength,
         attention_patterns=inputs.attention_patterns,
+        head_summary=inputs.head_summary,
         keypoints=str(store_folder(inputs.keypoints)) if "keypoints" in inputs.keys() else None,
         semantics=str(store_folder(inputs.semantics)) if "semantics" in inputs.keys() else None,
         class_names=inputs.class_names if "class_names" in inputs.keys() else None,

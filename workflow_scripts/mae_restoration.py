@@ -1,6 +1,6 @@
 """Rule mae_restoration: with every pre-trained MAE of an experiment, the reconstruction error on val when
 r of the patches are masked among the keypoint patches, the non-keypoint patches or at random (Wu et al.
-Sec. 2, Fig. 2), per image and summarised with intervals, and the figure's examples."""
+Sec. 2, Fig. 2), per image and summarised with intervals, and the figure's examples (spread over the classes)."""
 
 import pandas as pd
 

@@ -1,5 +1,6 @@
 """Rule pretrain_mae: one MAE pre-training run (mask schedule random or guided, one seed) of the
-experiment's ViT from random weights, on the job's ranks (patchinteract.jobs.training)."""
+experiment's ViT from random weights, its k-NN curve from round 0 (the encoder as initialised), on the
+job's ranks (patchinteract.jobs.training)."""
 
 from patchinteract.jobs.training import pretrain_job
 from patchinteract.ranks import launch_job

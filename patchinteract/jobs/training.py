@@ -157,7 +157,11 @@ def pretrain_job(job: dict) -> None:
         predictions.to_parquet(outputs["predictions"], index=False)
         save_weights(mae.decoder, outputs["decoder"])
         metrics = params["record"] | {"config_hash": params["config_hash"], "schedule": job["wildcards"]["schedule"]}
-        metrics |= {"seed": run.seed, "rounds": len(curve), "knn_top1": float(curve["knn_top1"].iloc[-1])}
+        metrics |= {
+            "seed": run.seed,
+            "rounds": int(curve["round"].max()),
+            "knn_top1": float(curve["knn_top1"].iloc[-1]),
+        }
         metrics |= {"probe_top1": 100.0 * float(predictions["probe_correct"].mean()), "n_images": len(predictions)}
         write_json(outputs["metrics"], metrics | summary)
         run.discard_checkpoint()

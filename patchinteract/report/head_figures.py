@@ -24,22 +24,33 @@ def whole_head_statistics(importance: pd.DataFrame) -> pd.DataFrame:
     return importance[importance["mode"] == 1].groupby(["layer", "head"])[list(IMPORTANCE_COLUMNS)].agg(["mean", "std"])
 
 
-def plot_head_importance(importance: pd.DataFrame) -> plt.Figure:
-    """Fig. 7: P_ij[y] and the three distances over all l·k heads, mean ± std over the images."""
-    statistics = whole_head_statistics(importance)
-    n_heads = statistics.index.get_level_values("head").max() + 1
-    x = np.arange(len(statistics))
+def plot_head_importance(summary: pd.DataFrame) -> plt.Figure:
+    """Fig. 7: P_ij[y] and the three distances over all l·k heads from the head summary: the mean over the
+    images, the spread of the images (± std, light) and the interval of the mean (dark); a star marks a
+    head whose whole rank interval lies within the top k (<metric>_top_k)."""
+    summary = summary.sort_values(["layer", "head"])
+    n_heads = int(summary["head"].max()) + 1
+    x = np.arange(len(summary))
     figure, axes = plt.subplots(len(IMPORTANCE_VIEWS), 1, figsize=(max(6, len(x) * 0.12), 8), sharex=True)
     for axis, metric in zip(axes, IMPORTANCE_VIEWS, strict=True):
-        mean, std = statistics[(metric, "mean")].to_numpy(), statistics[(metric, "std")].fillna(0).to_numpy()
+        mean, std = summary[f"{metric}_mean"].to_numpy(), summary[f"{metric}_std"].fillna(0).to_numpy()
+        axis.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.15, linewidth=0)
+        axis.fill_between(
+            x, summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"], color="tab:blue", alpha=0.5, linewidth=0
+        )
         axis.plot(x, mean, color="tab:blue", linewidth=1)
-        axis.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.25, linewidth=0)
+        top = summary[f"{metric}_top_k"].to_numpy(bool)
+        axis.scatter(x[top], mean[top], marker="*", s=40, color="tab:red", zorder=3)
         for boundary in range(n_heads, len(x), n_heads):
             axis.axvline(boundary - 0.5, color="grey", linewidth=0.5)
         axis.set_ylabel(IMPORTANCE_LABELS[metric], fontsize=8)
     axes[-1].set_xticks(x[::n_heads], [f"L{layer}" for layer in range(len(x) // n_heads)])
     axes[-1].set_xlabel("head (grouped by layer)")
-    figure.suptitle(f"Head importance by pruning: mean ± std over {importance['image_id'].nunique()} images")
+    figure.suptitle(
+        f"Head importance by pruning, {int(summary['images'].max())} images\nline: mean; light: ± std; dark: "
+        "interval of the mean; ★: rank interval within the top k",
+        fontsize=10,
+    )
     return figure
 
 

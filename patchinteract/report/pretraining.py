@@ -18,9 +18,21 @@ REACH_SHARE = 0.95  # of the random schedule's final k-NN top-1
 
 
 def rounds_to_reach(curve: pd.DataFrame, threshold: float) -> float:
-    """The first round whose k-NN top-1 reaches ``threshold`` (NaN if none does)."""
-    reached = curve.loc[curve["knn_top1"] >= threshold, "round"]
+    """The first round after round 0 whose k-NN top-1 reaches ``threshold``; NaN (not reached) if none does,
+    or if the curve never rises above its own start (round 0, the encoder as initialised): pre-training
+    did not bring such a run there."""
+    trained = curve[curve["round"] > 0]
+    start = round_zero(curve)
+    if not np.isnan(start) and not (trained["knn_top1"] > start).any():
+        return float("nan")
+    reached = trained.loc[trained["knn_top1"] >= threshold, "round"]
     return float(reached.iloc[0]) if len(reached) else float("nan")
+
+
+def round_zero(curve: pd.DataFrame) -> float:
+    """k-NN top-1 of the untrained encoder (round 0); NaN for a curve written before round 0 was recorded."""
+    start = curve.loc[curve["round"] == 0, "knn_top1"]
+    return float(start.iloc[0]) if len(start) else float("nan")
 
 
 def pretraining_runs(metrics_paths: list[str | Path], curve_paths: list[str | Path]) -> list[dict]:
@@ -41,8 +53,9 @@ def reach_threshold(runs: list[dict]) -> float:
 
 def pretraining_table(runs: list[dict], uncertainty: Uncertainty) -> pd.DataFrame:
     """One row per schedule: seeds, rounds, final k-NN and probe top-1 (mean over seeds, interval over
-    seeds and images), and the round each run first reaches the threshold (mean, interval over seeds,
-    and the per-seed list)."""
+    seeds and images), the untrained encoder's k-NN top-1 (round 0) and the gain over it (mean and
+    interval over seeds), and the round each run first reaches the threshold (mean, interval over seeds,
+    and the per-seed list, "not reached" where a run never does)."""
     threshold = reach_threshold(runs)
     rows = []
     for schedule in dict.fromkeys(run["schedule"] for run in runs):
@@ -53,6 +66,11 @@ def pretraining_table(runs: list[dict], uncertainty: Uncertainty) -> pd.DataFram
             correct = np.stack([run["predictions"][f"{name}_correct"].to_numpy(bool) for run in group])
             low, high = accuracy_interval(correct, uncertainty.confidence, uncertainty.resamples, uncertainty.seed)
             row |= {f"{name}_top1": 100.0 * correct.mean(), f"{name}_ci_low": low, f"{name}_ci_high": high}
+        starts = np.array([round_zero(run["curve"]) for run in group])
+        gains = np.array([run["knn_top1"] for run in group]) - starts
+        low, high = seed_interval(gains, uncertainty.confidence, uncertainty.resamples, uncertainty.seed)
+        row |= {"knn_round0": float(starts.mean()), "knn_gain": float(gains.mean())}
+        row |= {"knn_gain_ci_low": low, "knn_gain_ci_high": high}
         reached = np.array([rounds_to_reach(run["curve"], threshold) for run in group])
         low, high = seed_interval(reached, uncertainty.confidence, uncertainty.resamples, uncertainty.seed)
         row |= {
@@ -60,7 +78,7 @@ def pretraining_table(runs: list[dict], uncertainty: Uncertainty) -> pd.DataFram
             "rounds_to_reach": float(np.mean(reached)),
             "rounds_to_reach_ci_low": low,
             "rounds_to_reach_ci_high": high,
-            "rounds_to_reach_per_seed": ",".join("never" if np.isnan(r) else str(int(r)) for r in reached),
+            "rounds_to_reach_per_seed": ",".join("not reached" if np.isnan(r) else str(int(r)) for r in reached),
         }
         rows.append(row)
     return pd.DataFrame(rows)

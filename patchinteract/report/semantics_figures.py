@@ -10,6 +10,7 @@ import pandas as pd
 
 from patchinteract.analyses.semantics.ranking import keep_mask, masked_count, patch_ranking
 from patchinteract.report.figures import show_dropped_patches
+from patchinteract.report.statistics import excludes_zero
 
 THETA_LABELS = {
     "theta_kk": "θ_KK  keypoint → keypoint",
@@ -28,22 +29,35 @@ def per_layer_points(axis, summary: pd.DataFrame, column: str, colour: str, labe
     axis.plot(means.index, means.to_numpy(), color=colour, linewidth=2, marker="o", markersize=3, label=label)
 
 
-def plot_theta_per_layer(summary: pd.DataFrame) -> plt.Figure:
-    """Fig. 5: θ_KK, θ_NK, θ_KN and θ_NN of every head against the layer, with the layer means."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+def plot_theta_per_layer(summary: pd.DataFrame, layers: pd.DataFrame) -> plt.Figure:
+    """Fig. 5: θ_KK, θ_NK, θ_KN and θ_NN of every head against the layer, with the layer means, and per
+    layer θ_KK − θ_NK paired image by image with its interval (``layers``: semantics_layers table)."""
+    figure, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     pairs = (("theta_kk", "theta_nk"), ("theta_kn", "theta_nn"))
-    for axis, columns in zip(axes, pairs, strict=True):
+    for axis, columns in zip(axes[:2], pairs, strict=True):
         for column, colour in zip(columns, ("tab:blue", "tab:orange"), strict=True):
             per_layer_points(axis, summary, column, colour, THETA_LABELS[column])
+        axis.legend(fontsize=8)
+    axes[1].sharey(axes[0])
+    axes[0].set_ylabel("θ (mean over images)")
+    difference = axes[2]
+    difference.axhline(0, color="grey", linewidth=0.8)
+    difference.fill_between(
+        layers["layer"], layers["kk_minus_nk_ci_low"], layers["kk_minus_nk_ci_high"], color="tab:blue", alpha=0.3,
+        linewidth=0, label="interval",
+    )  # fmt: skip
+    difference.plot(layers["layer"], layers["kk_minus_nk"], color="tab:blue", marker="o", markersize=3, label="mean")
+    difference.set_ylabel("θ_KK − θ_NK (paired by image)")
+    difference.legend(fontsize=8)
+    for axis in axes:
         axis.set_xlabel("layer")
         axis.set_xticks(sorted(summary["layer"].unique()))
-        axis.legend(fontsize=8)
-    axes[0].set_ylabel("θ (mean over images)")
     images = int(summary["images"].max())
     without = int(summary["images_without_kk"].max()), int(summary["images_without_nk"].max())
     figure.suptitle(
         f"Patch interrelation θ per head and layer: {images} images "
-        f"({without[0]} without keypoint patches, {without[1]} without non-keypoint patches)",
+        f"({without[0]} without keypoint patches, {without[1]} without non-keypoint patches; "
+        f"{int(layers['images_paired'].max())} have both)",
         fontsize=10,
     )
     return figure
@@ -61,35 +75,38 @@ def plot_focus_index(summary: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def plot_theta_masking(masking: pd.DataFrame) -> plt.Figure:
-    """Fig. 8: val top-1 against the masked share r for Top and Bottom θ, and the random control (mean and
-    the range over seeds)."""
+def plot_theta_masking(masking: pd.DataFrame, tests: pd.DataFrame) -> plt.Figure:
+    """Fig. 8: val top-1 against the masked share r for Top and Bottom θ with their intervals over the
+    images, and the random control (the mean of its seeds, the band spanning the seeds' intervals); a ring
+    marks a point whose paired test against random excludes no difference (over the seeds where there are
+    several)."""
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    overall = tests[tests["control_seed"].isna()] if tests["control_seed"].isna().any() else tests
     for order in ("top", "bottom"):
         rows = masking[masking["order"] == order].sort_values("r")
-        axis.plot(rows["r"] * 100, rows["top1"], marker="o", color=ORDER_COLOURS[order], label=f"{order} θ masked")
-    random = masking[masking["order"] == "random"].groupby("r")["top1"].agg(["mean", "min", "max"])
+        errors = [rows["top1"] - rows["top1_ci_low"], rows["top1_ci_high"] - rows["top1"]]
+        colour = ORDER_COLOURS[order]
+        axis.errorbar(rows["r"] * 100, rows["top1"], yerr=errors, marker="o", markersize=4, capsize=2, color=colour,
+                      label=f"{order} θ masked")  # fmt: skip
+        marked = overall[(overall["order"] == order) & excludes_zero(overall["diff_ci_low"], overall["diff_ci_high"])]
+        points = rows[rows["r"].isin(marked["r"])]
+        axis.scatter(points["r"] * 100, points["top1"], s=110, facecolor="none", edgecolor=colour, linewidth=1.2)
+    random = (
+        masking[masking["order"] == "random"]
+        .groupby("r")
+        .agg(mean=("top1", "mean"), low=("top1_ci_low", "min"), high=("top1_ci_high", "max"))
+    )
     seeds = masking.loc[masking["order"] == "random", "seed"].nunique()
-    axis.plot(
-        random.index * 100,
-        random["mean"],
-        color=ORDER_COLOURS["random"],
-        linestyle="--",
-        label=f"random (mean of {seeds} seeds)",
-    )
-    axis.fill_between(
-        random.index * 100,
-        random["min"],
-        random["max"],
-        color=ORDER_COLOURS["random"],
-        alpha=0.25,
-        linewidth=0,
-        label="random (range)",
-    )
+    colour = ORDER_COLOURS["random"]
+    axis.plot(random.index * 100, random["mean"], color=colour, linestyle="--", label=f"random (mean of {seeds} seeds)")
+    axis.fill_between(random.index * 100, random["low"], random["high"], color=colour, alpha=0.25, linewidth=0,
+                      label="random (its seeds' intervals)")  # fmt: skip
+    axis.scatter([], [], s=110, facecolor="none", edgecolor="black", label="differs from random")
     axis.set_xlabel("masked patches r (%)")
     axis.set_ylabel("val top-1 (%)")
     axis.legend(fontsize=8)
-    axis.set_title(f"Masking by θ ({int(masking['n_images'].iloc[0])} val images)", fontsize=10)
+    test = "paired bootstrap over images and seeds" if seeds > 1 else "McNemar"
+    axis.set_title(f"Masking by θ ({int(masking['n_images'].iloc[0])} val images; {test})", fontsize=10)
     return figure
 
 

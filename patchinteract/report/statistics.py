@@ -51,6 +51,36 @@ def two_level_bootstrap(values: np.ndarray, resamples: int, seed: int, block: in
     return np.concatenate(means)
 
 
+def mean_replicates(values: np.ndarray, resamples: int, seed: int, block: int = 200) -> np.ndarray:
+    """(resamples, columns): bootstrap means of every column of ``values`` (images, columns), all columns on
+    the same draws of images, so that replicates compare across columns (ranks, paired differences)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = []
+    for start in range(0, resamples, block):
+        size = min(block, resamples - start)
+        means.append(resample_counts(rng, len(values), size) @ values / len(values))
+    return np.concatenate(means)
+
+
+def replicate_interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of each column of bootstrap ``replicates`` (resamples, columns)."""
+    low, high = _quantiles(replicates, confidence)
+    return low, high
+
+
+def rank_interval(
+    replicates: np.ndarray, confidence: float = CONFIDENCE, descending: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """How sure a ranking of columns is: each column's rank (1 = the largest, or the smallest with
+    ``descending`` False) in every bootstrap replicate (resamples, columns), and the ranks at the
+    (1 − confidence)/2 and (1 + confidence)/2 quantiles (ranks that occur, not interpolated)."""
+    keys = -replicates if descending else replicates
+    ranks = keys.argsort(axis=1, kind="stable").argsort(axis=1, kind="stable") + 1
+    low, high = np.quantile(ranks, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0, method="inverted_cdf")
+    return low.astype(int), high.astype(int)
+
+
 def mean_interval(
     values: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
@@ -77,7 +107,7 @@ def mean_interval(
 
 
 def _quantiles(means: np.ndarray, confidence: float) -> np.ndarray:
-    return np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
 
 
 def accuracy_interval(

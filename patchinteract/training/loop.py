@@ -117,6 +117,11 @@ def training_loss(
     return loss
 
 
+def preserved_rng(device: torch.device):
+    """A context that restores torch's random state (CPU, and the CUDA device's) when it exits."""
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+
+
 class TrainingInterrupted(RuntimeError):
     """Training stopped before the job's time limit or on request (SIGTERM); a checkpoint to resume from was
     saved."""
@@ -301,8 +306,9 @@ class Training:
     ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
     the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
     ``normalize``, if given, turns each batch of images into the model's input on the device.
-    ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor):
-    the run's summary lists them under ``epochs``, each with the smoothed loss.
+    ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor),
+    and of the model as initialised (epoch −1) at a fresh start: the run's summary lists them under
+    ``epochs``, each with the smoothed loss.
     A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
     epoch, when the job's time limit is near (:class:`~patchinteract.training.deadline.Deadline`: the next
     step and a checkpoint write would not fit) and when SIGTERM arrives; then TrainingInterrupted is
@@ -371,6 +377,9 @@ class Training:
         )
         self.start = time.perf_counter() - position["seconds"]
         with stop_on_sigterm() as stop_requested:
+            if "epochs" not in position:  # a fresh start: the record of the model as initialised (epoch −1),
+                with preserved_rng(self.device):  # leaving the random draws of training as without it
+                    self.record_epoch(position, -1)
             for epoch in range(position["epoch"], self.recipe.epochs):
                 self.order.start(epoch, position["batch"] if epoch == position["epoch"] else 0)
                 self.epoch(state, epoch, stop_requested)

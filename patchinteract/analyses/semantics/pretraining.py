@@ -105,12 +105,15 @@ class EncoderMonitor:
         return self.latest
 
     def __call__(self, mae, round_index: int) -> dict:
+        """The record of round ``round_index + 1``: after the 0-based ``round_index``, or with −1 the
+        encoder as initialised (round 0, no mask drawn yet: the start a pre-training curve is read from)."""
         (bank, bank_labels), (queries, labels) = self.features(mae)
         predictions = knn_predictions(bank, bank_labels, queries, self.k, self.temperature)
-        images, patches = self.masks.fallback(round_index)
+        trained = round_index >= 0
+        images, patches = self.masks.fallback(round_index) if trained else (0, 0)
         return {
             "round": round_index + 1,
-            "beta": self.masks.beta(round_index),
+            "beta": self.masks.beta(round_index) if trained else None,
             "knn_top1": 100.0 * float((predictions == labels.numpy()).mean()),
             "fallback_images": images,
             "fallback_patches": patches,
@@ -201,12 +204,24 @@ def example_specs(n_runs: int, channels: int, size: int, n_patches: int) -> dict
     }
 
 
+def spread_over_classes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Positions of ``count`` images taken a class at a time: the first image of each class (classes in the
+    order they first appear), then the second of each, and so on."""
+    labels = np.asarray(labels)
+    _, first, classes = np.unique(labels, return_index=True, return_inverse=True)
+    seen = np.zeros(len(first), dtype=np.int64)
+    occurrence = np.empty(len(labels), dtype=np.int64)  # how many of its class came before each image
+    for position, label in enumerate(classes):
+        occurrence[position], seen[label] = seen[label], seen[label] + 1
+    return np.lexsort((first[classes], occurrence))[:count]
+
+
 @torch.no_grad()
 def restoration_examples(maes: list, dataset, keypoint: np.ndarray, ratio: float, seed: int, count: int, device):
-    """The first ``count`` images of ``dataset`` and, for every MAE and choice, their masks (those of
-    :func:`restoration_errors`) and restorations, as [0, 1] pixels."""
-    count = min(count, len(dataset))
-    images = torch.stack([dataset[i][0] for i in range(count)]).to(device)
+    """``count`` images of ``dataset`` spread over its classes (:func:`spread_over_classes`) and, for every
+    MAE and choice, their masks (those of :func:`restoration_errors`) and restorations, as [0, 1] pixels."""
+    chosen = spread_over_classes(dataset.labels, count)
+    images = torch.stack([dataset[i][0] for i in chosen]).to(device)
     config = data_config(maes[0].encoder)
     mean = torch.as_tensor(config["mean"], device=device).view(1, -1, 1, 1)
     std = torch.as_tensor(config["std"], device=device).view(1, -1, 1, 1)
@@ -215,7 +230,7 @@ def restoration_examples(maes: list, dataset, keypoint: np.ndarray, ratio: float
         mae.to(device).eval()
         run_masks = np.stack(
             [
-                [restoration_mask(choice, keypoint[i], ratio, np.random.default_rng([seed, i])) for i in range(count)]
+                [restoration_mask(choice, keypoint[i], ratio, np.random.default_rng([seed, i])) for i in chosen]
                 for choice in RESTORATION_CHOICES
             ]
         )  # (choice, image, N)
@@ -227,5 +242,5 @@ def restoration_examples(maes: list, dataset, keypoint: np.ndarray, ratio: float
         "image": (images * std + mean).clamp(0, 1).cpu().numpy(),
         "masked": np.stack(masks).transpose(2, 0, 1, 3),
         "restored": torch.stack(restored).clamp(0, 1).permute(2, 0, 1, 3, 4, 5).cpu().numpy(),
-        "image_id": np.asarray(dataset.image_ids[:count]),
+        "image_id": np.asarray(dataset.image_ids)[chosen],
     }

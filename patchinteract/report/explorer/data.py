@@ -62,6 +62,7 @@ class ExplorerStores:
     head_strength: str
     attention_strength: str
     attention_patterns: str
+    head_summary: str  # its importance intervals (the head_summary rule's table)
     keypoints: str | None = None
     semantics: str | None = None
     class_names: str | None = None  # datasets.<name>.class_names
@@ -172,11 +173,13 @@ def explorer_selection(stores: ExplorerStores, images: int | str, attention_laye
     )
 
 
-def importance_band(importance: pd.DataFrame) -> dict:
-    """Mean and std over images of each head's importance with the whole head pruned (mode 1), per metric."""
-    whole = importance[importance["mode"] == 1].groupby(["layer", "head"])
+def importance_band(summary: pd.DataFrame) -> dict:
+    """Per metric, from the head summary (whole head pruned, mode 1; every image of the head analyses): each
+    head's mean over the images, the interval of that mean, ± std, and whether it is surely among the top k."""
+    summary = summary.sort_values(["layer", "head"])
+    columns = {"mean": "mean", "std": "std", "low": "ci_low", "high": "ci_high", "top_k": "top_k"}
     return {
-        metric: {"mean": whole[metric].mean().to_list(), "std": whole[metric].std(ddof=0).to_list()}
+        metric: {key: summary[f"{metric}_{column}"].fillna(0).to_list() for key, column in columns.items()}
         for metric in IMPORTANCE_VIEWS
     }
 
@@ -217,7 +220,7 @@ def page_summary(stores: ExplorerStores, selection: ExplorerSelection) -> dict:
             "true_prob": overview["true_prob"].round(4).to_list(),
             "metric": str(overview["metric"].iloc[0]),
         },
-        "band": importance_band(importance),
+        "band": importance_band(pd.read_parquet(stores.head_summary)),
         # the distribution of a head's entropy over the images
         "entropy": entropy.reshape(len(image_ids), selection.n_head_rows).round(4).tolist(),
         "patterns": {

@@ -147,7 +147,8 @@ def overview_view(page: dict):
 
 
 def importance_views(page: dict) -> list:
-    """2a. The four importance metrics of every head (this image) over their mean ± std band (all images)."""
+    """2a. The four importance metrics of every head (this image) over the band of all images: ± std (light),
+    the interval of the mean (dark), the mean, and a star on a head surely among the top k."""
     heads = page["n_layers"] * page["n_heads"]
     source = ColumnDataSource(
         dict(flat=list(range(heads)), name=[""] * heads, **{metric: [0.0] * heads for metric in page["metrics"]}),
@@ -155,18 +156,24 @@ def importance_views(page: dict) -> list:
     )
     plots = []
     for metric in page["metrics"]:
-        mean, std = page["band"][metric]["mean"], page["band"][metric]["std"]
-        band = ColumnDataSource(
+        band = page["band"][metric]
+        mean, std = band["mean"], band["std"]
+        spread = ColumnDataSource(
             dict(
                 flat=list(range(heads)),
                 mean=mean,
                 lower=[m - s for m, s in zip(mean, std, strict=True)],
                 upper=[m + s for m, s in zip(mean, std, strict=True)],
+                low=band["low"],
+                high=band["high"],
             )
         )
+        top = [head for head, surely in enumerate(band["top_k"]) if surely]
         metric_plot = plot(IMPORTANCE_LABELS[metric], (300, 170), tools="tap", x_axis_label="head (layer-major)")
-        metric_plot.varea("flat", "lower", "upper", source=band, fill_color="#cccccc", fill_alpha=0.6)
-        metric_plot.line("flat", "mean", source=band, color="#888888")
+        metric_plot.varea("flat", "lower", "upper", source=spread, fill_color="#dddddd", fill_alpha=0.6)
+        metric_plot.varea("flat", "low", "high", source=spread, fill_color="#999999", fill_alpha=0.6)
+        metric_plot.line("flat", "mean", source=spread, color="#666666")
+        metric_plot.scatter(top, [mean[head] for head in top], marker="star", size=9, color="#d62728")
         metric_plot.scatter(
             "flat", metric, source=source, size=6, color="#1f77b4", selection_color="red", nonselection_alpha=0.7
         )
