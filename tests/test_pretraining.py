@@ -23,7 +23,8 @@ from patchinteract.analyses.semantics.mae import MaskedAutoencoder, patch_pixels
 from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions, spread_over_classes
 from patchinteract.analyses.semantics.stages import attention_map, stage_table, three_stages
 from patchinteract.models.vit import create_vit
-from patchinteract.report.pretraining import rounds_to_reach
+from patchinteract.report.pretraining import pretraining_table, rounds_to_reach
+from patchinteract.report.tables import Uncertainty
 
 
 def test_guided_counts_by_hand():
@@ -182,6 +183,31 @@ def test_knn_votes_by_cosine_neighbours():
     assert np.isnan(rounds_to_reach(falling, 29.5))
     rising = pd.DataFrame({"round": [0, 1, 2], "knn_top1": [42.0, 40.0, 43.0]})
     assert rounds_to_reach(rising, 29.5) == 1  # it rose above its start (round 2), so round 1 counts
+
+
+def test_the_table_reads_each_curve_from_its_round_zero():
+    """The gain over round 0 by hand (two seeds of random, one of guided), and a curve that only falls from its
+    start does not 'reach' a threshold below it."""
+
+    def run(schedule, seed, knn):
+        curve = pd.DataFrame({"round": range(len(knn)), "knn_top1": knn})
+        predictions = pd.DataFrame({"knn_correct": [True, False], "probe_correct": [True, True]})
+        return {"schedule": schedule, "seed": seed, "rounds": len(knn) - 1, "knn_top1": knn[-1]} | {
+            "curve": curve,
+            "predictions": predictions,
+        }
+
+    runs = [
+        run("random", 0, [40.0, 45.0, 50.0]),
+        run("random", 1, [30.0, 35.0, 50.0]),
+        run("guided", 0, [60, 55, 50.0]),
+    ]
+    table = pretraining_table(runs, Uncertainty(resamples=200)).set_index("schedule")
+    assert table.loc["random", "knn_round0"] == 35.0 and table.loc["random", "knn_gain"] == 15.0  # (10 + 20) / 2
+    assert table.loc["random", "knn_gain_ci_low"] >= 10.0 and table.loc["random", "knn_gain_ci_high"] <= 20.0
+    assert table.loc["guided", "knn_gain"] == -10.0 and np.isnan(table.loc["guided", "knn_gain_ci_low"])  # one seed
+    assert table.loc["random", "rounds_to_reach_per_seed"] == "2,2"  # 95 % of 50: 47.5
+    assert table.loc["guided", "rounds_to_reach_per_seed"] == "not reached"  # 55 ≥ 47.5, but it only fell from 60
 
 
 def test_restoration_examples_are_spread_over_the_classes():

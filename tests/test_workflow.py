@@ -758,7 +758,7 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
     assert not list((root / "results").rglob("checkpoint.pt")), "a training checkpoint was left behind"
     assert not recorded_paths(root, "incomplete")
     expected, resumed = table_frames(tiny_run), table_frames(root)
-    assert resumed.keys() == expected.keys() and len(expected) == 11
+    assert resumed.keys() == expected.keys() and len(expected) == 14
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(resumed[name], frame, obj=name)
     result = run_from_root(root, CONFIG, "--dry-run")
