@@ -32,7 +32,7 @@ def per_layer_points(axis, summary: pd.DataFrame, column: str, colour: str, labe
 def plot_theta_per_layer(summary: pd.DataFrame, layers: pd.DataFrame) -> plt.Figure:
     """Fig. 5: θ_KK, θ_NK, θ_KN and θ_NN of every head against the layer, with the layer means, and per
     layer θ_KK − θ_NK paired image by image with its interval (``layers``: semantics_layers table)."""
-    figure, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
     pairs = (("theta_kk", "theta_nk"), ("theta_kn", "theta_nn"))
     for axis, columns in zip(axes[:2], pairs, strict=True):
         for column, colour in zip(columns, ("tab:blue", "tab:orange"), strict=True):
