@@ -2,7 +2,7 @@
 
 Run the demo:      snakemake --cores 2
 On a cluster:      snakemake --cores 8 --profile slurm --configfile config/<setting>.yaml
-Results layout and every config key: README.md and config/schema.yaml.
+Results layout and every config key: docs/results.md, docs/configuration.md and config/schema.yaml.
 """
 
 import sys
@@ -21,7 +21,7 @@ from patchinteract.config import (
     canonical_params_change,
     command_line_values,
     relative_input_change,
-    rewrite_records,
+    rewrite_records_once,
 )
 
 # The demo is the default config. A config given with --configfile replaces it: Snakemake
@@ -76,12 +76,12 @@ rule all:
 
 
 # A config's meaning alone decides reruns: every rule's params reach Snakemake's rerun check in
-# canonical form (dicts with sorted keys), and records written before that are re-spelled so; the
-# notebooks' paths are relative to the project, so that a moved project reruns nothing.
+# canonical form (dicts with sorted keys), and records written before that are re-spelled so, once per
+# results folder; the notebooks' paths are relative to the project, so that a moved project reruns nothing.
 for rule in workflow.rules:
     canonical_params(rule.params)
 if workflow.is_main_process:
-    rewrite_records(
+    rewrite_records_once(
         ".snakemake/metadata",
         canonical_params_change,
         relative_input_change(f"{workflow.basedir}/notebooks"),

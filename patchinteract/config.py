@@ -351,6 +351,24 @@ def rewrite_records(metadata: str | Path, *changes) -> int:
     return rewritten
 
 
+# Written into .snakemake/metadata once its records were re-spelled: the records written after it are canonical
+# (today's rules write them so), so later starts check this one file instead of reading every record.
+RESPELLED_MARKER = ".respelled-v1"
+
+
+def rewrite_records_once(metadata: str | Path, *changes) -> int | None:
+    """:func:`rewrite_records` the first time for a folder of records, then never again: the pass leaves
+    :data:`RESPELLED_MARKER` in the folder, and a later call only finds it (None). A folder that does not
+    exist yet holds nothing to re-spell (None, no marker: Snakemake writes its records canonical)."""
+    folder = Path(metadata)
+    marker = folder / RESPELLED_MARKER
+    if not folder.is_dir() or marker.exists():
+        return None
+    rewritten = rewrite_records(folder, *changes)
+    marker.write_text(f"{rewritten} records re-spelled: params with sorted keys, notebook inputs relative\n")
+    return rewritten
+
+
 def canonical_params_change(record: dict) -> bool:
     """Re-spell a record's params in canonical form.
 

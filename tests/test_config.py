@@ -445,6 +445,26 @@ def test_params_records_are_re_spelled_with_their_values_unchanged(tmp_path):
     assert sorted(p.name for p in metadata.rglob("*")) == ["@long", "canonical", "partial", "rest"]
 
 
+def test_records_are_re_spelled_once_per_folder_then_only_the_marker_is_read(tmp_path):
+    """The first start re-spells the folder's records and leaves the marker; later starts read only the marker
+    (a record written non-canonical after it, which today's rules never write, is not even opened)."""
+    import json
+
+    from patchinteract.config import RESPELLED_MARKER, canonical_params_change, rewrite_records_once
+
+    metadata = tmp_path / "metadata"
+    assert rewrite_records_once(metadata, canonical_params_change) is None and not metadata.exists()
+    metadata.mkdir()
+    record = {"rule": "train", "params": ["{'b': 1, 'a': 2}"]}
+    (metadata / "first").write_text(json.dumps(record))
+    assert rewrite_records_once(metadata, canonical_params_change) == 1
+    assert json.loads((metadata / "first").read_text())["params"] == ["{'a': 2, 'b': 1}"]
+    assert (metadata / RESPELLED_MARKER).read_text().startswith("1 records re-spelled")
+    (metadata / "later").write_text(json.dumps(record))
+    assert rewrite_records_once(metadata, canonical_params_change) is None
+    assert json.loads((metadata / "later").read_text()) == record
+
+
 def test_notebook_paths_in_records_become_relative_and_other_inputs_stay(tmp_path, monkeypatch):
     """Records written while the rules named the notebooks by absolute path: those paths (and their
     checksums) are re-spelled relative to the working directory in the same pass as the params; a user's
@@ -510,7 +530,7 @@ PREVIOUS_CODE = "d57cc42"
 def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     """A results folder made by the code before params were canonical: today's code re-spells its records
     on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
-    from patchinteract.config import canonical_params_change, rewrite_records
+    from patchinteract.config import RESPELLED_MARKER, canonical_params_change, rewrite_records
 
     archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
@@ -527,5 +547,7 @@ def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     result = run_from_root(tmp_path, config, "--dry-run", *targets)
     assert "Nothing to be done" in result.stdout + result.stderr
     after = {path.name: path.read_text() for path in records.iterdir()}
-    assert after.keys() == before.keys() and after != before
-    assert after == {path.name: path.read_text() for path in scratch.iterdir()}
+    assert after.keys() == before.keys() | {RESPELLED_MARKER} and after != before
+    assert {name: text for name, text in after.items() if name != RESPELLED_MARKER} == {
+        path.name: path.read_text() for path in scratch.iterdir()
+    }

@@ -3,7 +3,7 @@ comparisons against the ViT, and the paper's tables as views of those rows.
 
 Each table is a pandas DataFrame written as Parquet (and Markdown for reading in a terminal).
 Percentages are in percent; eo is the mean number of interactions per head per layer on the val split
-(see the README for every column). A model is one (experiment, branch): the baseline, or a retrained
+(docs/results.md lists every column). A model is one (experiment, branch): the baseline, or a retrained
 branch with one run per seed. Its top-1 interval and its paired comparison with the experiment's ViT
 come from the runs' per-image predictions (``predictions.parquet`` beside each metrics.json), through
 :mod:`patchinteract.report.statistics`.
