@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -52,3 +53,21 @@ def test_the_readme_is_a_page_a_newcomer_reads_in_minutes():
     for section in ("## The two commands", "## Running it yourself", "### Your own images", "## On a GPU cluster"):
         assert section in readme, section
     assert "make demo" in readme and "make test" in readme and "![" in readme  # the commands and a picture
+
+
+def test_the_readmes_own_images_config_is_complete(tmp_path):
+    """The config the README shows for one's own image folder passes the schema and the checks as it is
+    written (the folder pointed at one that exists)."""
+    from snakemake.utils import validate
+
+    from patchinteract.config import check_config
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Your own images") :]
+    text = re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1)
+    config = yaml.safe_load(text.replace("/data/flowers", str(tmp_path)))
+    for split in ("train", "val"):
+        (tmp_path / split / "rose").mkdir(parents=True)
+    validate(config, str(REPO / "config/schema.yaml"))
+    check_config(config)
+    assert config["experiments"]["flowers_b16"]["dataset"] == "flowers"
