@@ -383,18 +383,19 @@ def field_stores(config: dict) -> list[str]:
 
 
 def figures(config: dict) -> list[str]:
-    """Every figure file of Ma et al.'s part of the configured grid."""
+    """The figures of Ma et al.'s part of the configured grid, each figure rule named by its executed notebook
+    (the rules list the figures each notebook draws)."""
     experiments = config["experiments"]
-    targets = [paths.figure_file("accuracy_vs_interactions", ".png")]
+    targets = [paths.executed_notebook("accuracy_vs_interactions")]
     with_val = "val" in config["attention"]["splits"]
     if config["betas"] and config["dip_alphas"] and with_val:
-        names = ("fig5_interaction_map", "fig9_image_panels")
-        targets += [paths.figure_file(name, ".png", experiment) for experiment in experiments for name in names]
+        notebooks = ("patch_interactions", "image_panels")
+        targets += [paths.executed_notebook(name, experiment) for experiment in experiments for name in notebooks]
     if with_val:
-        targets += [paths.figure_file("fig3_attention_rows", ".png", experiment) for experiment in experiments]
+        targets += [paths.executed_notebook("attention_rows", experiment) for experiment in experiments]
     if config["winft"]["figure_images"] > 0:
         targets += [
-            paths.figure_file("winft_windows", ".png", experiment)
+            paths.executed_notebook("winft_windows", experiment)
             for experiment in experiments
             if "winft" in retrain_methods(config, experiment)
         ]
@@ -413,7 +414,7 @@ def head_analyses(config: dict) -> list[str]:
             paths.table_file(f"head_summary_{experiment}_{split}", ".parquet"),
             paths.head_file(experiment, split, "image_overview.parquet"),
             paths.head_file(experiment, split, "attention_strength.parquet"),
-            paths.figure_file(f"fig7_head_importance_{split}", ".png", experiment),
+            paths.executed_notebook(f"head_analyses_{split}", experiment),  # its figures
         )
     ]
 
@@ -434,7 +435,7 @@ def semantic_analyses(config: dict) -> list[str]:
             paths.table_file(f"theta_masking_{experiment}", ".parquet"),
             paths.table_file(f"theta_masking_tests_{experiment}", ".parquet"),
             paths.table_file(f"semantics_stages_{experiment}_val", ".parquet"),
-            paths.figure_file("theta_masking", ".png", experiment),
+            paths.executed_notebook("semantic_analyses", experiment),  # its figures
         ]
     return targets
 
@@ -450,7 +451,7 @@ def pretraining_analyses(config: dict) -> list[str]:
         for target in (
             paths.table_file(f"pretraining_{experiment}", ".parquet"),
             paths.restoration_file(experiment, "restoration.parquet"),
-            paths.figure_file("pretraining_curves", ".png", experiment),
+            paths.executed_notebook("pretraining", experiment),  # its figures
         )
     ]
 

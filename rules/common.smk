@@ -53,6 +53,31 @@ UNCERTAINTY = dict(
 )
 
 
+def figure_outputs(notebook, names, category, experiment="{experiment}", suffix=""):
+    """A figure rule's outputs from its notebook and the one list of its figures' names: each figure's PNG
+    (<name><suffix>.png, in the HTML report with the caption report/<name>.rst), every PDF, and the
+    executed notebook (with experiment None: the figures over all experiments)."""
+
+    # a function: Snakemake's parser reads `report` at the start of a line as its keyword
+    def in_report(name):
+        png = paths.figure_file(f"{name}{suffix}", ".png", experiment)
+        subcategory = experiment or "all experiments"
+        return report(
+            png,
+            caption=f"../report/{name}.rst",
+            category=category,
+            subcategory=subcategory,
+        )
+
+    return {
+        "pngs": [in_report(name) for name in names],
+        "pdfs": [
+            paths.figure_file(f"{name}{suffix}", ".pdf", experiment) for name in names
+        ],
+        "notebook": paths.executed_notebook(f"{notebook}{suffix}", experiment),
+    }
+
+
 def notebook_path(name):
     """The figure notebook ``notebooks/<name>.ipynb``, relative to the working directory: a finished project
     moved or copied to another folder plans no job again (an absolute input path would differ).

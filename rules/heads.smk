@@ -205,13 +205,13 @@ rule head_summary:
         "../workflow_scripts/head_summary.py"
 
 
-HEAD_FIGURES = {
-    "fig7_head_importance": "fig7_head_importance.rst",
-    "head_pruning_modes": "head_pruning_modes.rst",
-    "fig8_head_entropy": "fig8_head_entropy.rst",
-    "fig12_pattern_layouts": "fig12_pattern_layouts.rst",
-    "fig13_pattern_clusters": "fig13_pattern_clusters.rst",
-}
+HEAD_FIGURES = (
+    "fig7_head_importance",
+    "head_pruning_modes",
+    "fig8_head_entropy",
+    "fig12_pattern_layouts",
+    "fig13_pattern_clusters",
+)
 
 
 rule figure_heads:
@@ -223,20 +223,9 @@ rule figure_heads:
         clusters=head_file("pattern_clusters.parquet"),
         notebook=notebook_path("head_analyses"),
     output:
-        **{
-            name: report(
-                paths.figure_file(f"{name}_{{split}}", ".png", "{experiment}"),
-                caption=f"../report/{caption}",
-                category="Head analyses",
-                subcategory="{experiment}",
-            )
-            for name, caption in HEAD_FIGURES.items()
-        },
-        pdfs=[
-            paths.figure_file(f"{name}_{{split}}", ".pdf", "{experiment}")
-            for name in HEAD_FIGURES
-        ],
-        notebook=paths.executed_notebook("head_analyses_{split}", "{experiment}"),
+        **figure_outputs(
+            "head_analyses", HEAD_FIGURES, "Head analyses", suffix="_{split}"
+        ),
     log:
         log_file("figures", "{experiment}_{split}_head_analyses"),
     conda:

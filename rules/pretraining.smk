@@ -133,10 +133,10 @@ rule pretraining_table:
         "../workflow_scripts/pretraining_table.py"
 
 
-PRETRAINING_FIGURES = {
-    "pretraining_curves": "pretraining_curves.rst",
-    "mae_restoration": "mae_restoration.rst",
-}
+PRETRAINING_FIGURES = (
+    "pretraining_curves",
+    "mae_restoration",
+)
 
 
 rule figure_pretraining:
@@ -149,20 +149,7 @@ rule figure_pretraining:
         ),
         notebook=notebook_path("pretraining"),
     output:
-        **{
-            name: report(
-                paths.figure_file(name, ".png", "{experiment}"),
-                caption=f"../report/{caption}",
-                category="MAE pre-training",
-                subcategory="{experiment}",
-            )
-            for name, caption in PRETRAINING_FIGURES.items()
-        },
-        pdfs=[
-            paths.figure_file(name, ".pdf", "{experiment}")
-            for name in PRETRAINING_FIGURES
-        ],
-        notebook=paths.executed_notebook("pretraining", "{experiment}"),
+        **figure_outputs("pretraining", PRETRAINING_FIGURES, "MAE pre-training"),
     log:
         log_file("figures", "{experiment}_pretraining"),
     conda:

@@ -12,36 +12,14 @@ rule tables:
         + grid.branch_files(config, paths.PREDICTIONS),
     output:
         parquet=[paths.table_file(name, ".parquet") for name in paths.TABLE_NAMES],
-        runs=report(
-            paths.table_file("runs", ".md"),
-            caption="../report/runs.rst",
-            category="Tables",
-        ),
-        table1=report(
-            paths.table_file("table1_awd", ".md"),
-            caption="../report/table1_awd.rst",
-            category="Tables",
-        ),
-        table2=report(
-            paths.table_file("table2_awd_dip", ".md"),
-            caption="../report/table2_awd_dip.rst",
-            category="Tables",
-        ),
-        table3=report(
-            paths.table_file("table3_winft", ".md"),
-            caption="../report/table3_winft.rst",
-            category="Tables",
-        ),
-        table4=report(
-            paths.table_file("table4_transfer", ".md"),
-            caption="../report/table4_transfer.rst",
-            category="Tables",
-        ),
-        comparisons=report(
-            paths.table_file("comparisons", ".md"),
-            caption="../report/comparisons.rst",
-            category="Tables",
-        ),
+        markdown=[
+            report(
+                paths.table_file(name, ".md"),
+                caption=f"../report/{name}.rst",
+                category="Tables",
+            )
+            for name in paths.TABLE_NAMES
+        ],
     log:
         log_file("tables", "tables"),
     conda:
@@ -65,14 +43,12 @@ rule figure_accuracy_vs_interactions:
         table=paths.table_file("table1_awd", ".parquet"),
         notebook=notebook_path("accuracy_vs_interactions"),
     output:
-        png=report(
-            paths.figure_file("accuracy_vs_interactions", ".png"),
-            caption="../report/accuracy_vs_interactions.rst",
-            category="Figures",
-            subcategory="all experiments",
+        **figure_outputs(
+            "accuracy_vs_interactions",
+            ["accuracy_vs_interactions"],
+            "Figures",
+            experiment=None,
         ),
-        pdf=paths.figure_file("accuracy_vs_interactions", ".pdf"),
-        notebook=paths.executed_notebook("accuracy_vs_interactions"),
     log:
         log_file("figures", "accuracy_vs_interactions"),
     conda:
@@ -84,7 +60,7 @@ rule figure_accuracy_vs_interactions:
         # Paths (derived from input and output); settings in `settings`, the rerun trigger.
         paths=lambda wildcards, input, output: {
             "table1": input.table,
-            "out_stem": output.png.removesuffix(".png"),
+            "out_stem": output.pngs[0].removesuffix(".png"),
         },
     script:
         "../workflow_scripts/run_notebook.py"
@@ -105,14 +81,7 @@ rule figure_winft_windows:
         class_names=class_names_file_of,
         notebook=notebook_path("winft_windows"),
     output:
-        png=report(
-            paths.figure_file("winft_windows", ".png", "{experiment}"),
-            caption="../report/winft_windows.rst",
-            category="Figures",
-            subcategory="{experiment}",
-        ),
-        pdf=paths.figure_file("winft_windows", ".pdf", "{experiment}"),
-        notebook=paths.executed_notebook("winft_windows", "{experiment}"),
+        **figure_outputs("winft_windows", ["winft_windows"], "Figures"),
     log:
         log_file("figures", "{experiment}_winft_windows"),
     conda:
@@ -126,7 +95,7 @@ rule figure_winft_windows:
             "figure_store": store_folder(input.store),
             "manifest": input.manifest,
             "class_names": one_or_none(input.class_names),
-            "out_stem": output.png.removesuffix(".png"),
+            "out_stem": output.pngs[0].removesuffix(".png"),
         },
     script:
         "../workflow_scripts/run_notebook.py"
@@ -143,29 +112,11 @@ rule figure_patch_interactions:
         class_names=class_names_file_of,
         notebook=notebook_path("patch_interactions"),
     output:
-        fig5=report(
-            paths.figure_file("fig5_interaction_map", ".png", "{experiment}"),
-            caption="../report/fig5_interaction_map.rst",
-            category="Figures",
-            subcategory="{experiment}",
+        **figure_outputs(
+            "patch_interactions",
+            ["fig5_interaction_map", "fig6_dip", "fig7_fields"],
+            "Figures",
         ),
-        fig6=report(
-            paths.figure_file("fig6_dip", ".png", "{experiment}"),
-            caption="../report/fig6_dip.rst",
-            category="Figures",
-            subcategory="{experiment}",
-        ),
-        fig7=report(
-            paths.figure_file("fig7_fields", ".png", "{experiment}"),
-            caption="../report/fig7_fields.rst",
-            category="Figures",
-            subcategory="{experiment}",
-        ),
-        pdfs=[
-            paths.figure_file(name, ".pdf", "{experiment}")
-            for name in ("fig5_interaction_map", "fig6_dip", "fig7_fields")
-        ],
-        notebook=paths.executed_notebook("patch_interactions", "{experiment}"),
     log:
         log_file("figures", "{experiment}_patch_interactions"),
     conda:
@@ -181,7 +132,7 @@ rule figure_patch_interactions:
             "manifest": input.manifest,
             "class_names": one_or_none(input.class_names),
             "keep_stores": [str(store_folder(keep)) for keep in input.keep],
-            "out_dir": str(Path(output.fig5).parent),
+            "out_dir": str(Path(output.pdfs[0]).parent),
         },
         settings={"image_index": config["figures"]["image_index"]},
     script:
@@ -198,14 +149,7 @@ rule figure_attention_rows:
         class_names=class_names_file_of,
         notebook=notebook_path("attention_rows"),
     output:
-        png=report(
-            paths.figure_file("fig3_attention_rows", ".png", "{experiment}"),
-            caption="../report/fig3_attention_rows.rst",
-            category="Figures",
-            subcategory="{experiment}",
-        ),
-        pdf=paths.figure_file("fig3_attention_rows", ".pdf", "{experiment}"),
-        notebook=paths.executed_notebook("attention_rows", "{experiment}"),
+        **figure_outputs("attention_rows", ["fig3_attention_rows"], "Figures"),
     log:
         log_file("figures", "{experiment}_attention_rows"),
     conda:
@@ -220,7 +164,7 @@ rule figure_attention_rows:
             "interaction_store": store_folder(input.interaction),
             "manifest": input.manifest,
             "class_names": one_or_none(input.class_names),
-            "out_stem": output.png.removesuffix(".png"),
+            "out_stem": output.pngs[0].removesuffix(".png"),
         },
     script:
         "../workflow_scripts/run_notebook.py"
@@ -237,14 +181,7 @@ rule figure_image_panels:
         class_names=class_names_file_of,
         notebook=notebook_path("image_panels"),
     output:
-        png=report(
-            paths.figure_file("fig9_image_panels", ".png", "{experiment}"),
-            caption="../report/fig9_image_panels.rst",
-            category="Figures",
-            subcategory="{experiment}",
-        ),
-        pdf=paths.figure_file("fig9_image_panels", ".pdf", "{experiment}"),
-        notebook=paths.executed_notebook("image_panels", "{experiment}"),
+        **figure_outputs("image_panels", ["fig9_image_panels"], "Figures"),
     log:
         log_file("figures", "{experiment}_image_panels"),
     conda:
@@ -260,7 +197,7 @@ rule figure_image_panels:
             "keep_stores": [str(store_folder(keep)) for keep in input.keep],
             "manifest": input.manifest,
             "class_names": one_or_none(input.class_names),
-            "out_stem": output.png.removesuffix(".png"),
+            "out_stem": output.pngs[0].removesuffix(".png"),
         },
         settings={"images": config["figures"]["panel_images"]},
     script:

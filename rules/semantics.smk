@@ -169,13 +169,13 @@ rule theta_masking_table:
         "../workflow_scripts/theta_masking_table.py"
 
 
-SEMANTIC_FIGURES = {
-    "theta_per_layer": "theta_per_layer.rst",
-    "focus_index_per_layer": "focus_index_per_layer.rst",
-    "theta_masking": "theta_masking.rst",
-    "theta_masked_patches": "theta_masked_patches.rst",
-    "three_stages": "three_stages.rst",
-}
+SEMANTIC_FIGURES = (
+    "theta_per_layer",
+    "focus_index_per_layer",
+    "theta_masking",
+    "theta_masked_patches",
+    "three_stages",
+)
 
 
 rule figure_semantics:
@@ -196,20 +196,7 @@ rule figure_semantics:
         ),
         notebook=notebook_path("semantic_analyses"),
     output:
-        **{
-            name: report(
-                paths.figure_file(name, ".png", "{experiment}"),
-                caption=f"../report/{caption}",
-                category="Semantic analyses",
-                subcategory="{experiment}",
-            )
-            for name, caption in SEMANTIC_FIGURES.items()
-        },
-        pdfs=[
-            paths.figure_file(name, ".pdf", "{experiment}")
-            for name in SEMANTIC_FIGURES
-        ],
-        notebook=paths.executed_notebook("semantic_analyses", "{experiment}"),
+        **figure_outputs("semantic_analyses", SEMANTIC_FIGURES, "Semantic analyses"),
     log:
         log_file("figures", "{experiment}_semantic_analyses"),
     conda:
