@@ -101,7 +101,9 @@ def bokeh_data(driver, name: str) -> dict:
 
 # The files that take longest, first: `make test` hands whole files to its workers in collection order
 # (pytest-xdist --dist loadfile --no-loadscope-reorder), so none of these starts last and alone.
-LONGEST_FILES = ("test_workflow.py", "test_model_families.py", "test_slurm.py", "test_slurm_time_limit.py")
+LONGEST_FILES = (
+    "test_workflow.py", "test_model_families.py", "test_slurm.py", "test_slurm_time_limit.py", "test_ranks.py",
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):
