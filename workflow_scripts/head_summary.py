@@ -14,7 +14,7 @@ with logged_to(snakemake.log[0]) as log:
     summary = head_summary(
         importance, *(pd.read_parquet(inputs[name]) for name in ("head_strength", "patterns", "clusters"))
     )
-    uncertainty = Uncertainty(params.confidence, params.resamples, params.seed)
+    uncertainty = Uncertainty.from_params(params)
     summary = summary.merge(head_importance_intervals(importance, uncertainty, params.top_k), on=["layer", "head"])
     summary.to_parquet(snakemake.output.table, index=False)
     log.info("\n%s", summary.round(4).to_string(index=False))

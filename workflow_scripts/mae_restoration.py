@@ -32,7 +32,7 @@ with logged_to(snakemake.log[0]) as log:
         maes.append(mae)
     images = pd.concat(rows, ignore_index=True)
     images.to_parquet(snakemake.output.images, index=False)
-    table = restoration_summary(images, Uncertainty(params.confidence, params.resamples, params.seed))
+    table = restoration_summary(images, Uncertainty.from_params(params))
     table.to_parquet(snakemake.output.table, index=False)
     log.info("\n%s", table.round(4).to_string(index=False))
     examples = restoration_examples(

@@ -9,7 +9,7 @@ from patchinteract.runtime import logged_to
 with logged_to(snakemake.log[0]) as log:
     params = snakemake.params
     runs = pretraining_runs(snakemake.input.metrics, snakemake.input.curves)
-    table = pretraining_table(runs, Uncertainty(params.confidence, params.resamples, params.seed))
+    table = pretraining_table(runs, Uncertainty.from_params(params))
     table.to_parquet(snakemake.output.table, index=False)
     curves_table(runs).to_parquet(snakemake.output.curves, index=False)
     log.info("\n%s", table.round(2).to_string(index=False))

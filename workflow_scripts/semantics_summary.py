@@ -17,7 +17,7 @@ with logged_to(snakemake.log[0]) as log:
     summary = semantics_summary(theta)
     summary.to_parquet(snakemake.output.table, index=False)
     log.info("\n%s", summary.round(4).to_string(index=False))
-    layers = theta_layer_differences(theta, Uncertainty(params.confidence, params.resamples, params.seed))
+    layers = theta_layer_differences(theta, Uncertainty.from_params(params))
     layers.to_parquet(snakemake.output.layers, index=False)
     log.info("θ_KK − θ_NK per layer, paired by image:\n%s", layers.round(4).to_string(index=False))
     stages = stage_table(summary)

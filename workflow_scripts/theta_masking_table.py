@@ -10,7 +10,7 @@ from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     params = snakemake.params
-    uncertainty = Uncertainty(params.confidence, params.resamples, params.seed)
+    uncertainty = Uncertainty.from_params(params)
     predictions = pd.read_parquet(snakemake.input.predictions)
     points = theta_masking_points(pd.read_parquet(snakemake.input.table), predictions, uncertainty)
     points.to_parquet(snakemake.output.points, index=False)

@@ -14,6 +14,7 @@ from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS, importance_v
 from patchinteract.report.statistics import (
     accuracy_interval,
     bootstrap_pvalue,
+    column_ranks,
     mean_replicates,
     paired_comparison,
     rank_interval,
@@ -98,8 +99,7 @@ def head_importance_intervals(importance: pd.DataFrame, uncertainty: Uncertainty
         replicates = mean_replicates(values, uncertainty.resamples, uncertainty.seed)
         low, high = replicate_interval(replicates, uncertainty.confidence)
         descending = metric not in LOWER_IS_MORE_IMPORTANT
-        means = values.mean(axis=0)
-        rank = (-means if descending else means).argsort(kind="stable").argsort(kind="stable") + 1
+        rank = column_ranks(values.mean(axis=0), descending)
         rank_low, rank_high = rank_interval(replicates, uncertainty.confidence, descending)
         columns |= {
             f"{metric}_ci_low": low,

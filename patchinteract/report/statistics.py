@@ -69,14 +69,20 @@ def replicate_interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -
     return low, high
 
 
+def column_ranks(values: np.ndarray, descending: bool = True) -> np.ndarray:
+    """The rank of each entry along the last axis (1 = the largest, or the smallest with ``descending`` False;
+    ties in order of position)."""
+    keys = -values if descending else values
+    return keys.argsort(axis=-1, kind="stable").argsort(axis=-1, kind="stable") + 1
+
+
 def rank_interval(
     replicates: np.ndarray, confidence: float = CONFIDENCE, descending: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """How sure a ranking of columns is: each column's rank (1 = the largest, or the smallest with
     ``descending`` False) in every bootstrap replicate (resamples, columns), and the ranks at the
     (1 − confidence)/2 and (1 + confidence)/2 quantiles (ranks that occur, not interpolated)."""
-    keys = -replicates if descending else replicates
-    ranks = keys.argsort(axis=1, kind="stable").argsort(axis=1, kind="stable") + 1
+    ranks = column_ranks(replicates, descending)
     low, high = np.quantile(ranks, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0, method="inverted_cdf")
     return low.astype(int), high.astype(int)
 

@@ -52,6 +52,11 @@ class Uncertainty:
     resamples: int = RESAMPLES
     seed: int = 0
 
+    @classmethod
+    def from_params(cls, params) -> Uncertainty:
+        """From a job's params (rules/common.smk UNCERTAINTY: confidence, resamples, seed)."""
+        return cls(params.confidence, params.resamples, params.seed)
+
 
 def collect_runs(metrics_paths: list[Path | str]) -> pd.DataFrame:
     """One row per run (the baseline, or one seed of a retrained branch): every metrics key as a column,
