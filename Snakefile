@@ -19,6 +19,7 @@ import patchinteract  # torchvision compatibility shim before anything imports t
 from patchinteract.config import (
     canonical_params,
     canonical_params_change,
+    code_indentation_change,
     command_line_values,
     relative_input_change,
     rewrite_records_once,
@@ -77,7 +78,8 @@ rule all:
 
 # A config's meaning alone decides reruns: every rule's params reach Snakemake's rerun check in
 # canonical form (dicts with sorted keys), and records written before that are re-spelled so, once per
-# results folder; the notebooks' paths are relative to the project, so that a moved project reruns nothing.
+# results folder; the notebooks' paths are relative to the project, so that a moved project reruns
+# nothing; a rule's code (its script line) re-indented reruns nothing either.
 for rule in workflow.rules:
     canonical_params(rule.params)
 if workflow.is_main_process:
@@ -85,4 +87,5 @@ if workflow.is_main_process:
         ".snakemake/metadata",
         canonical_params_change,
         relative_input_change(f"{workflow.basedir}/notebooks"),
+        code_indentation_change(workflow.rules),
     )

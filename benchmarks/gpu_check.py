@@ -5,7 +5,7 @@ plain inference of a batch (the baseline of the next two), attention capture of
 it into a Zarr store, the streaming U of the same batch (computed on the device),
 the masks stage's stores from that U (windows, DIP keep flags, responsive fields),
 then for every branch (vit, awd, awd_dip in both DIP modes, winft in both mask
-modes), built and evaluated by ``patchinteract.training.branches`` as in
+modes), built and evaluated by ``patchinteract.training.branch_kinds`` as in
 retraining, a few optimizer steps through ``training_loss`` (bf16 autocast on
 CUDA) and one evaluation pass. Prints images/s per branch, each
 branch's step time relative to the dense ViT, and peak GPU memory; any error or
@@ -37,8 +37,9 @@ from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit, patch_grid
 from patchinteract.ranks import Ranks, launch
 from patchinteract.runtime import select_device
-from patchinteract.training.branches import BranchSamples, branch_of, load_mask_array
+from patchinteract.training.branch_kinds import branch_of
 from patchinteract.training.loop import Recipe, distributed, make_optimizer, training_loss
+from patchinteract.training.retraining import BranchSamples, load_mask_array
 
 ALPHA, BETA = 0.1, 0.1
 MASKED_VIT = {"cls_in_window": True, "dip_mode": "multiply"}

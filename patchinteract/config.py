@@ -15,14 +15,17 @@ import os
 from pathlib import Path
 
 from patchinteract.grid import (
+    branch_kinds,
     job_ranks,
     model_settings,
     retrain_init,
     retrain_methods,
+    retrained_kinds,
     timm_model_name,
     weights_source,
 )
 from patchinteract.paths import value_label
+from patchinteract.training.branch_kinds import KINDS, declared_in, load_kind_module
 
 
 class ConfigError(ValueError):
@@ -160,17 +163,50 @@ def experiment_problems(config: dict, name: str, models: ModelCheck | None = Non
     return problems
 
 
-def grid_problems(config: dict) -> list[str]:
-    """What the retraining methods need (a recipe, masks of both splits, an α and β grid) and the labels."""
+def kind_problems(config: dict) -> list[str]:
+    """Files of retrain.kind_modules that are missing, fail to run or declare no kind; methods and kind
+    settings that name no kind."""
     problems = []
-    all_methods = {m for name in config["experiments"] for m in retrain_methods(config, name)}
-    if all_methods and "recipe" not in config["retrain"]:
+    for index, file in enumerate(config["retrain"]["kind_modules"]):
+        key = f"retrain.kind_modules[{index}]"
+        if not Path(file).is_file():
+            problems.append(f"{key}: '{file}' is not a file")
+            continue
+        try:
+            load_kind_module(file)
+        except Exception as error:  # the user's code: any error is a problem of this key
+            problems.append(f"{key}: '{file}' failed to run: {type(error).__name__}: {error}")
+            continue
+        if not any(declared_in(kind, [file]) for kind in KINDS.values()):
+            problems.append(f"{key}: '{file}' declares no kind (a subclass of ViTBranch with its own name)")
+    known = list(KINDS)
+    method_lists = {"retrain.methods": config["retrain"]["methods"]}
+    for name, experiment in config["experiments"].items():
+        if "retrain_methods" in experiment:
+            method_lists[f"experiments.{name}.retrain_methods"] = experiment["retrain_methods"]
+    for key, methods in method_lists.items():
+        problems += [
+            f"{key}: '{m}' is not a kind of retraining branch (one of {known})" for m in methods if m not in known
+        ]
+    settings = config["retrain"]["kind_settings"]
+    problems += [
+        f"retrain.kind_settings.{name}: no kind of branch is named so" for name in settings if name not in known
+    ]
+    return problems
+
+
+def grid_problems(config: dict) -> list[str]:
+    """What the kinds of branch need (a recipe; each kind its own: masks of both splits, an α and β grid)
+    and the labels."""
+    problems = kind_problems(config)
+    if problems:
+        return problems
+    kinds = {kind for name in config["experiments"] for kind in retrained_kinds(config, name)}
+    if kinds and "recipe" not in config["retrain"]:
         problems.append("retrain.recipe: required when there are retraining methods")
-    masked = {"awd", "awd_dip", "winft"} & all_methods
-    if masked and not {"train", "val"} <= set(config["attention"]["splits"]):
-        problems.append(f"attention.splits: retraining {sorted(masked)} needs masks of train and val")
-    if "awd_dip" in all_methods and not (config["betas"] and config["dip_alphas"]):
-        problems.append("betas, dip_alphas: awd_dip branches need at least one of each")
+    problems += [
+        problem for kind in branch_kinds(config).values() if kind in kinds for problem in kind.problems(config)
+    ]
     alphas = [*config["alphas"], *config["dip_alphas"], config["winft"]["alpha"]]
     problems += label_problems("alphas, dip_alphas, winft.alpha", alphas)
     problems += label_problems("betas, winft.beta", [*config["betas"], config["winft"]["beta"]])
@@ -353,7 +389,7 @@ def rewrite_records(metadata: str | Path, *changes) -> int:
 
 # Written into .snakemake/metadata once its records were re-spelled: the records written after it are canonical
 # (today's rules write them so), so later starts check this one file instead of reading every record.
-RESPELLED_MARKER = ".respelled-v1"
+RESPELLED_MARKER = ".respelled-v2"  # v2: a rule's code re-indented (v1: params, notebook inputs)
 
 
 def rewrite_records_once(metadata: str | Path, *changes) -> int | None:
@@ -365,7 +401,9 @@ def rewrite_records_once(metadata: str | Path, *changes) -> int | None:
     if not folder.is_dir() or marker.exists():
         return None
     rewritten = rewrite_records(folder, *changes)
-    marker.write_text(f"{rewritten} records re-spelled: params with sorted keys, notebook inputs relative\n")
+    marker.write_text(
+        f"{rewritten} records re-spelled: params with sorted keys, notebook inputs relative, code re-indented\n"
+    )
     return rewritten
 
 
@@ -391,6 +429,28 @@ def canonical_params_change(record: dict) -> bool:
         return False
     record["params"] = sorted(respelled(p) if isinstance(p, str) else p for p in params)
     return record["params"] != params
+
+
+def code_indentation_change(rules):
+    """A change that re-spells a record's code as its rule's code today (``rules``: Snakemake's) where the
+    two differ in indentation only. Snakemake keeps a script rule's script line as its code, indentation
+    included, and reruns a job whose code changed: the retraining rules, made in a loop over the kinds of
+    branch, are indented one level deeper than the rules that wrote their records before."""
+
+    # what Snakemake records as a rule's code: its shell command, or its source (a script rule's script line)
+    codes = {rule.name: rule.shellcmd if rule.shellcmd is not None else rule.run_func_src for rule in rules}
+
+    def stripped(code: str) -> list[str]:
+        return [line.strip() for line in code.splitlines()]
+
+    def change(record: dict) -> bool:
+        code, today = record.get("code"), codes.get(record.get("rule"))
+        if not isinstance(code, str) or today is None or code == today or stripped(code) != stripped(today):
+            return False
+        record["code"] = today
+        return True
+
+    return change
 
 
 def relative_input_change(folder: str | Path):

@@ -10,7 +10,8 @@ import hashlib
 import json
 
 from patchinteract import paths
-from patchinteract.paths import VIT_BRANCH, WINFT_BRANCH, awd_branch, awd_dip_branch, value_label
+from patchinteract.paths import value_label
+from patchinteract.training.branch_kinds import KINDS, ViTBranch, declared_in, load_kind_module
 
 WEIGHT_CHOICES = ("none", "timm", "baseline")
 TIMM_PREFIX = "timm:"
@@ -98,24 +99,47 @@ def retrain_methods(config: dict, experiment: str) -> list[str]:
     return config["experiments"][experiment].get("retrain_methods", config["retrain"]["methods"])
 
 
-def retrain_branches(config: dict, experiment: str) -> list[str]:
-    """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft."""
+def branch_kinds(config: dict) -> dict[str, type[ViTBranch]]:
+    """Every kind of retraining branch by method name: the built-in ones, then those that the files of
+    retrain.kind_modules declare (run once per process)."""
+    for module in config["retrain"]["kind_modules"]:
+        load_kind_module(module)
+    return dict(KINDS)
+
+
+def retrained_kinds(config: dict, experiment: str) -> list[type[ViTBranch]]:
+    """The kinds an experiment retrains, in declaration order."""
     methods = retrain_methods(config, experiment)
-    branches = [VIT_BRANCH] if "vit" in methods else []
-    if "awd" in methods:
-        branches += [awd_branch(a) for a in config["alphas"]]
-    if "awd_dip" in methods:
-        branches += [awd_dip_branch(a, b) for a in config["dip_alphas"] for b in config["betas"]]
-    if "winft" in methods:
-        branches.append(WINFT_BRANCH)
-    return branches
+    return [kind for name, kind in branch_kinds(config).items() if name in methods]
 
 
-def branch_settings(config: dict, method: str) -> dict:
-    """The options a kind of branch reads (WinFT: the winft section)."""
-    if method == "winft":
-        return config["winft"]
-    return {key: config["retrain"][key] for key in ("cls_in_window", "dip_mode")}
+def kind_module(config: dict, kind: type[ViTBranch]) -> str | None:
+    """The retrain.kind_modules file that declares a kind (None: a built-in kind)."""
+    return declared_in(kind, config["retrain"]["kind_modules"])
+
+
+def retrain_branches(config: dict, experiment: str) -> list[str]:
+    """Branch names of an experiment's grid: vit, awd_a<α>, awd_dip_a<α>_b<β>, winft, and those of kinds
+    from retrain.kind_modules."""
+    return [kind.branch(point) for kind in retrained_kinds(config, experiment) for point in kind.points(config)]
+
+
+def kind_of_branch(config: dict, branch: str) -> type[ViTBranch]:
+    """The kind whose names include ``branch``."""
+    for kind in branch_kinds(config).values():
+        if kind.point_of(branch) is not None:
+            return kind
+    raise ValueError(f"'{branch}' is not the name of a branch of any kind ({list(branch_kinds(config))})")
+
+
+def branch_point(config: dict, kind: type[ViTBranch], wildcards) -> dict[str, float]:
+    """A branch's grid values as the config spells them, from their labels in a job's wildcards: values
+    cross from the config to the job, never read back from labels (config checks: one value per label)."""
+    labels = {axis: wildcards[axis] for axis in kind.axes()}
+    for point in kind.points(config):
+        if all(value_label(point[axis]) == label for axis, label in labels.items()):
+            return point
+    raise KeyError(f"no {kind.name} branch of the config has the values {labels}")
 
 
 def mask_alphas(config: dict) -> list[float]:
@@ -177,13 +201,19 @@ def experiment_fingerprint(config: dict, experiment: str) -> str:
     return fingerprint(settings, dataset_settings(config, settings["dataset"]), config["seed"])
 
 
+# Keys of the retrain section that say which branches exist and where kinds are declared: not part of any
+# branch's hash (a kind's own settings are, through the kind: ViTBranch.own_settings).
+BRANCH_LIST_KEYS = ("methods", "kind_modules", "kind_settings")
+
+
 def retrain_fingerprint(config: dict, experiment: str, branch: str, seed: int) -> str:
-    """Hash of everything that determines one seed of a retrained branch: adding another method or
-    seed, or changing WinFT's settings, leaves the other runs' hashes alone."""
-    recipe = {k: v for k, v in config["retrain"].items() if k != "methods"}
-    winft = config["winft"] if branch == "winft" else None
+    """Hash of everything that determines one seed of a retrained branch: the retrain section, the kind's
+    own settings, the branch and the seed. Adding another method, kind or seed, or changing one kind's own
+    settings (WinFT's section), leaves the other runs' hashes alone."""
+    recipe = {k: v for k, v in config["retrain"].items() if k not in BRANCH_LIST_KEYS}
+    own = kind_of_branch(config, branch).own_settings(config)
     init = retrain_init(config, experiment)
-    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, winft, branch, seed)
+    return fingerprint(experiment_fingerprint(config, experiment), recipe, init, own, branch, seed)
 
 
 # Keys of the pretraining section that only the guided schedule reads: changing them reruns the guided runs only.
@@ -239,29 +269,61 @@ def dataset_images_input(config: dict, dataset: str) -> dict:
     return {"images": paths.dataset_images(dataset)}
 
 
-def branch_stores(config: dict, experiment: str, method: str, alpha=None, beta=None) -> dict[str, dict[str, str]]:
-    """The mask stores a retraining branch reads, by split and kind (folders): windows (awd); windows,
-    kept tokens and on val the fields, whose O counts kept patches only (awd_dip); the responsive fields
-    of WinFT's (α, β), its ground truth (winft); none (vit). ``alpha``, ``beta``: values or their labels."""
-    if method == "winft":
-        alpha, beta = config["winft"]["alpha"], config["winft"]["beta"]
-    stores = {split: {} for split in paths.SPLITS}
-    for split, kinds in stores.items():
-        if method in ("awd", "awd_dip"):
-            kinds["window"] = paths.window_store(experiment, split, alpha)
-        if method == "awd_dip":
-            kinds["keep"] = paths.keep_store(experiment, split, beta)
-        if method == "winft" or (method == "awd_dip" and split == "val"):
-            kinds["fields"] = paths.field_store(experiment, split, alpha, beta)
-    return stores
+def branch_stores(config: dict, experiment: str, kind: type[ViTBranch], point: dict) -> dict[str, dict[str, str]]:
+    """The mask stores a retraining branch reads, by split and kind of store (folders)."""
+    values = kind.mask_values(config, point)
+    return {split: kind.stores(experiment, split, values["alpha"], values["beta"]) for split in paths.SPLITS}
 
 
-def retraining_inputs(config: dict, experiment: str, method: str, alpha=None, beta=None) -> dict:
-    """A retraining job's input files: the manifest, the initial weights and the branch's mask stores."""
-    stores = branch_stores(config, experiment, method, alpha, beta)
+def retraining_inputs(config: dict, experiment: str, kind: type[ViTBranch], point: dict) -> dict:
+    """A retraining job's input files: the manifest, the initial weights, the branch's mask stores, and
+    the file that declares its kind (unless built in)."""
+    stores = branch_stores(config, experiment, kind, point)
     targets = [paths.zarr_target(store) for kinds in stores.values() for store in kinds.values()]
     manifest = paths.manifest(dataset_of(config, experiment))
-    return {"manifest": manifest, "stores": targets} | training_init_input(config, experiment, "retrain")
+    module = kind_module(config, kind)
+    declared = {"kind_module": module} if module else {}
+    return {"manifest": manifest, "stores": targets} | training_init_input(config, experiment, "retrain") | declared
+
+
+def retraining_outputs(kind: type[ViTBranch]) -> dict[str, str]:
+    """A kind's retraining rule's outputs (patterns over experiment, seed and the kind's values): metrics,
+    per-image predictions, weights, and the files the kind adds (Zarr stores by their root metadata)."""
+    files = {"metrics": "metrics.json", "predictions": paths.PREDICTIONS, "weights": "model.safetensors"}
+    outputs = {key: paths.branch_file("{experiment}", kind.pattern, "{seed}", name) for key, name in files.items()}
+    for key, name in kind.outputs.items():
+        output = paths.branch_file("{experiment}", kind.pattern, "{seed}", name)
+        outputs[key] = paths.zarr_target(output) if name.endswith(".zarr") else output
+    return outputs
+
+
+def retraining_params(config: dict, kind: type[ViTBranch]) -> dict:
+    """The params of a kind's retraining rule that follow from its declaration: its method, the branch,
+    the hash of what it reads, its α and β, its settings, checkpoint and mask stores, and for a kind
+    declared in retrain.kind_modules the file the job imports it from. Functions take the job's wildcards."""
+
+    def point(wildcards):
+        return branch_point(config, kind, wildcards)
+
+    def branch(wildcards):
+        return kind.branch(point(wildcards))
+
+    params = {
+        "method": kind.name,
+        "branch": branch,
+        "config_hash": lambda wildcards: retrain_fingerprint(
+            config, wildcards.experiment, branch(wildcards), int(wildcards.seed)
+        ),
+        "alpha": lambda wildcards: kind.mask_values(config, point(wildcards))["alpha"],
+        "beta": lambda wildcards: kind.mask_values(config, point(wildcards))["beta"],
+        "settings": kind.settings(config),
+        "checkpoint": paths.branch_file("{experiment}", kind.pattern, "{seed}", "checkpoint.pt"),
+        # Derived from the inputs (it takes `input`): the input trigger covers the stores.
+        "stores": lambda wildcards, input: branch_stores(config, wildcards.experiment, kind, point(wildcards)),
+    }
+    if module := kind_module(config, kind):
+        params["kind_module"] = module
+    return params
 
 
 def figure_attention_store(config: dict, experiment: str) -> str:

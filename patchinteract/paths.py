@@ -1,5 +1,5 @@
-"""Every path under results/ and every branch name, in one place; no config is read here (what a
-config means is :mod:`patchinteract.grid`).
+"""Every path under results/, in one place; no config is read here (what a config means is
+:mod:`patchinteract.grid`; branch names come from their kinds, :mod:`patchinteract.training.branch_kinds`).
 
 Rules, input functions, scripts and tables build paths only through these
 functions. Each takes values or Snakemake wildcard patterns: ``window_store(
@@ -22,7 +22,7 @@ def value_label(value: float) -> str:
     return f"{value:g}"
 
 
-def _label(value: float | str) -> str:
+def label_of(value: float | str) -> str:
     """A number's label; a string (a label or a wildcard pattern) as it is."""
     return value if isinstance(value, str) else value_label(value)
 
@@ -38,16 +38,6 @@ def zarr_target(store: str) -> str:
 
 
 # --------------------------------------------------------------------------- branches
-
-VIT_BRANCH, WINFT_BRANCH = "vit", "winft"
-
-
-def awd_branch(alpha: float | str) -> str:
-    return f"awd_a{_label(alpha)}"
-
-
-def awd_dip_branch(alpha: float | str, beta: float | str) -> str:
-    return f"awd_dip_a{_label(alpha)}_b{_label(beta)}"
 
 
 def seed_folder(seed: int | str) -> str:
@@ -103,15 +93,15 @@ def interaction_store(experiment: str, split: str) -> str:
 
 
 def window_store(experiment: str, split: str, alpha: float | str) -> str:
-    return f"{RESULTS}/{experiment}/masks/{split}/window_a{_label(alpha)}.zarr"
+    return f"{RESULTS}/{experiment}/masks/{split}/window_a{label_of(alpha)}.zarr"
 
 
 def keep_store(experiment: str, split: str, beta: float | str) -> str:
-    return f"{RESULTS}/{experiment}/masks/{split}/keep_b{_label(beta)}.zarr"
+    return f"{RESULTS}/{experiment}/masks/{split}/keep_b{label_of(beta)}.zarr"
 
 
 def field_store(experiment: str, split: str, alpha: float | str, beta: float | str) -> str:
-    return f"{RESULTS}/{experiment}/masks/{split}/fields_a{_label(alpha)}_b{_label(beta)}.zarr"
+    return f"{RESULTS}/{experiment}/masks/{split}/fields_a{label_of(alpha)}_b{label_of(beta)}.zarr"
 
 
 # --------------------------------------------------------------------------- retraining, tables, figures

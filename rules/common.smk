@@ -1,6 +1,6 @@
 # What the rule files share. The config check, wildcard constraints, resources, how a job runs, and
-# the params and input functions several of them use. Paths and branch names come from
-# patchinteract/paths.py; what the config means, including what each stage reads, from
+# the params and input functions several of them use. Paths come from patchinteract/paths.py, branch
+# names from their kinds (patchinteract/training/branch_kinds.py); what the config means, including what each stage reads, from
 # patchinteract/grid.py, which the rules call in one-line lambdas (snakemake --lint wants functions
 # apart from rules). Settings reach jobs only through params (every value that can change a result)
 # and one Execution value (how the job runs).
@@ -14,6 +14,7 @@ from patchinteract.plan import training_bill
 from patchinteract.paths import LOGS, log_file, value_label, zarr_target
 from patchinteract.stores.chunked import store_folder
 from patchinteract.runtime import Execution, share_library_with_jobs
+from patchinteract.training.branch_kinds import WindowFreeBranch
 
 share_library_with_jobs(workflow.basedir)
 

@@ -72,9 +72,9 @@ rule figure_winft_windows:
         store=zarr_target(
             paths.branch_file(
                 "{experiment}",
-                paths.WINFT_BRANCH,
+                WindowFreeBranch.pattern,
                 config["seeds"][0],
-                "figure_windows.zarr",
+                WindowFreeBranch.outputs["figure"],
             )
         ),
         manifest=manifest_of,

@@ -335,6 +335,7 @@ def test_config_values_on_the_command_line_change_the_default():
 def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
     from patchinteract.grid import retrain_branches
 
+    tiny_config = validated(tiny_config)
     tiny_config["alphas"], tiny_config["dip_alphas"], tiny_config["betas"] = [0.5, 0.1], [0.1], [0.2, 1.0]
     experiment = next(iter(tiny_config["experiments"]))
     tiny_config["retrain"]["methods"] = ["vit", "awd", "awd_dip", "winft"]
@@ -353,8 +354,8 @@ def test_branch_grid_follows_methods_alphas_and_betas(tiny_config):
 def test_a_branch_hash_changes_with_what_the_branch_reads_only(tiny_config):
     from patchinteract.grid import retrain_fingerprint
 
+    tiny_config = validated(tiny_config)
     experiment = next(iter(tiny_config["experiments"]))
-    tiny_config["retrain"]["recipe"].setdefault("init", "none")  # a schema default
     before = {branch: retrain_fingerprint(tiny_config, experiment, branch, 0) for branch in ("vit", "winft")}
     assert before["vit"] != before["winft"]
     assert retrain_fingerprint(tiny_config, experiment, "vit", 1) != before["vit"]  # another retraining seed

@@ -159,7 +159,7 @@ def test_a_flipped_training_sample_carries_its_mirrored_masks():
     import torch
 
     from patchinteract.masks.mirror import MIRRORS
-    from patchinteract.training.branches import BranchSamples
+    from patchinteract.training.retraining import BranchSamples
 
     rng = np.random.default_rng(0)
     u, scores = rng.random((6, 15, 15)), rng.random((6, 15))
@@ -194,7 +194,8 @@ def test_a_branch_refuses_mask_stores_of_another_alpha(tmp_path):
     never read back from a file name): a window store of α 0.2 cannot train the α 0.1 branch."""
     import zarr
 
-    from patchinteract.training.branches import MaskMismatchError, branch_of, load_mask_array
+    from patchinteract.training.branch_kinds import branch_of
+    from patchinteract.training.retraining import MaskMismatchError, load_mask_array
 
     ids = np.arange(3)
     store = zarr.open_group(tmp_path / "window_a0.2.zarr", mode="w")

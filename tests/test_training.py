@@ -8,9 +8,9 @@ import torch
 from conftest import interrupt_once_started, run_training_script
 from safetensors.torch import load_file
 
-from patchinteract.training.branches import MaskMismatchError, load_mask_array
 from patchinteract.training.evaluation import evaluate_classifier
 from patchinteract.training.loop import warmup_cosine_factor
+from patchinteract.training.retraining import MaskMismatchError, load_mask_array
 
 TRAIN = """
 import json, sys, time, torch
@@ -20,7 +20,7 @@ from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit
 from patchinteract.models.weights import save_weights
 from patchinteract.models.transforms import batch_normalization, train_transform
-from patchinteract.training.branches import BranchSamples
+from patchinteract.training.retraining import BranchSamples
 from patchinteract.training.loop import Recipe, seed_everything, train_model
 from patchinteract.data.manifest import split_dataset
 

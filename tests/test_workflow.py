@@ -546,6 +546,61 @@ def test_a_finished_project_moved_to_another_folder_plans_nothing(tiny_run, tmp_
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
+# A kind of retraining branch declared only by this test: AWD's windows under a name of its own, whose own
+# settings (retrain.kind_settings.awd_own) reach its jobs beside the shared ones and override them.
+OWN_KIND = """
+from patchinteract.training.branch_kinds import WindowBranch
+
+
+class OwnWindowBranch(WindowBranch):
+    name = "awd_own"
+    pattern = "awd_own_a{alpha}"
+"""
+
+
+def test_a_kind_of_branch_declared_in_a_file_is_planned_trained_hashed_and_tabulated(tiny_run, tmp_path):
+    """A subclass in a file of retrain.kind_modules, no file of the repository touched: its rule is made from it,
+    its branches span its grid (every α, every seed), it trains on its masks with its own settings, a change of
+    those retrains its branches only, and the tables hold its runs and their comparisons with the ViT."""
+    from conftest import TINY_CONFIG
+
+    root = tmp_path / "project"
+    shutil.copytree(tiny_run, root, symlinks=True)
+    (root / "own_kind.py").write_text(OWN_KIND)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["retrain"] |= {
+        "methods": [*config["retrain"]["methods"], "awd_own"],
+        "kind_modules": ["own_kind.py"],
+        "kind_settings": {"awd_own": {"cls_in_window": False}},  # AWD's windows, no patch-to-CLS attention
+    }
+    tables = "results/tables/runs.parquet"
+    assert planned_jobs(run_from_root(root, config, "--dry-run", tables).stdout) == {"retrain_awd_own": 4, "tables": 1}
+    run_from_root(root, config, tables)
+    retrain = root / "results/tiny/retrain"
+    for alpha in ("0.5", "0.1"):
+        for seed in (0, 1):
+            own = json.loads((retrain / f"awd_own_a{alpha}/seed{seed}/metrics.json").read_text())
+            awd = json.loads((retrain / f"awd_a{alpha}/seed{seed}/metrics.json").read_text())
+            assert (own["method"], own["alpha"], own["beta"]) == ("awd_own", float(alpha), 0.0)
+            assert own["eo"] == awd["eo"]  # E_O of the same window store
+            assert own["config_hash"] != awd["config_hash"]
+            weights = [
+                (retrain / f"{branch}_a{alpha}/seed{seed}/model.safetensors").read_bytes()
+                for branch in ("awd_own", "awd")
+            ]
+            assert weights[0] != weights[1]  # its own cls_in_window reached the training
+    assert (root / "results/logs/retrain/tiny_awd_own_a0.5_seed1.log").is_file()
+    runs = pd.read_parquet(root / tables)
+    assert sorted(runs.loc[runs["method"] == "awd_own", "branch"]) == ["awd_own_a0.1"] * 2 + ["awd_own_a0.5"] * 2
+    comparisons = pd.read_parquet(root / "results/tables/comparisons.parquet")
+    own = comparisons[comparisons["method"] == "awd_own"]
+    assert set(own["branch"]) == {"awd_own_a0.1", "awd_own_a0.5"} and set(own["reference"]) == {"vit"}
+    assert set(own["seeds"]) == {"0", "1", "0,1"}
+    # Its own settings are in its branches' hashes and nobody else's.
+    config["retrain"]["kind_settings"]["awd_own"]["cls_in_window"] = True
+    assert planned_jobs(run_from_root(root, config, "--dry-run", tables).stdout) == {"retrain_awd_own": 4, "tables": 1}
+
+
 def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config):
     from safetensors.torch import load_file
 

@@ -17,10 +17,10 @@ from patchinteract.models.vit import patch_grid
 from patchinteract.models.weights import save_weights
 from patchinteract.ranks import Ranks, rank_log, share_threads
 from patchinteract.records import model_record, write_json
-from patchinteract.stores.chunked import store_folder, write_arrays
-from patchinteract.stores.specs import winft_figure_specs
-from patchinteract.training.branches import BranchSamples, branch_of, retrain_branch
+from patchinteract.stores.chunked import store_folder
+from patchinteract.training.branch_kinds import branch_kind
 from patchinteract.training.loop import Recipe
+from patchinteract.training.retraining import BranchSamples, retrain_branch
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
@@ -58,21 +58,19 @@ def train_baseline_job(job: dict) -> None:
 
 
 def retrain_job(job: dict) -> None:
-    """Rules retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft: retrain one seed of a branch and
-    evaluate it (metrics.json and per-image predictions)."""
+    """Rules retrain_<kind> (retrain_vit, retrain_awd, retrain_awd_dip, retrain_winft, ...): retrain one seed
+    of a branch and evaluate it (metrics.json, per-image predictions, and the outputs its kind adds)."""
     params, outputs = job["params"], job["output"]
     with rank_log(job["log"]) as log:
         share_threads(job["threads"])
-        branch = branch_of(params["method"], params["settings"], params["alpha"], params["beta"])
+        kind = branch_kind(params["method"], params.get("kind_module"))
+        branch = kind(params["settings"], params["alpha"], params["beta"])
         run = training_run(job)
         init = TrainingInit(job["input"].get("init"), keep_head=params["init"] == "baseline")
         vit, metrics, predictions, figure = retrain_branch(branch, run, init, params["stores"])
         if not Ranks.current().main:
             return
-        if figure is not None:  # WinFT: its predicted windows of the first val images (Fig. 10)
-            attributes = {"grid": list(patch_grid(vit)), "target": params["settings"]["target"]}
-            specs = winft_figure_specs(len(vit.blocks), figure["target"].shape[-1])
-            write_arrays(store_folder(outputs["figure"]), figure, specs, attributes)
+        branch.write_outputs(outputs, figure, vit)
         # seed: the retraining seed (the record's is the experiment's, which made the baseline and masks)
         branch_fields = {key: params[key] for key in ("config_hash", "method", "branch", "alpha", "beta", "seed")}
         metrics |= model_record(params["record"], vit) | branch_fields

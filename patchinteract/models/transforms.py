@@ -58,7 +58,7 @@ def train_transform(model: torch.nn.Module, crop_scale: tuple[float, float]):
     The training loop normalises whole batches on its device with :func:`batch_normalization`:
     one operation per batch instead of two per image (a third of the demo's loading time), and a
     quarter of the bytes to copy to a GPU. The horizontal flip (``hflip``) is applied per sample
-    with its masks, by :class:`patchinteract.training.branches.BranchSamples`.
+    with its masks, by :class:`patchinteract.training.retraining.BranchSamples`.
     """
     config = data_config(model)
     return transforms.Compose(

@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchinteract.paths import PREDICTIONS, TABLE_NAMES, VIT_BRANCH
+from patchinteract.paths import PREDICTIONS, TABLE_NAMES
 from patchinteract.report.statistics import CONFIDENCE, RESAMPLES, accuracy_interval, excludes_zero, paired_comparison
+from patchinteract.training.branch_kinds import ViTBranch
 
+# The branch every retrained branch is compared with: its experiment's plain ViT.
+REFERENCE = ViTBranch.pattern
 # Columns first in every table, in this order; the rest follow alphabetically.
 LEADING_COLUMNS = [
     "experiment",
@@ -134,10 +137,10 @@ def comparisons(runs: pd.DataFrame, correct: list[np.ndarray], uncertainty: Unce
     rows = []
     retrained = runs[runs["method"] != "baseline"]
     for experiment, group in retrained.groupby("experiment", sort=False):
-        reference = group[group["branch"] == VIT_BRANCH]
+        reference = group[group["branch"] == REFERENCE]
         if reference.empty:
             continue
-        for branch, model in group[group["branch"] != VIT_BRANCH].groupby("branch", sort=False):
+        for branch, model in group[group["branch"] != REFERENCE].groupby("branch", sort=False):
             shared = sorted(set(model["seed"]) & set(reference["seed"]))
             seed_sets = [[seed] for seed in shared] if len(shared) > 1 else []
             for seeds in [*seed_sets, shared] if shared else []:
@@ -152,7 +155,7 @@ def comparisons(runs: pd.DataFrame, correct: list[np.ndarray], uncertainty: Unce
                         "method": first["method"],
                         "alpha": first["alpha"],
                         "beta": first["beta"],
-                        "reference": VIT_BRANCH,
+                        "reference": REFERENCE,
                         "seeds": ",".join(map(str, seeds)),
                         "n_seeds": len(seeds),
                         "n_images": ours.shape[1],

@@ -1,10 +1,9 @@
-"""Retraining branches, one class per kind: vit, awd (windows), awd_dip (windows and kept tokens), winft.
-
-A branch says which model wraps the ViT, which mask arrays travel beside each
-split's samples (read from the mask stores the DAG made), the loss weights, and
-how the val split is evaluated, E_O included (read from the stores' O, never
-recomputed). ``workflow_scripts/retrain.py`` only reads inputs, calls
-:func:`retrain_branch` and writes outputs.
+"""Retraining one branch: its samples with the compact masks of its mask stores, its training and its
+evaluation on val, as its kind (:mod:`patchinteract.training.branch_kinds`) says: which model wraps the
+ViT, which mask arrays travel beside each split's samples (read from the mask stores the DAG made), the
+loss weights, and how the val split is evaluated, E_O included (read from the stores' O, never
+recomputed). ``workflow_scripts/retrain.py`` only reads inputs, calls :func:`retrain_branch` and writes
+outputs.
 """
 
 from __future__ import annotations
@@ -14,16 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from torch import nn
 
 from patchinteract.data.manifest import split_dataset
 from patchinteract.masks.mirror import MIRRORS
-from patchinteract.models.masked import MaskedViT
 from patchinteract.models.transforms import eval_transform, train_transform
 from patchinteract.models.vit import patch_grid
-from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
 from patchinteract.ranks import Ranks, rank_block
-from patchinteract.training.evaluation import evaluate_classifier, evaluate_windows
+from patchinteract.training.branch_kinds import ViTBranch
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
@@ -83,102 +79,6 @@ def load_mask_array(
             f"{len(image_ids)} (rebuild the masks from the current manifest)"
         )
     return torch.from_numpy(group[name][:])
-
-
-def mean_interactions(store: Path | str, image_ids: np.ndarray) -> float:
-    """E_O: the mean over images of a mask store's O (window store: eq. 5; field store: over kept patches)."""
-    return float(load_mask_array(store, "o", image_ids).double().mean())
-
-
-class ViTBranch:
-    """The plain ViT branch, and the base of every kind of retraining branch. ``settings`` are the
-    options the kind reads (cls_in_window, dip_mode; WinFT: config winft); ``alpha`` and ``beta`` the
-    branch's own values, which its mask stores must have been computed for; ``stores`` of one split map
-    a kind of mask store (window, keep, fields) to its folder."""
-
-    method = "vit"
-    attn_layer: type | None = None  # timm attention layer the ViT is built with (None: timm's)
-
-    def __init__(self, settings: dict, alpha: float | None = None, beta: float | None = None):
-        self.settings = settings
-        self.values = {key: value for key, value in (("alpha", alpha), ("beta", beta)) if value is not None}
-
-    def model(self, vit: nn.Module) -> nn.Module:
-        return MaskedViT(vit, cls_in_window=self.settings["cls_in_window"], dip_mode=self.settings["dip_mode"])
-
-    def mask_arrays(self, stores: dict[str, Path]) -> dict[str, str]:
-        """Mask array name -> the store holding it, for one split."""
-        return {}
-
-    @property
-    def loss_weights(self) -> tuple[float, float]:
-        return (1.0, 1.0)
-
-    def interactions(self, val_stores: dict[str, Path], image_ids: np.ndarray, n_patches: int) -> float:
-        """E_O on val: N² for plain attention."""
-        return float(n_patches * n_patches)
-
-    def evaluate(
-        self, model: nn.Module, loader, device: torch.device, val_stores: dict[str, Path], image_ids, n_patches
-    ):
-        """(metrics, per-image predictions, figure arrays or None) of the val split (``image_ids``: all of its
-        images; ``loader``: this rank's block of them)."""
-        metrics, predictions = evaluate_classifier(model, loader, device)
-        return metrics | {"eo": self.interactions(val_stores, image_ids, n_patches)}, predictions, None
-
-
-class WindowBranch(ViTBranch):
-    """AWD: each patch attends within its window of eq. 4."""
-
-    method = "awd"
-
-    def mask_arrays(self, stores):
-        return {"window": stores["window"]}
-
-    def interactions(self, val_stores, image_ids, n_patches):
-        return mean_interactions(val_stores["window"], image_ids)
-
-
-class WindowTokenBranch(WindowBranch):
-    """AWD + DIP: windows, and only the kept tokens (O counted over kept patches, from the field store)."""
-
-    method = "awd_dip"
-
-    def mask_arrays(self, stores):
-        return {"window": stores["window"], "keep": stores["keep"]}
-
-    def interactions(self, val_stores, image_ids, n_patches):
-        return mean_interactions(val_stores["fields"], image_ids)
-
-
-class WindowFreeBranch(ViTBranch):
-    """WinFT (eq. 8-13): predicts its own windows, supervised by the responsive fields."""
-
-    method = "winft"
-    attn_layer = WindowFreeAttention
-
-    def model(self, vit):
-        return WindowFreeViT(vit, mask_mode=self.settings["mask_mode"], target_kind=self.settings["target"])
-
-    def mask_arrays(self, stores):
-        return {"field_box" if self.settings["target"] == "box" else "field_members": stores["fields"]}
-
-    @property
-    def loss_weights(self):
-        return (self.settings["ce_weight"], self.settings["bce_weight"])
-
-    def evaluate(self, model, loader, device, val_stores, image_ids, n_patches):
-        metrics, predictions = evaluate_windows(model, loader, device, keep_first=self.settings["figure_images"])
-        return metrics, predictions, metrics.pop("figure")
-
-
-BRANCH_KINDS = {kind.method: kind for kind in (ViTBranch, WindowBranch, WindowTokenBranch, WindowFreeBranch)}
-
-
-def branch_of(method: str, settings: dict, alpha: float | None = None, beta: float | None = None) -> ViTBranch:
-    if method not in BRANCH_KINDS:
-        raise ValueError(f"unknown retraining method '{method}' (one of {sorted(BRANCH_KINDS)})")
-    return BRANCH_KINDS[method](settings, alpha, beta)
 
 
 def split_with_masks(
