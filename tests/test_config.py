@@ -529,17 +529,23 @@ PREVIOUS_CODE = "d57cc42"
 
 @pytest.mark.slow
 def test_results_of_the_previous_code_are_not_rerun(tmp_path):
-    """A results folder made by the code before params were canonical: today's code re-spells its records
-    on start (same values, sorted keys) and plans nothing, where without that every job would rerun."""
+    """A results folder made by the code before params were canonical and before the retraining rules were made
+    in a loop over the kinds of branch: today's code re-spells its records on start (same values, sorted keys;
+    the retraining rule's script line indented as today) and plans nothing, where without that every job would
+    rerun."""
     from patchinteract.config import RESPELLED_MARKER, canonical_params_change, rewrite_records
 
     archive = subprocess.run(["git", "archive", PREVIOUS_CODE], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
-    targets = ["results/tiny/model/metrics.json", "results/tiny/masks/val/window_a0.5.zarr/zarr.json"]
+    targets = [
+        "results/tiny/model/metrics.json",
+        "results/tiny/masks/val/window_a0.5.zarr/zarr.json",
+        "results/tiny/retrain/vit/seed0/metrics.json",
+    ]
     config = {key: value for key, value in TINY_CONFIG.items() if key != "pretraining"}  # a section it lacks
     run_from_root(tmp_path, config, *targets)
     records = tmp_path / ".snakemake/metadata"
-    before = {path.name: path.read_text() for path in records.iterdir()}
+    before = {path.name: json.loads(path.read_text()) for path in records.iterdir()}
     scratch = tmp_path.parent / "records_copy"
     shutil.copytree(records, scratch)
     assert rewrite_records(scratch, canonical_params_change) >= 5  # the records are not canonical: they would rerun
@@ -548,7 +554,13 @@ def test_results_of_the_previous_code_are_not_rerun(tmp_path):
     result = run_from_root(tmp_path, config, "--dry-run", *targets)
     assert "Nothing to be done" in result.stdout + result.stderr
     after = {path.name: path.read_text() for path in records.iterdir()}
-    assert after.keys() == before.keys() | {RESPELLED_MARKER} and after != before
-    assert {name: text for name, text in after.items() if name != RESPELLED_MARKER} == {
-        path.name: path.read_text() for path in scratch.iterdir()
+    assert after.keys() == before.keys() | {RESPELLED_MARKER}
+    after = {name: json.loads(text) for name, text in after.items() if name != RESPELLED_MARKER}
+    recoded = {(record["rule"], before[name]["code"], record["code"]) for name, record in after.items()}
+    assert {(rule, old, new) for rule, old, new in recoded if old != new} == {
+        ("retrain_vit", '        "../workflow_scripts/retrain.py"\n', '            "../workflow_scripts/retrain.py"\n')
+    }
+    respelled = {path.name: json.loads(path.read_text()) for path in scratch.iterdir()}
+    assert {name: record | {"code": None} for name, record in after.items()} == {
+        name: record | {"code": None} for name, record in respelled.items()
     }

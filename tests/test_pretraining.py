@@ -89,8 +89,8 @@ def test_both_schedules_see_the_same_images_and_flips_and_differ_only_in_masks()
     }
     flipped = 0
     for index in range(6):
-        random_image, _, _, random_masked = samples["random"].sample(1, index)
-        guided_image, _, image_id, guided_masked = samples["guided"].sample(1, index)
+        random_image, _, random_masked = samples["random"].sample(1, index)
+        guided_image, image_id, guided_masked = samples["guided"].sample(1, index)
         assert torch.equal(random_image, guided_image) and image_id == 100 + index
         assert random_masked.sum() == guided_masked.sum() == 8
         is_flipped = not torch.equal(guided_image, Images()[index][0])
@@ -134,7 +134,7 @@ def test_the_decoder_learns_a_planted_image(options):
     with torch.no_grad():
         before = float(mae.errors(images, masked()).mean())
     for _step in range(150):
-        _, loss = mae(images, masked())
+        loss = mae(images, masked())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -229,7 +229,7 @@ from patchinteract.models.transforms import batch_normalization, eval_dataset, u
 from patchinteract.models.vit import create_vit
 from patchinteract.report.pretraining import rounds_to_reach
 from patchinteract.models.weights import save_weights
-from patchinteract.training.loop import Recipe, seed_everything, train_model
+from patchinteract.training.loop import Recipe, reconstruction, seed_everything, train_model
 
 manifest, checkpoint, weights, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 torch.set_num_threads(1)
@@ -251,7 +251,7 @@ monitor = EncoderMonitor(eval_dataset(vit, manifest, "train"), eval_dataset(vit,
 mae = MaskedAutoencoder(vit, {"width": 16, "depth": 1, "heads": 2})
 samples = PretrainingSamples(images, masks, (4, 4), 0, True)
 summary = train_model(mae, samples, recipe, torch.device("cpu"), seed=0, checkpoint=checkpoint, fingerprint="test",
-                      normalize=batch_normalization(vit), after_epoch=monitor)
+                      objective=reconstruction, normalize=batch_normalization(vit), after_epoch=monitor)
 save_weights(mae, weights)
 print(json.dumps(summary))
 """

@@ -13,7 +13,7 @@ from patchinteract.models.vit import create_vit
 from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
 from patchinteract.ranks import Ranks, launch, rank_block
 from patchinteract.training.evaluation import evaluate_classifier
-from patchinteract.training.loop import Recipe, Training, seed_everything
+from patchinteract.training.loop import Recipe, Training, reconstruction, seed_everything
 
 GRID = (4, 4)
 IMAGES = 24
@@ -293,7 +293,8 @@ def pretrain_tiny() -> dict:
     samples = PretrainingSamples(LabelledImages(), masks, GRID, seed=0, hflip=True)
     recipe = Recipe.from_config({"epochs": 2, "lr": 1e-2, "batch_size": 8, "optimizer": "sgd"})
     device = torch.device("cpu")
-    training = Training(mae, samples, recipe, device, seed=0, after_epoch=lambda _mae, epoch: {"round": epoch + 1})
+    rounds = {"objective": reconstruction, "after_epoch": lambda _mae, epoch: {"round": epoch + 1}}
+    training = Training(mae, samples, recipe, device, seed=0, **rounds)
     summary = training.run()
     weights = {name: value.detach().clone() for name, value in mae.state_dict().items()}
     return {"summary": summary, "losses": training.step_losses, "weights": weights}

@@ -19,7 +19,7 @@ from patchinteract.ranks import Ranks, rank_log, share_threads
 from patchinteract.records import model_record, write_json
 from patchinteract.stores.chunked import store_folder
 from patchinteract.training.branch_kinds import branch_kind
-from patchinteract.training.loop import Recipe
+from patchinteract.training.loop import Recipe, reconstruction
 from patchinteract.training.retraining import BranchSamples, retrain_branch
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
@@ -45,12 +45,10 @@ def train_baseline_job(job: dict) -> None:
         share_threads(job["threads"])
         run = training_run(job)
 
-        def train_samples(vit):  # no masks: the flip only
-            transform = train_transform(vit, run.recipe.crop_scale)
-            images = split_dataset(run.manifest, "train", transform, run.execution.cache_images)
-            return BranchSamples(images, {}, patch_grid(vit), run.recipe.hflip)
-
-        _vit, _model, summary = run.train(TrainingInit(job["input"].get("init")), train_samples)
+        vit = run.build_vit(TrainingInit(job["input"].get("init")))
+        transform = train_transform(vit, run.recipe.crop_scale)
+        images = split_dataset(run.manifest, "train", transform, run.execution.cache_images)
+        summary = run.train(vit, vit, BranchSamples(images, {}, patch_grid(vit), run.recipe.hflip))  # the flip only
         if Ranks.current().main:
             write_json(job["output"]["summary"], summary | {"experiment": job["wildcards"]["experiment"]})
             run.discard_checkpoint()
@@ -110,25 +108,22 @@ def pretrain_job(job: dict) -> None:
     with rank_log(job["log"]) as log:
         share_threads(job["threads"])
         run = training_run(job, weights=outputs["encoder"])
-        parts = {}
+        vit = run.build_vit(TrainingInit())
+        mae = MaskedAutoencoder(vit, settings["decoder"])
+        images = split_dataset(run.manifest, "train", uint8_eval_transform(vit), run.execution.cache_images)
+        masks = mask_schedule(job, vit, images.image_ids)
+        monitor = EncoderMonitor(
+            eval_dataset(vit, run.manifest, "train"),
+            eval_dataset(vit, run.manifest, "val"),
+            masks,
+            settings["knn"]["k"],
+            settings["knn"]["temperature"],
+            Ranks.current().device(run.execution.device),
+            {"batch_size": run.execution.batch_size, "workers": run.execution.loader_workers},
+        )
 
-        def samples(vit):  # the evaluation view, flipped with its mask
-            images = split_dataset(run.manifest, "train", uint8_eval_transform(vit), run.execution.cache_images)
-            masks = mask_schedule(job, vit, images.image_ids)
-            loader = {"batch_size": run.execution.batch_size, "workers": run.execution.loader_workers}
-            parts["monitor"] = EncoderMonitor(
-                eval_dataset(vit, run.manifest, "train"),
-                eval_dataset(vit, run.manifest, "val"),
-                masks,
-                settings["knn"]["k"],
-                settings["knn"]["temperature"],
-                Ranks.current().device(run.execution.device),
-                loader,
-            )
-            return PretrainingSamples(images, masks, patch_grid(vit), run.seed, run.recipe.hflip)
-
-        def monitor(mae, round_index):
-            record = parts["monitor"](mae, round_index)
+        def after_round(mae, round_index):
+            record = monitor(mae, round_index)
             log.info(
                 "round %d: k-NN top-1 %.2f%% (β %s; %d images took %d patches from the other kind)",
                 record["round"],
@@ -139,13 +134,10 @@ def pretrain_job(job: dict) -> None:
             )
             return record
 
-        _vit, mae, summary = run.train(
-            TrainingInit(),
-            samples,
-            wrap=lambda vit: MaskedAutoencoder(vit, settings["decoder"]),
-            after_epoch=monitor,
-        )
-        predictions = parts["monitor"].final(mae)
+        # the evaluation view, flipped with its mask
+        samples = PretrainingSamples(images, masks, patch_grid(vit), run.seed, run.recipe.hflip)
+        summary = run.train(vit, mae, samples, reconstruction, after_epoch=after_round)
+        predictions = monitor.final(mae)
         if not Ranks.current().main:
             return
         curve = pd.DataFrame(summary.pop("epochs"))

@@ -97,7 +97,8 @@ def training_loss(
     label_smoothing: float = 0.0,
     mixed_precision: bool | None = None,
 ) -> torch.Tensor:
-    """Loss of one batch (inputs on the device): λ1·CE + λ2·auxiliary (eq. 13), forward under autocast.
+    """A classifier's loss of one batch (inputs on the device): λ1·CE + λ2·auxiliary (eq. 13), forward under
+    autocast.
 
     The model is called as ``model(images, *masks)`` and returns logits, or
     (logits, auxiliary loss); the auxiliary loss (WinFT's BCE) computes its own
@@ -106,15 +107,31 @@ def training_loss(
     with autocast(images.device, mixed_precision):
         output = model(images, *masks)
         logits, auxiliary = output if isinstance(output, tuple) else (output, None)
-        # Logits None: a model without classification (the pattern autoencoder), its loss auxiliary only.
-        loss = (
-            0.0
-            if logits is None
-            else loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-        )
+        loss = loss_weights[0] * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     if auxiliary is not None:
         loss = loss + loss_weights[1] * auxiliary
     return loss
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a classifier learns from a batch (images, labels, sample ids, *masks) on the device: λ1·CE +
+    λ2·auxiliary (:func:`training_loss`; a ViT branch, WinFT)."""
+
+    loss_weights: tuple[float, float] = (1.0, 1.0)
+    label_smoothing: float = 0.0
+
+    def __call__(self, model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        images, labels, _ids, *masks = batch
+        return training_loss(model, images, labels, masks, self.loss_weights, self.label_smoothing)
+
+
+def reconstruction(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+    """What a model that learns without labels learns from a batch (inputs, sample ids, *masks) on the device:
+    its own loss, ``model(inputs, *masks)`` under autocast (an MAE, the pattern autoencoder)."""
+    inputs, _ids, *masks = batch
+    with autocast(inputs.device):
+        return model(inputs, *masks)
 
 
 def preserved_rng(device: torch.device):
@@ -302,10 +319,10 @@ def distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
 class Training:
     """One run of the training loop: ``model`` learns from ``dataset`` with ``recipe`` on ``device``.
 
-    ``dataset`` yields (image, label, image_id, *masks); the model is called as
-    ``model(images, *masks)`` and returns logits, or (logits or None, auxiliary loss);
-    the loss is then λ1·CE + λ2·auxiliary with (λ1, λ2) = ``loss_weights`` (eq. 13).
-    ``normalize``, if given, turns each batch of images into the model's input on the device.
+    ``objective(model, batch)`` is the loss of a batch of ``dataset``'s samples, moved to the device: a
+    classifier's (:class:`Classification`, samples (image, label, image_id, *masks)) or a model's own
+    (:func:`reconstruction`, samples (input, sample id, *masks)). ``normalize``, if given, turns each
+    batch's first tensor (the images) into the model's input on the device.
     ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor),
     and of the model as initialised (epoch −1) at a fresh start: the run's summary lists them under
     ``epochs``, each with the smoothed loss.
@@ -333,14 +350,14 @@ class Training:
         workers: int = 0,
         checkpoint: Path | str | None = None,
         fingerprint: str = "",
-        loss_weights: tuple[float, float] = (1.0, 1.0),
+        objective: Callable[[torch.nn.Module, list[torch.Tensor]], torch.Tensor] = Classification(),
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         after_epoch: Callable[[torch.nn.Module, int], dict] | None = None,
     ):
         self.model, self.recipe, self.device = model, recipe, device
         self.after_epoch = after_epoch
         self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
-        self.loss_weights, self.normalize = loss_weights, normalize
+        self.objective, self.normalize = objective, normalize
         self.ranks = Ranks.current()
         check_rank_shares(len(dataset), recipe.batch_size, self.ranks.world)
         drop_last = len(dataset) > recipe.batch_size
@@ -435,12 +452,10 @@ class Training:
 
     def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
         """Forward and backward of one batch; its loss joins the running (smoothed) loss."""
-        images, labels, _ids, *masks = batch
-        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        inputs, *rest = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         if self.normalize is not None:
-            images = self.normalize(images)
-        masks = [m.to(self.device, non_blocking=True) for m in masks]
-        loss = training_loss(self.trained, images, labels, masks, self.loss_weights, self.recipe.label_smoothing)
+            inputs = self.normalize(inputs)
+        loss = self.objective(self.trained, [inputs, *rest])
         (loss / self.recipe.accumulation_steps).backward()
         value, running = all_mean(loss.item(), self.device), state.position["loss"]  # the global batch's loss
         if not math.isfinite(value):
@@ -492,8 +507,7 @@ class Training:
 def train_model(
     model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device, **options
 ) -> dict:
-    """Train ``model`` in place (a ViT branch, WinFT, or the pattern autoencoder, whose loss is auxiliary
-    only): :class:`Training` (its options: seed, workers, checkpoint, fingerprint, loss_weights, normalize,
-    after_epoch).
+    """Train ``model`` in place (a ViT branch, WinFT, an MAE, the pattern autoencoder): :class:`Training` (its
+    options: seed, workers, checkpoint, fingerprint, objective, normalize, after_epoch).
     Returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
     return Training(model, dataset, recipe, device, **options).run()

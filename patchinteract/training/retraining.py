@@ -20,6 +20,7 @@ from patchinteract.models.transforms import eval_transform, train_transform
 from patchinteract.models.vit import patch_grid
 from patchinteract.ranks import Ranks, rank_block
 from patchinteract.training.branch_kinds import ViTBranch
+from patchinteract.training.loop import Classification
 from patchinteract.training.runs import TrainingInit, TrainingRun
 
 
@@ -98,22 +99,19 @@ def retrain_branch(branch: ViTBranch, run: TrainingRun, init: TrainingInit, stor
 
     Returns (vit, metrics, per-image val predictions, figure arrays or None); the weights are saved by the run.
     """
-    vit, model, summary = run.train(
-        init,
-        lambda vit: split_with_masks(
-            branch,
-            run.manifest,
-            "train",
-            train_transform(vit, run.recipe.crop_scale),
-            stores["train"],
-            patch_grid(vit),
-            run.recipe.hflip,
-            run.execution.cache_images,
-        ),
-        wrap=branch.model,
-        attn_layer=branch.attn_layer,
-        loss_weights=branch.loss_weights,
+    vit = run.build_vit(init, branch.attn_layer)
+    model = branch.model(vit)
+    train = split_with_masks(
+        branch,
+        run.manifest,
+        "train",
+        train_transform(vit, run.recipe.crop_scale),
+        stores["train"],
+        patch_grid(vit),
+        run.recipe.hflip,
+        run.execution.cache_images,
     )
+    summary = run.train(vit, model, train, Classification(branch.loss_weights, run.recipe.label_smoothing))
     val = split_with_masks(branch, run.manifest, "val", eval_transform(vit), stores["val"], patch_grid(vit))
     loader = torch.utils.data.DataLoader(
         rank_block(val), batch_size=run.execution.batch_size, num_workers=run.execution.loader_workers

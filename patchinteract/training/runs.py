@@ -17,7 +17,7 @@ from patchinteract.models.vit import build_model
 from patchinteract.models.weights import load_weights, save_weights
 from patchinteract.ranks import Ranks
 from patchinteract.runtime import Execution
-from patchinteract.training.loop import Recipe, seed_everything, train_model
+from patchinteract.training.loop import Classification, Recipe, seed_everything, train_model
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,10 @@ class TrainingRun:
     fingerprint: str
     weights: str
 
-    def train(
-        self,
-        init: TrainingInit,
-        samples: Callable[[nn.Module], torch.utils.data.Dataset],
-        wrap: Callable[[nn.Module], nn.Module] = lambda vit: vit,
-        attn_layer: type | None = None,
-        loss_weights: tuple[float, float] = (1.0, 1.0),
-        after_epoch: Callable[[nn.Module, int], dict] | None = None,
-    ):
-        """Build, initialise, wrap (``wrap(vit)``: masks, WinFT or an MAE) and train on ``samples(vit)``, whose
-        images are uint8 (:func:`patchinteract.models.transforms.train_transform`), normalised per batch.
-
-        Returns (vit, trained model, training summary with the number of train images); the ViT's weights
-        are saved.
-        """
+    def build_vit(self, init: TrainingInit, attn_layer: type | None = None) -> nn.Module:
+        """The run's ViT from its starting weights (``attn_layer``: the attention layer its blocks use). Everything
+        is seeded first, so that each random draw after it (the ViT's, a model's around it, the samples') is
+        the run's own."""
         seed_everything(self.seed)
         table, _root = read_manifest(self.manifest)
         vit = build_model(self.model, number_of_classes(table), attn_layer)
@@ -68,7 +57,22 @@ class TrainingRun:
             for note in load_weights(vit, init.weights, skip_head=not init.keep_head):
                 log.info("%s: %s", init.weights, note)
             log.info("initialised from %s%s", init.weights, "" if init.keep_head else " (fresh head)")
-        model, dataset = wrap(vit), samples(vit)
+        return vit
+
+    def train(
+        self,
+        vit: nn.Module,
+        model: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        objective: Callable[[nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
+        after_epoch: Callable[[nn.Module, int], dict] | None = None,
+    ) -> dict:
+        """Train ``model`` (``vit`` itself, or a model around it: masks, WinFT, an MAE) on ``dataset``, whose
+        images are uint8 (:func:`patchinteract.models.transforms.train_transform`), normalised per batch, by
+        ``objective`` (default: a classifier's, with the recipe's label smoothing); save the ViT's weights.
+
+        Returns the training summary with the number of train images.
+        """
         summary = train_model(
             model,
             dataset,
@@ -78,13 +82,13 @@ class TrainingRun:
             workers=self.execution.loader_workers,
             checkpoint=self.checkpoint,
             fingerprint=self.fingerprint,
-            loss_weights=loss_weights,
+            objective=objective or Classification(label_smoothing=self.recipe.label_smoothing),
             normalize=batch_normalization(vit),
             after_epoch=after_epoch,
         )
         if Ranks.current().main:
             save_weights(vit, self.weights)
-        return vit, model, summary | {"train_images": len(dataset)}
+        return summary | {"train_images": len(dataset)}
 
     def discard_checkpoint(self) -> None:
         """Once the outputs are written: the checkpoint only served to resume."""

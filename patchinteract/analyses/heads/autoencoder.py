@@ -17,9 +17,9 @@ from patchinteract.analyses.heads.patterns import binarised_matrices
 class PatternAutoencoder(nn.Module):
     """Two strided convolutions and one fully connected layer on each side (Sec. 5.4.2).
 
-    Input: binarised matrices (batch, 1, N, N) with ``ones`` entries set. ``forward`` returns (None,
-    reconstruction loss), the form the training loop takes for a model without classification;
-    :meth:`encode` gives the codes. The loss is binary cross-entropy with the ones weighted by
+    Input: binarised matrices (batch, 1, N, N) with ``ones`` entries set. ``forward`` returns the
+    reconstruction loss (what :func:`patchinteract.training.loop.reconstruction` trains); :meth:`encode`
+    gives the codes. The loss is binary cross-entropy with the ones weighted by
     (N² - ones) / ones, so that ones and zeros weigh the same in total: unweighted, a 1 % share of ones
     lets an almost constant reconstruction win, and the codes no longer tell the patterns apart.
     """
@@ -54,13 +54,13 @@ class PatternAutoencoder(nn.Module):
     def reconstruction_logits(self, matrices: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encode(matrices))[..., : self.n_patches, : self.n_patches]
 
-    def forward(self, matrices: torch.Tensor) -> tuple[None, torch.Tensor]:
+    def forward(self, matrices: torch.Tensor) -> torch.Tensor:
         logits = self.reconstruction_logits(matrices).float()
-        return None, F.binary_cross_entropy_with_logits(logits, matrices.float(), pos_weight=self.positive_weight)
+        return F.binary_cross_entropy_with_logits(logits, matrices.float(), pos_weight=self.positive_weight)
 
 
 class BinarisedPatterns(torch.utils.data.Dataset):
-    """Every head's binarised matrix as a training sample (matrix (1, N, N), 0, index), expanded on access."""
+    """Every head's binarised matrix as a training sample (matrix (1, N, N), index), expanded on access."""
 
     def __init__(self, top: np.ndarray, n_patches: int):
         self.top = top.reshape(-1, top.shape[-1])
@@ -70,7 +70,7 @@ class BinarisedPatterns(torch.utils.data.Dataset):
         return len(self.top)
 
     def __getitem__(self, index: int):
-        return torch.from_numpy(binarised_matrices(self.top[index], self.n_patches))[None], 0, index
+        return torch.from_numpy(binarised_matrices(self.top[index], self.n_patches))[None], index
 
 
 @torch.no_grad()
@@ -78,7 +78,7 @@ def encode_patterns(model: PatternAutoencoder, patterns: BinarisedPatterns, devi
     """Bottleneck codes (samples, code_size) of every binarised matrix, in order."""
     model.to(device).eval()
     loader = torch.utils.data.DataLoader(patterns, batch_size=batch_size)
-    return np.concatenate([model.encode(matrices.to(device)).float().cpu().numpy() for matrices, _, _ in loader])
+    return np.concatenate([model.encode(matrices.to(device)).float().cpu().numpy() for matrices, _ in loader])
 
 
 def train_pattern_autoencoder(
@@ -97,7 +97,7 @@ def train_pattern_autoencoder(
 
     ``settings``: heads.autoencoder (code_size, epochs, batch_size, lr).
     """
-    from patchinteract.training.loop import Recipe, seed_everything, train_model
+    from patchinteract.training.loop import Recipe, reconstruction, seed_everything, train_model
 
     seed_everything(seed)
     patterns = BinarisedPatterns(top, n_patches)
@@ -112,7 +112,7 @@ def train_pattern_autoencoder(
         workers=workers,
         checkpoint=checkpoint,
         fingerprint=fingerprint,
-        loss_weights=(0.0, 1.0),
+        objective=reconstruction,
     )
     codes = encode_patterns(model, patterns, device, settings["batch_size"])
     return model, codes.reshape(*top.shape[:-1], -1), summary | {"samples": len(patterns)}

@@ -81,8 +81,8 @@ class MaeDecoder(nn.Module):
 
 class MaskedAutoencoder(nn.Module):
     """The ViT ``vit`` as an MAE encoder with a :class:`MaeDecoder` (``decoder``: width, depth, heads).
-    ``model(images, masked)`` returns (None, loss): the training loop's form of a model without
-    classification (its loss auxiliary only)."""
+    ``model(images, masked)`` returns its loss (what :func:`patchinteract.training.loop.reconstruction`
+    trains)."""
 
     def __init__(self, vit: nn.Module, decoder: dict):
         super().__init__()
@@ -116,7 +116,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, images: torch.Tensor, masked: torch.Tensor):
         # Every image masks as many patches: the mean of the images' errors is the mean over all masked patches.
-        return None, self.errors(images, masked).mean()
+        return self.errors(images, masked).mean()
 
     @torch.no_grad()
     def restored(self, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:

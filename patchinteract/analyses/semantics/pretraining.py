@@ -27,7 +27,7 @@ from patchinteract.training.loop import EpochSamples
 
 
 class PretrainingSamples(EpochSamples):
-    """(uint8 image, label, image_id, masked patches) of ``images`` in a round: flipped with probability
+    """(uint8 image, image_id, masked patches) of ``images`` in a round: flipped with probability
     1/2 when ``hflip``, masked as ``masks`` says, both drawn from (``seed``, round, index)."""
 
     def __init__(self, images, masks: MaskSchedule, grid: tuple[int, int], seed: int, hflip: bool):
@@ -37,14 +37,14 @@ class PretrainingSamples(EpochSamples):
         return len(self.images)
 
     def sample(self, epoch: int, index: int):
-        image, label, image_id = self.images[index]
+        image, _label, image_id = self.images[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         flip = self.hflip and rng.random() < 0.5  # drawn first: the same flips whatever the schedule
         masked = self.masks.mask(index, epoch, rng)
         if flip:
             image = image.flip(-1)
             masked = masked.reshape(self.grid)[:, ::-1].reshape(-1)
-        return image, label, image_id, torch.from_numpy(np.ascontiguousarray(masked))
+        return image, image_id, torch.from_numpy(np.ascontiguousarray(masked))
 
 
 @torch.no_grad()
