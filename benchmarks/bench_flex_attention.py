@@ -22,13 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+from patchinteract.coordinates import grid_xy
 from patchinteract.masks.windows import attention_windows
 from patchinteract.models.masked import window_attention_mask
 
 
 def local_windows(images: int, side: int, alpha: float, seed: int = 0) -> torch.Tensor:
     """Windows (image, N, 4) of eq. 4 from a U that decays with patch distance, plus noise."""
-    ys, xs = np.divmod(np.arange(side * side), side)
+    xs, ys = grid_xy((side, side))
     distance = np.hypot(xs[:, None] - xs[None], ys[:, None] - ys[None])
     rng = np.random.default_rng(seed)
     u = np.exp(-distance / 2.0)[None] + 0.05 * rng.random((images, side * side, side * side))

@@ -22,7 +22,7 @@ def main():
     seconds = {}
     for points in (args.points // 10, args.points):
         start = time.perf_counter()
-        layout = tsne_layout(codes[:points], 30, seed=0, threads=args.threads)
+        layout = tsne_layout(codes[:points], 30, seed=0, iterations=500, threads=args.threads)
         seconds[points] = time.perf_counter() - start
         assert layout.shape == (points, 2) and np.isfinite(layout).all()
         print(f"{points:>7} points x {args.dims}: {seconds[points]:.1f} s ({args.threads} threads)")

@@ -1,7 +1,11 @@
 """What a validated config means: each experiment's branches and seeds, the α and β that have mask
 stores, the weights each training starts from, the settings each stage reads, and the hashes that key
-results. The one home of config meaning: rules, checks and scripts ask here; defaults live only in
-``config/schema.yaml`` (the Snakefile validates before anything reads the config).
+results. The one home of config meaning: rules, checks and scripts ask here. The defaults of config keys
+live only in ``config/schema.yaml`` (the Snakefile validates before anything reads the config): a job
+passes every setting it reads, and a library function taking a setting has no default for it where a
+schema default exists (:mod:`patchinteract.schema` hands those to code outside a config), except the
+model classes' paper choices (``MaskedViT``, ``WindowFreeViT``) and the statistics' level and resamples
+for tests, which no job relies on.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def code_revision() -> str:
 
 
 def model_record(record: dict, vit) -> dict:
-    """``record`` (config.experiment_record) with the model's patch count and the code revision."""
+    """``record`` (grid.experiment_record) with the model's patch count and the code revision."""
     from patchinteract.models.vit import patch_grid
 
     rows, cols = patch_grid(vit)

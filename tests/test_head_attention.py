@@ -154,7 +154,7 @@ def test_planted_patterns_are_clustered_apart_and_named():
 def test_tsne_layout_is_seeded_and_separates_groups():
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(0, 1, (60, 10)), rng.normal(8, 1, (60, 10))])
-    first, second = tsne_layout(features, 30, seed=1), tsne_layout(features, 30, seed=1)
+    first, second = tsne_layout(features, 30, seed=1, iterations=500), tsne_layout(features, 30, seed=1, iterations=500)
     np.testing.assert_array_equal(first, second)
     assert first.shape == (120, 2)
     # The two groups' centres lie further apart than the groups' own spread.
@@ -211,7 +211,9 @@ def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
     np.testing.assert_allclose(store["strength"][:], head_measures(attn[images], 0, grid)[0], rtol=1e-6)
     np.testing.assert_array_equal(store["patch_top"][:], top_entries(attn[images], 0, 3))
     codes = np.random.default_rng(0).normal(size=(4, 2, 2, 3)).astype(np.float32)
-    patterns, clusters = pattern_tables(tmp_path / "heads.zarr", codes, perplexity=30, n_clusters=2, seed=0)
+    patterns, clusters = pattern_tables(
+        tmp_path / "heads.zarr", codes, perplexity=30, n_clusters=2, seed=0, iterations=500
+    )
     assert len(patterns) == 16 and patterns["cls_x"].isna().all() and patterns["patch_x"].notna().all()
     assert clusters["size"].sum() == 16
 

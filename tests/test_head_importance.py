@@ -17,6 +17,7 @@ from patchinteract.analyses.heads.pruning import (
 )
 
 LAYERS, HEADS, DIM, CLASSES = 3, 4, 32, 7
+PRUNING = {"variants_per_pass": 256, "activation": "attention_output"}
 
 
 def tiny_vit(seed=0, **options):
@@ -121,7 +122,7 @@ def test_mode_zero_is_zero_and_a_head_without_output_changes_nothing():
     layer, head, head_dim = 1, 2, DIM // HEADS
     model.blocks[layer].attn.proj.weight[:, head * head_dim : (head + 1) * head_dim] = 0.0
     images, labels = images_and_labels()
-    arrays = head_importance_batch(model, images, labels)
+    arrays = head_importance_batch(model, images, labels, 256, "attention_output")
     metrics = ("prob", "jsd", "cls_distance", "patch_distance")
     unpruned = arrays["mode"] == 0
     for name in metrics:
@@ -147,7 +148,7 @@ class TinyImages(torch.utils.data.Dataset):
 
 def test_importance_tables_have_one_row_per_image_layer_head_and_mode():
     model = tiny_vit()
-    rows, images = head_importance(model, TinyImages(5), device=torch.device("cpu"), batch_images=2)
+    rows, images = head_importance(model, TinyImages(5), device=torch.device("cpu"), batch_images=2, **PRUNING)
     assert len(rows) == 5 * LAYERS * HEADS * 6
     assert rows.groupby(["image_id", "layer", "head", "mode"]).size().eq(1).all()
     assert sorted(images["image_id"]) == [100, 101, 102, 103, 104]
@@ -166,7 +167,7 @@ def test_without_prefix_tokens_the_cls_measures_are_skipped(caplog, global_pool)
     """The unpruned pass is the model's own prediction, through either head that pools without a CLS token."""
     model = tiny_vit(class_token=False, global_pool=global_pool).eval()
     with caplog.at_level("WARNING"):
-        rows, images = head_importance(model, TinyImages(2), device=torch.device("cpu"), batch_images=2)
+        rows, images = head_importance(model, TinyImages(2), device=torch.device("cpu"), batch_images=2, **PRUNING)
     with torch.no_grad():
         probabilities = model(torch.stack([TinyImages(2)[i][0] for i in range(2)])).softmax(-1)
     np.testing.assert_allclose(
@@ -183,10 +184,10 @@ def test_the_two_activations_differ_and_bad_names_are_refused():
     """z of eq. 2 and the block output are different readings (the block adds the residual and the MLP)."""
     model = tiny_vit()
     images, labels = images_and_labels()
-    on_z = head_importance_batch(model, images, labels, activation="attention_output")
-    on_block = head_importance_batch(model, images, labels, activation="block_output")
+    on_z = head_importance_batch(model, images, labels, 256, "attention_output")
+    on_block = head_importance_batch(model, images, labels, 256, "block_output")
     whole = on_z["mode"] == 1
     assert np.abs(on_z["patch_distance"][:, :, whole] - on_block["patch_distance"][:, :, whole]).max() > 1e-3
     np.testing.assert_array_equal(on_z["prob"], on_block["prob"])  # the same pruned forward
     with pytest.raises(ValueError, match="heads.activation"):
-        head_importance_batch(model, images, labels, activation="residual")
+        head_importance_batch(model, images, labels, 256, "residual")

@@ -249,7 +249,14 @@ def importance_tables():
     """The tiny ViT's head importance on 24 images (run on every rank)."""
     from patchinteract.analyses.heads.pruning import head_importance
 
-    return head_importance(tiny_model("vit").vit, LabelledImages(), device=torch.device("cpu"), batch_images=5)
+    return head_importance(
+        tiny_model("vit").vit,
+        LabelledImages(),
+        device=torch.device("cpu"),
+        batch_images=5,
+        variants_per_pass=256,
+        activation="attention_output",
+    )
 
 
 def test_two_ranks_give_the_head_importance_tables_of_one():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchinteract.masks.windows import bounding_boxes, patch_xy
+from patchinteract.coordinates import grid_xy
+from patchinteract.masks.windows import bounding_boxes
 
 
 def responsive_field_members(members: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -34,7 +35,7 @@ def responsive_field_offset(field: np.ndarray, grid: tuple[int, int]) -> np.ndar
 
     This is the direction an arrow "towards" the field needs; eq. 7's R_p has no sign.
     """
-    xs, ys = patch_xy(grid)
+    xs, ys = grid_xy(grid)
     count = field.sum(axis=-1)
     centroid_x = (field * xs).sum(axis=-1) / count
     centroid_y = (field * ys).sum(axis=-1) / count

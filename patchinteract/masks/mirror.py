@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchinteract.masks.windows import patch_xy
+from patchinteract.coordinates import grid_xy
 
 
 def mirrored_patches(grid: tuple[int, int]) -> np.ndarray:
     """Index of each patch's mirror image under a horizontal flip (an involution). (N,) int64."""
-    xs, ys = patch_xy(grid)
+    xs, ys = grid_xy(grid)
     return ys * grid[1] + (grid[1] - 1 - xs)
 
 

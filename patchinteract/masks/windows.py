@@ -10,17 +10,12 @@ import math
 
 import numpy as np
 
+from patchinteract.coordinates import grid_xy
+
 
 def share_count(share: float, total: int) -> int:
     """floor(share * total), robust to float error (0.29 * 100 is 28.999...)."""
     return math.floor(round(share * total, 9))
-
-
-def patch_xy(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) = (column, row) of every patch in row-major order: x = p mod w, y = p div w."""
-    rows, cols = grid
-    patches = np.arange(rows * cols)
-    return patches % cols, patches // cols
 
 
 def top_interactions(interaction: np.ndarray, alpha: float) -> np.ndarray:
@@ -48,7 +43,7 @@ def window_members(selected: np.ndarray) -> np.ndarray:
 
 def bounding_boxes(members: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """Inclusive box [x_l, y_t, x_r, y_b] of each row's members: (image, N, 4) int16."""
-    xs, ys = patch_xy(grid)
+    xs, ys = grid_xy(grid)
     rows, cols = grid
     boxes = np.stack(
         [

@@ -17,6 +17,7 @@ import contextlib
 import torch
 from torch import nn
 
+from patchinteract.coordinates import patch_xy
 from patchinteract.models.families import dropped_tokens, family_of, kept_token_index, stem
 from patchinteract.models.vit import n_prefix_tokens, patch_grid
 
@@ -41,8 +42,7 @@ def window_attention_mask(
     """
     rows, cols = grid
     device = windows.device
-    patches = torch.arange(rows * cols, device=device)
-    xs, ys = patches % cols, patches // cols
+    xs, ys = patch_xy(torch.arange(rows * cols, device=device), cols)
     windows = windows.to(torch.int64)
     x_left, y_top, x_right, y_bottom = (windows[..., i, None] for i in range(4))  # (image, N, 1)
     inside = (xs >= x_left) & (xs <= x_right) & (ys >= y_top) & (ys <= y_bottom)  # (image, query, key)

@@ -48,7 +48,7 @@ def n_prefix_tokens(model: timm.models.VisionTransformer) -> int:
 
 
 def build_model(settings: dict, num_classes: int, attn_layer: type | None = None):
-    """The ViT of ``settings`` (config.model_settings: model, img_size, patch_size, model_args);
+    """The ViT of ``settings`` (grid.model_settings: model, img_size, patch_size, model_args);
     ``attn_layer`` (WinFT's) replaces the attention of every block by its variant of the block's attention
     class (``attn_layer.variants``): a subclass with no parameter of its own, so weights and keys stay."""
     model_args = settings.get("model_args") or {}

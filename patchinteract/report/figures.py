@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from patchinteract.coordinates import grid_xy, patch_xy  # noqa: E402
 from patchinteract.data.manifest import class_names, read_manifest, resized_image  # noqa: E402
 from patchinteract.report.statistics import excludes_zero  # noqa: E402
 
@@ -82,7 +83,8 @@ def mark_patch(axis, patch: int, grid: tuple[int, int], size: int, color: str = 
     """Outline one patch on an image axis."""
     rows, cols = grid
     step_x, step_y = size / cols, size / rows
-    x, y = (patch % cols) * step_x, (patch // cols) * step_y
+    x, y = patch_xy(patch, cols)
+    x, y = x * step_x, y * step_y
     axis.add_patch(plt.Rectangle((x, y), step_x, step_y, fill=False, edgecolor=color, linewidth=1.5))
 
 
@@ -97,8 +99,8 @@ def draw_directions(axis, image: np.ndarray, vectors: np.ndarray, grid: tuple[in
     """One arrow per patch, from its centre along ``vectors`` (N, 2) as (dx, dy); all ARROW_PATCHES long."""
     rows, cols = grid
     size = image.shape[0]
-    centres_x = (np.arange(rows * cols) % cols + 0.5) * size / cols
-    centres_y = (np.arange(rows * cols) // cols + 0.5) * size / rows
+    xs, ys = grid_xy(grid)
+    centres_x, centres_y = (xs + 0.5) * size / cols, (ys + 0.5) * size / rows
     length = np.linalg.norm(vectors, axis=-1, keepdims=True)
     unit = np.divide(vectors, length, out=np.zeros_like(vectors), where=length > 0)
     arrows = unit * ARROW_PATCHES * size / cols

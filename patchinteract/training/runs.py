@@ -33,7 +33,7 @@ class TrainingInit:
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """Everything one run reads: the model settings (config.model_settings), the manifest, the
+    """Everything one run reads: the model settings (grid.model_settings), the manifest, the
     recipe, the seed, how it runs, where it checkpoints (resumed only under the same fingerprint)
     and where the trained ViT's weights go."""
 

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from patchinteract.masks.windows import patch_xy
+from patchinteract.coordinates import grid_xy
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ def binarised_matrices(top: np.ndarray, n_patches: int) -> np.ndarray:
 FFT_FROM = 3000  # points from which t-SNE's gradients are FFT-interpolated (below: Barnes-Hut)
 
 
-def tsne_layout(
-    features: np.ndarray, perplexity: float, seed: int, threads: int = 1, iterations: int = 500
-) -> np.ndarray:
+def tsne_layout(features: np.ndarray, perplexity: float, seed: int, iterations: int, threads: int = 1) -> np.ndarray:
     """2-D t-SNE (openTSNE, PCA initialisation) of ``features`` (samples, d): 250 early-exaggeration
     iterations, then ``iterations`` more.
 
@@ -114,7 +112,7 @@ def pattern_regions(grid: tuple[int, int]) -> dict[str, np.ndarray]:
     off_diagonal_w: the patch above/below (±w); block: the band 2 <= |query - key| < w around the
     diagonal (square blocks of nearby patches). ``vertical`` has no fixed region (:func:`pattern_scores`).
     """
-    col, row = patch_xy(grid)
+    col, row = grid_xy(grid)
     d_row, d_col = row[:, None] - row[None, :], col[:, None] - col[None, :]
     flat = np.abs(np.arange(len(row))[:, None] - np.arange(len(row))[None, :])
     return {

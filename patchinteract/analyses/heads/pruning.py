@@ -175,8 +175,8 @@ def head_importance_batch(
     model,
     images: torch.Tensor,
     labels: torch.Tensor,
-    variants_per_pass: int = 256,
-    activation: str = "attention_output",
+    variants_per_pass: int,
+    activation: str,
 ) -> dict:
     """Every variant of every layer for a batch of images.
 
@@ -280,8 +280,8 @@ def head_importance(
     device: torch.device,
     batch_images: int,
     workers: int = 0,
-    variants_per_pass: int = 256,
-    activation: str = "attention_output",
+    variants_per_pass: int,
+    activation: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Head importance of every image of ``dataset`` (yielding image, label, image_id): (rows, images) tables.
     Under several ranks each prunes its block of the images; every rank gets the tables of all, in order."""

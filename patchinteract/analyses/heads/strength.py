@@ -12,12 +12,12 @@ from functools import cache
 
 import numpy as np
 
-from patchinteract.masks.windows import patch_xy
+from patchinteract.coordinates import grid_xy
 
 
 def chebyshev_hops(grid: tuple[int, int]) -> np.ndarray:
     """(N, N) hop count between query and key patch: max(|Δrow|, |Δcol|) (the k of the k-hop ring)."""
-    col, row = patch_xy(grid)
+    col, row = grid_xy(grid)
     return np.maximum(np.abs(row[:, None] - row[None, :]), np.abs(col[:, None] - col[None, :]))
 
 
@@ -46,7 +46,7 @@ def strength_weights(grid: tuple[int, int]) -> np.ndarray:
 @cache
 def distance_weights(grid: tuple[int, int]) -> np.ndarray:
     """(N·N,) weights: Euclidean query-key distance in patches, divided by N (the mean over queries)."""
-    col, row = patch_xy(grid)
+    col, row = grid_xy(grid)
     distance = np.hypot(row[:, None] - row[None, :], col[:, None] - col[None, :])
     return (distance / len(row)).reshape(-1)
 

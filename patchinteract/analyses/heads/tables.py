@@ -47,7 +47,7 @@ def pattern_tables(
     n_clusters: int,
     seed: int,
     threads: int = 1,
-    iterations: int = 500,
+    iterations: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per head: the t-SNE of its CLS pattern (NaN without a prefix token) and of its code, and its
     k-means cluster; per cluster: size, name, mean layer, the pattern scores of its mean binarised
@@ -60,10 +60,10 @@ def pattern_tables(
     flat_codes = codes.reshape(len(table), -1)
     if "cls_pattern" in store:
         cls_patterns = store["cls_pattern"][:].reshape(len(table), -1).astype(np.float32)
-        cls = tsne_layout(cls_patterns, perplexity, seed, threads, iterations)
+        cls = tsne_layout(cls_patterns, perplexity, seed, iterations, threads)
     else:  # no prefix token: no CLS pattern
         cls = np.full((len(table), 2), np.nan, np.float32)
-    patch = tsne_layout(flat_codes, perplexity, seed, threads, iterations)
+    patch = tsne_layout(flat_codes, perplexity, seed, iterations, threads)
     table["cls_x"], table["cls_y"], table["patch_x"], table["patch_y"] = cls[:, 0], cls[:, 1], patch[:, 0], patch[:, 1]
     table["cluster"] = cluster_codes(flat_codes, n_clusters, seed)
     n_found = int(table["cluster"].max()) + 1
@@ -106,13 +106,13 @@ def image_overview(
     perplexity: float,
     seed: int,
     threads: int = 1,
-    iterations: int = 500,
+    iterations: int,
 ) -> pd.DataFrame:
     """The Image Overview (Sec. 5.1): t-SNE of every image's head-importance vector (l·k values)."""
     vectors = importance_vectors(importance, metric)
     if vectors.isna().all(axis=None):
         raise ValueError(f"heads.overview_metric: {metric} is undefined for this model (no prefix token)")
-    layout = tsne_layout(vectors.fillna(0.0).to_numpy(np.float32), perplexity, seed, threads, iterations)
+    layout = tsne_layout(vectors.fillna(0.0).to_numpy(np.float32), perplexity, seed, iterations, threads)
     overview = pd.DataFrame({"image_id": vectors.index, "x": layout[:, 0], "y": layout[:, 1], "metric": metric})
     return overview.merge(images[["image_id", "label", "prediction", "true_prob"]], on="image_id")
 

@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from patchinteract.coordinates import patch_number
 from patchinteract.models.vit import patch_grid
 from patchinteract.stores.chunked import ChunkedStore, auto_chunk, write_arrays
 from patchinteract.stores.specs import keypoint_figure_specs, keypoint_specs
@@ -52,9 +53,9 @@ def detect_keypoints(gray: np.ndarray, detector: cv2.SIFT) -> np.ndarray:
 def location_patches(points: np.ndarray, grid: tuple[int, int], patch: tuple[int, int]) -> np.ndarray:
     """(K,) row-major patch index that contains each keypoint's location (clipped into the grid)."""
     rows, cols = grid
-    row = np.clip(np.floor((points[:, 1] + 0.5) / patch[0]).astype(np.int64), 0, rows - 1)
-    col = np.clip(np.floor((points[:, 0] + 0.5) / patch[1]).astype(np.int64), 0, cols - 1)
-    return row * cols + col
+    y = np.clip(np.floor((points[:, 1] + 0.5) / patch[0]).astype(np.int64), 0, rows - 1)
+    x = np.clip(np.floor((points[:, 0] + 0.5) / patch[1]).astype(np.int64), 0, cols - 1)
+    return patch_number(x, y, cols)
 
 
 def region_patches(points: np.ndarray, grid: tuple[int, int], patch: tuple[int, int]) -> np.ndarray:

@@ -242,10 +242,8 @@ const PatchExplorer = (() => {
     if (kind === "AWD window") {
       const alpha = model("alpha").value;
       const [x0, y0, x1, y1] = payload.windows[alpha][p];
-      const values = [...Array(nPatches).keys()].map((j) => {
-        const r = Math.floor(j / page.grid[1]), c = j % page.grid[1];
-        return c >= x0 && c <= x1 && r >= y0 && r <= y1 ? 1 : 0;
-      });
+      const { left: xs, top: ys } = model("patch_source").data; // each patch's (x, y): page.py, patch_xy
+      const values = xs.map((x, j) => (x >= x0 && x <= x1 && ys[j] >= y0 && ys[j] <= y1 ? 1 : 0));
       return { values, note: `AWD window of patch ${p} at α = ${alpha} (eq. 4-5)` };
     }
     if (kind === "DIP dropped") {

@@ -32,6 +32,7 @@ from bokeh.resources import INLINE
 from markupsafe import Markup
 
 from patchinteract.analyses.heads.tables import IMPORTANCE_LABELS, MODE_LABELS
+from patchinteract.coordinates import grid_xy
 
 CONTROLLER = Path(__file__).with_name("controller.js")
 # Every Bokeh model the controller looks up by name. The page hands the list over; the controller
@@ -312,17 +313,12 @@ def matrix_view(page: dict):
 
 def patch_cells(rows: int, cols: int) -> ColumnDataSource:
     """One cell per patch over the image, which the controller colours with the overlay's values."""
-    cells = [(p // cols, p % cols) for p in range(rows * cols)]
-    columns = dict(
-        left=[c for _, c in cells],
-        right=[c + 1 for _, c in cells],
-        top=[r for r, _ in cells],
-        bottom=[r + 1 for r, _ in cells],
-        patch=list(range(rows * cols)),
-    )
+    xs, ys = grid_xy((rows, cols))
+    patches = list(range(rows * cols))
+    columns = dict(left=xs.tolist(), right=(xs + 1).tolist(), top=ys.tolist(), bottom=(ys + 1).tolist(), patch=patches)
     initial = {"raw": 0.0, "value": 0.0, "alpha": 0.0, "line": 0.3}
     return ColumnDataSource(
-        columns | {name: [value] * len(cells) for name, value in initial.items()}, name=named("patch_source")
+        columns | {name: [value] * len(patches) for name, value in initial.items()}, name=named("patch_source")
     )
 
 
