@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 from common import goal_line, remove, scratch_dir, timed, vit_b16_store
 
-from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.interaction.interaction_store import compute_interaction_store
 from patchinteract.stores.chunked import compressor
 from patchinteract.stores.compute import dask_cluster
 

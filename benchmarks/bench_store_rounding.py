@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 from common import remove, scratch_dir, vit_b16_store
 
-from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.interaction.interaction_store import compute_interaction_store
 from patchinteract.masks.tokens import kept_patches
 from patchinteract.masks.windows import attention_windows
 from patchinteract.stores.chunked import ArraySpec, ChunkedStore, folder_bytes, store_folder

@@ -32,7 +32,7 @@ import torch
 from common import RandomImages, remove, scratch_dir, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.masks.mask_stores import write_field_store, write_keep_store, write_window_store
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import create_vit, patch_grid
 from patchinteract.ranks import Ranks, launch

@@ -19,8 +19,8 @@ import zarr
 from common import RandomImages, remove, scratch_dir, timed, vit_b16
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.interaction.store import compute_interaction_store
-from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.interaction.interaction_store import compute_interaction_store
+from patchinteract.masks.mask_stores import write_field_store, write_keep_store, write_window_store
 from patchinteract.masks.windows import attention_windows
 from patchinteract.models.masked import MaskedViT
 from patchinteract.models.vit import patch_grid

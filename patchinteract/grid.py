@@ -43,7 +43,7 @@ def retrain_init(config: dict, experiment: str) -> str:
     return config["experiments"][experiment].get("retrain_init", config["retrain"]["recipe"]["init"])
 
 
-def training_init(config: dict, experiment: str, purpose: str) -> str:
+def init_setting(config: dict, experiment: str, purpose: str) -> str:
     """The init setting of an experiment's baseline training (purpose baseline) or retraining (retrain)."""
     if purpose == "baseline":
         return config["experiments"][experiment]["train_baseline"]["init"]
@@ -250,7 +250,7 @@ def pretraining_dataset(config: dict, experiment: str) -> str:
 def training_init_input(config: dict, experiment: str, purpose: str) -> dict:
     """The starting weights a training job reads (purpose baseline | retrain): none, the hub's (fetched by
     a local rule), the baseline, or a file."""
-    init = training_init(config, experiment, purpose)
+    init = init_setting(config, experiment, purpose)
     source = weights_source(init)
     if source == "none":
         return {}
@@ -263,7 +263,7 @@ def training_init_input(config: dict, experiment: str, purpose: str) -> dict:
 
 def init_model_name(config: dict, experiment: str, purpose: str) -> str:
     """The timm model whose hub weights start an experiment's baseline training or retraining."""
-    return timm_model_name(training_init(config, experiment, purpose), config["experiments"][experiment]["model"])
+    return timm_model_name(init_setting(config, experiment, purpose), config["experiments"][experiment]["model"])
 
 
 def dataset_images_input(config: dict, dataset: str) -> dict:

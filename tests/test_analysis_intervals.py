@@ -14,8 +14,8 @@ from patchinteract.report.analysis_intervals import (
     theta_masking_points,
     theta_masking_tests,
 )
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.report.statistics import rank_interval
-from patchinteract.report.tables import Uncertainty
 
 THETA = [1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
 RANDOM = {0: [0, 0, 0, 0, 0, 0, 1, 1, 0, 0], 1: THETA}  # seed 1 masks what θ masks: no discordant pair

@@ -29,7 +29,7 @@ def test_shim_is_idempotent():
 def test_the_shim_imports_torch_only_when_torchvision_is_imported():
     """Jobs that never use timm (masks, tables) must not pay for importing torch; timm still imports."""
     code = (
-        "import sys, patchinteract.compat as c, patchinteract.masks.stores, patchinteract.data.manifest;"
+        "import sys, patchinteract.compat as c, patchinteract.masks.mask_stores, patchinteract.data.manifest;"
         "before = ('torch' in sys.modules, c.PATCHED);"
         "import timm;"
         "print(*before, 'torch' in sys.modules, c.PATCHED == (not c.torchvision_extension_loads()))"

@@ -12,7 +12,7 @@ import zarr
 from test_interaction import reference_u
 
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
-from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.interaction.interaction_store import compute_interaction_store
 from patchinteract.stores.chunked import folder_bytes
 
 SETUP = """

@@ -10,6 +10,7 @@ import zarr
 from sklearn.metrics import adjusted_rand_score
 
 from patchinteract.analyses.heads.autoencoder import BinarisedPatterns, PatternAutoencoder, encode_patterns
+from patchinteract.analyses.heads.head_attention_store import strength_tables
 from patchinteract.analyses.heads.patterns import (
     binarised_matrices,
     cls_pattern,
@@ -21,7 +22,6 @@ from patchinteract.analyses.heads.patterns import (
     tsne_layout,
 )
 from patchinteract.analyses.heads.sample import image_subset
-from patchinteract.analyses.heads.store import strength_tables
 from patchinteract.analyses.heads.strength import head_measures, strength_entropy
 from patchinteract.training.loop import Recipe, reconstruction, train_model
 
@@ -186,8 +186,8 @@ def test_strength_tables_are_long_and_keyed(tmp_path):
 
 def test_dask_head_store_and_pattern_tables_without_a_prefix_token(tmp_path):
     """A model without CLS on a non-square grid: the store has no CLS patterns, the CLS layout is NaN."""
-    from patchinteract.analyses.heads.store import compute_head_store
-    from patchinteract.analyses.heads.tables import pattern_tables
+    from patchinteract.analyses.heads.head_attention_store import compute_head_store
+    from patchinteract.analyses.heads.head_tables import pattern_tables
     from patchinteract.stores.chunked import ArraySpec, write_arrays
     from patchinteract.stores.specs import ATTENTION_DIMENSIONS, PER_IMAGE_SPECS
 

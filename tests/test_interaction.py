@@ -6,6 +6,7 @@ import pytest
 import torch
 import zarr
 
+from patchinteract.interaction.interaction_store import compute_interaction_store, interaction_arrays
 from patchinteract.interaction.maps import (
     AttentionValueError,
     check_attention_rows,
@@ -13,7 +14,6 @@ from patchinteract.interaction.maps import (
     interaction_map,
     interaction_map_on_device,
 )
-from patchinteract.interaction.store import compute_interaction_store, interaction_arrays
 
 
 def random_attention(rng, images=3, layers=4, heads=3, prefix=1, n=16, dtype=np.float16):

@@ -20,11 +20,11 @@ from patchinteract.analyses.semantics.guided import (
     random_mask,
 )
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder, patch_pixels, pixels_to_images
-from patchinteract.analyses.semantics.pretraining import PretrainingSamples, knn_predictions, spread_over_classes
+from patchinteract.analyses.semantics.mae_pretraining import PretrainingSamples, knn_predictions, spread_over_classes
 from patchinteract.analyses.semantics.stages import attention_map, stage_table, three_stages
 from patchinteract.models.vit import create_vit
-from patchinteract.report.pretraining import pretraining_table, rounds_to_reach
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.pretraining_tables import pretraining_table, rounds_to_reach
+from patchinteract.report.retraining_tables import Uncertainty
 
 
 def test_guided_counts_by_hand():
@@ -223,11 +223,11 @@ import numpy as np
 from pathlib import Path
 from patchinteract.analyses.semantics.guided import MaskSchedule
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder
-from patchinteract.analyses.semantics.pretraining import EncoderMonitor, PretrainingSamples
+from patchinteract.analyses.semantics.mae_pretraining import EncoderMonitor, PretrainingSamples
 from patchinteract.data.manifest import split_dataset
 from patchinteract.models.transforms import batch_normalization, eval_dataset, uint8_eval_transform
 from patchinteract.models.vit import create_vit
-from patchinteract.report.pretraining import rounds_to_reach
+from patchinteract.report.pretraining_tables import rounds_to_reach
 from patchinteract.models.weights import save_weights
 from patchinteract.training.loop import Recipe, reconstruction, seed_everything, train_model
 

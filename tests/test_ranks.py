@@ -13,7 +13,7 @@ from patchinteract.models.vit import create_vit
 from patchinteract.models.winft import WindowFreeAttention, WindowFreeViT
 from patchinteract.ranks import Ranks, launch, rank_block
 from patchinteract.training.evaluation import evaluate_classifier
-from patchinteract.training.loop import Recipe, Training, reconstruction, seed_everything
+from patchinteract.training.loop import Recipe, TrainingLoop, reconstruction, seed_everything
 
 GRID = (4, 4)
 IMAGES = 24
@@ -61,7 +61,7 @@ def train_tiny(kind: str, accumulation: int, checkpoint: str | None = None) -> d
     recipe = Recipe.from_config(
         {"epochs": 2, "lr": 1e-2, "batch_size": 8, "optimizer": "sgd", "accumulation_steps": accumulation}
     )
-    training = Training(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
+    training = TrainingLoop(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
     summary = training.run()
     block = rank_block(samples)  # as retraining evaluates: this rank's consecutive block
     windows = None
@@ -123,7 +123,7 @@ def train_slowly(checkpoint: str, marker: str) -> dict:
     """The awd_dip run of train_tiny on slow samples, for 4 epochs; rank 0's weights."""
     model, samples = tiny_model("awd_dip"), SlowSamples("awd_dip", marker)
     recipe = Recipe.from_config({"epochs": 4, "lr": 1e-2, "batch_size": 8})
-    training = Training(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
+    training = TrainingLoop(model, samples, recipe, torch.device("cpu"), seed=3, checkpoint=checkpoint, fingerprint="t")
     summary = training.run()
     return {"summary": summary, "weights": {name: value.clone() for name, value in model.state_dict().items()}}
 
@@ -290,7 +290,7 @@ def pretrain_tiny() -> dict:
     and weights. SGD, as train_tiny."""
     from patchinteract.analyses.semantics.guided import MaskSchedule
     from patchinteract.analyses.semantics.mae import MaskedAutoencoder
-    from patchinteract.analyses.semantics.pretraining import PretrainingSamples
+    from patchinteract.analyses.semantics.mae_pretraining import PretrainingSamples
 
     seed_everything(0)
     vit = create_vit("VisionTransformer", 16, 4, 10, {"embed_dim": 32, "depth": 2, "num_heads": 2})
@@ -301,7 +301,7 @@ def pretrain_tiny() -> dict:
     recipe = Recipe.from_config({"epochs": 2, "lr": 1e-2, "batch_size": 8, "optimizer": "sgd"})
     device = torch.device("cpu")
     rounds = {"objective": reconstruction, "after_epoch": lambda _mae, epoch: {"round": epoch + 1}}
-    training = Training(mae, samples, recipe, device, seed=0, **rounds)
+    training = TrainingLoop(mae, samples, recipe, device, seed=0, **rounds)
     summary = training.run()
     weights = {name: value.detach().clone() for name, value in mae.state_dict().items()}
     return {"summary": summary, "losses": training.step_losses, "weights": weights}

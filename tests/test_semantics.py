@@ -315,7 +315,7 @@ def test_masking_at_zero_is_the_plain_evaluation(mode):
 
 def test_keypoint_store_and_semantics_store_dask_equals_streaming(tmp_path, digits_manifest):
     from patchinteract.analyses.semantics.keypoints import write_figure_keypoints, write_keypoint_store
-    from patchinteract.analyses.semantics.store import (
+    from patchinteract.analyses.semantics.semantics_store import (
         compute_semantics_store,
         semantics_summary,
         theta_table,

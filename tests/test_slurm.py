@@ -60,7 +60,7 @@ def test_training_jobs_asked_for_a_gpu_and_others_did_not(slurm_run):
 
 
 def test_dask_workers_ran_as_slurm_jobs_and_match_threads(slurm_run):
-    from patchinteract.interaction.store import compute_interaction_store
+    from patchinteract.interaction.interaction_store import compute_interaction_store
 
     directory, _, _, jobs = slurm_run
     worker_logs = sorted((directory / "results" / "logs" / "dask_workers").glob("*/patchinteract-dask-*.err"))

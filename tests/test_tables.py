@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from patchinteract.paths import PREDICTIONS, TABLE_NAMES
-from patchinteract.report.statistics import mcnemar_exact
-from patchinteract.report.tables import (
+from patchinteract.report.retraining_tables import (
     Uncertainty,
     collect_runs,
     comparisons,
@@ -23,6 +22,7 @@ from patchinteract.report.tables import (
     to_markdown,
     write_tables,
 )
+from patchinteract.report.statistics import mcnemar_exact
 
 MODEL = {"model": "VisionTransformer", "img_size": 16, "patch_size": 4, "n_patches": 16}
 IMAGES = 200  # top-1 in steps of 0.5 %: the first top1 * 2 images are right

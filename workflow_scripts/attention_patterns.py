@@ -3,7 +3,7 @@ clusters of the codes, and each cluster's mean binarised matrix, scores and name
 
 import zarr
 
-from patchinteract.analyses.heads.tables import pattern_tables
+from patchinteract.analyses.heads.head_tables import pattern_tables
 from patchinteract.runtime import logged_to
 from patchinteract.stores.chunked import store_folder
 

@@ -1,6 +1,6 @@
 """Rule interaction_store: U (eq. 2-3) and dip_score from the attention store, with Dask."""
 
-from patchinteract.interaction.store import compute_interaction_store
+from patchinteract.interaction.interaction_store import compute_interaction_store
 from patchinteract.runtime import logged_to
 from patchinteract.stores.chunked import store_folder
 

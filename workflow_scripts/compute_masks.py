@@ -1,6 +1,6 @@
 """Rules window_masks, token_masks and responsive_fields: mask stores from an interaction store."""
 
-from patchinteract.masks.stores import write_field_store, write_keep_store, write_window_store
+from patchinteract.masks.mask_stores import write_field_store, write_keep_store, write_window_store
 from patchinteract.runtime import logged_to
 from patchinteract.stores.chunked import store_folder
 

@@ -3,9 +3,9 @@ mean and of each head's rank over the images (results/tables/)."""
 
 import pandas as pd
 
-from patchinteract.analyses.heads.tables import head_summary
+from patchinteract.analyses.heads.head_tables import head_summary
 from patchinteract.report.analysis_intervals import head_importance_intervals, surely_top_heads
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from patchinteract.analyses.heads.tables import image_overview
+from patchinteract.analyses.heads.head_tables import image_overview
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

@@ -4,16 +4,16 @@ Sec. 2, Fig. 2), per image and summarised with intervals, and the figure's examp
 
 import pandas as pd
 
-from patchinteract.analyses.semantics.pretraining import (
+from patchinteract.analyses.semantics.mae_pretraining import (
     example_specs,
     load_mae,
     restoration_errors,
     restoration_examples,
 )
-from patchinteract.analyses.semantics.store import read_keypoints
+from patchinteract.analyses.semantics.semantics_store import read_keypoints
 from patchinteract.models.transforms import eval_dataset
-from patchinteract.report.pretraining import restoration_summary
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.pretraining_tables import restoration_summary
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.runtime import logged_to, select_device, torch_threads
 from patchinteract.stores.chunked import store_folder, write_arrays
 

@@ -3,7 +3,7 @@ Markdown) from every metrics.json and the per-image predictions beside it."""
 
 from pathlib import Path
 
-from patchinteract.report.tables import Uncertainty, write_tables
+from patchinteract.report.retraining_tables import Uncertainty, write_tables
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

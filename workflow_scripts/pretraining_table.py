@@ -2,8 +2,8 @@
 runs with intervals, and the round each run first reaches 95 % of the random schedule's final k-NN top-1
 (Wu et al. Fig. 9); every run's curve in one table (results/tables/)."""
 
-from patchinteract.report.pretraining import curves_table, pretraining_runs, pretraining_table
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.pretraining_tables import curves_table, pretraining_runs, pretraining_table
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

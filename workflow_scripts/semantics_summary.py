@@ -5,10 +5,10 @@ curves (Sec. 4.3, Fig. 7) (results/tables/)."""
 
 import pandas as pd
 
+from patchinteract.analyses.semantics.semantics_store import semantics_summary
 from patchinteract.analyses.semantics.stages import stage_table
-from patchinteract.analyses.semantics.store import semantics_summary
 from patchinteract.report.analysis_intervals import theta_layer_differences
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

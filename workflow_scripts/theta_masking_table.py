@@ -5,7 +5,7 @@ paired image by image (results/tables/)."""
 import pandas as pd
 
 from patchinteract.report.analysis_intervals import theta_masking_points, theta_masking_tests
-from patchinteract.report.tables import Uncertainty
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.runtime import logged_to
 
 with logged_to(snakemake.log[0]) as log:

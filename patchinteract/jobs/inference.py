@@ -10,12 +10,20 @@ from pathlib import Path
 import torch
 import zarr
 
+from patchinteract.analyses.heads.head_attention_store import (
+    compute_head_store,
+    strength_tables,
+    write_head_store_streaming,
+)
 from patchinteract.analyses.heads.pruning import head_importance
 from patchinteract.analyses.heads.sample import explorer_images, sample_positions
-from patchinteract.analyses.heads.store import compute_head_store, strength_tables, write_head_store_streaming
 from patchinteract.analyses.semantics.masking import masking_accuracy, normalised_colour
 from patchinteract.analyses.semantics.ranking import check_ratios, masking_rankings, patch_scores
-from patchinteract.analyses.semantics.store import compute_semantics_store, theta_table, write_semantics_store_streaming
+from patchinteract.analyses.semantics.semantics_store import (
+    compute_semantics_store,
+    theta_table,
+    write_semantics_store_streaming,
+)
 from patchinteract.attention.extraction import write_attention_store, write_interaction_store_streaming
 from patchinteract.models.transforms import data_config, eval_dataset
 from patchinteract.models.vit import load_baseline

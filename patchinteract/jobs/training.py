@@ -8,9 +8,9 @@ import zarr
 
 from patchinteract.analyses.semantics.guided import MaskSchedule
 from patchinteract.analyses.semantics.mae import MaskedAutoencoder
-from patchinteract.analyses.semantics.pretraining import EncoderMonitor, PretrainingSamples
+from patchinteract.analyses.semantics.mae_pretraining import EncoderMonitor, PretrainingSamples
 from patchinteract.analyses.semantics.ranking import patch_scores
-from patchinteract.analyses.semantics.store import read_keypoints
+from patchinteract.analyses.semantics.semantics_store import read_keypoints
 from patchinteract.data.manifest import split_dataset
 from patchinteract.models.transforms import eval_dataset, train_transform, uint8_eval_transform
 from patchinteract.models.vit import patch_grid
@@ -21,10 +21,10 @@ from patchinteract.stores.chunked import store_folder
 from patchinteract.training.branch_kinds import branch_kind
 from patchinteract.training.loop import Recipe, reconstruction
 from patchinteract.training.retraining import BranchSamples, retrain_branch
-from patchinteract.training.runs import TrainingInit, TrainingRun
+from patchinteract.training.runs import StartingWeights, TrainingRun
 
 
-def training_run(job: dict, weights: str | None = None) -> TrainingRun:
+def run_of_job(job: dict, weights: str | None = None) -> TrainingRun:
     """The job's training run; the trained ViT's weights go to ``weights`` (default: the output weights)."""
     params = job["params"]
     return TrainingRun(
@@ -43,9 +43,9 @@ def train_baseline_job(job: dict) -> None:
     """Rule train_baseline: train the experiment's baseline ViT on the train split."""
     with rank_log(job["log"]) as log:
         share_threads(job["threads"])
-        run = training_run(job)
+        run = run_of_job(job)
 
-        vit = run.build_vit(TrainingInit(job["input"].get("init")))
+        vit = run.build_vit(StartingWeights(job["input"].get("init")))
         transform = train_transform(vit, run.recipe.crop_scale)
         images = split_dataset(run.manifest, "train", transform, run.execution.cache_images)
         summary = run.train(vit, vit, BranchSamples(images, {}, patch_grid(vit), run.recipe.hflip))  # the flip only
@@ -63,8 +63,8 @@ def retrain_job(job: dict) -> None:
         share_threads(job["threads"])
         kind = branch_kind(params["method"], params.get("kind_module"))
         branch = kind(params["settings"], params["alpha"], params["beta"])
-        run = training_run(job)
-        init = TrainingInit(job["input"].get("init"), keep_head=params["init"] == "baseline")
+        run = run_of_job(job)
+        init = StartingWeights(job["input"].get("init"), keep_head=params["init"] == "baseline")
         vit, metrics, predictions, figure = retrain_branch(branch, run, init, params["stores"])
         if not Ranks.current().main:
             return
@@ -107,8 +107,8 @@ def pretrain_job(job: dict) -> None:
     settings = params["settings"]
     with rank_log(job["log"]) as log:
         share_threads(job["threads"])
-        run = training_run(job, weights=outputs["encoder"])
-        vit = run.build_vit(TrainingInit())
+        run = run_of_job(job, weights=outputs["encoder"])
+        vit = run.build_vit(StartingWeights())
         mae = MaskedAutoencoder(vit, settings["decoder"])
         images = split_dataset(run.manifest, "train", uint8_eval_transform(vit), run.execution.cache_images)
         masks = mask_schedule(job, vit, images.image_ids)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS, importance_vectors
+from patchinteract.analyses.heads.head_tables import IMPORTANCE_COLUMNS, importance_vectors
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.report.statistics import (
     accuracy_interval,
     bootstrap_pvalue,
@@ -20,7 +21,6 @@ from patchinteract.report.statistics import (
     rank_interval,
     replicate_interval,
 )
-from patchinteract.report.tables import Uncertainty
 
 THETA_ORDERS, CONTROL = ("top", "bottom"), "random"
 # Rank 1 is the most important head: the largest drop of the true class's probability, divergence or

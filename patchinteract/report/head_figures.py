@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from patchinteract.analyses.heads.tables import (
+from patchinteract.analyses.heads.head_tables import (
     IMPORTANCE_COLUMNS,
     IMPORTANCE_LABELS,
     IMPORTANCE_VIEWS,

@@ -233,7 +233,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
-class TrainingState:
+class CheckpointedState:
     """What a checkpoint holds: the model, its optimizer and learning-rate schedule, and where the run
     is (epoch, batch within it, optimizer step, smoothed loss, seconds trained)."""
 
@@ -316,7 +316,7 @@ def distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-class Training:
+class TrainingLoop:
     """One run of the training loop: ``model`` learns from ``dataset`` with ``recipe`` on ``device``.
 
     ``objective(model, batch)`` is the loss of a batch of ``dataset``'s samples, moved to the device: a
@@ -326,7 +326,7 @@ class Training:
     ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor),
     and of the model as initialised (epoch −1) at a fresh start: the run's summary lists them under
     ``epochs``, each with the smoothed loss.
-    A checkpoint (:class:`TrainingState`, RNG state and ``fingerprint``) is written after every
+    A checkpoint (:class:`CheckpointedState`, RNG state and ``fingerprint``) is written after every
     epoch, when the job's time limit is near (:class:`~patchinteract.training.deadline.Deadline`: the next
     step and a checkpoint write would not fit) and when SIGTERM arrives; then TrainingInterrupted is
     raised. A later run with the same checkpoint and fingerprint resumes, and on CPU ends with the same
@@ -379,7 +379,7 @@ class Training:
         """Train in place; returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
         self.model.to(self.device).train()
         self.trained = self.model if self.ranks.world == 1 else distributed(self.model, self.device)
-        state = TrainingState(self.model, self.recipe, self.total_steps)
+        state = CheckpointedState(self.model, self.recipe, self.total_steps)
         state.resume(self.checkpoint, self.fingerprint)
         position = state.position
         self.resumed = {"step": position["step"], "seconds": position["seconds"]}
@@ -424,7 +424,7 @@ class Training:
         self.model.train()
         position["epochs"] = [*position.get("epochs", []), record | {"loss": position["loss"]}]
 
-    def epoch(self, state: TrainingState, epoch: int, stop_requested: Callable[[], bool]) -> None:
+    def epoch(self, state: CheckpointedState, epoch: int, stop_requested: Callable[[], bool]) -> None:
         """The rest of one epoch: a step every ``accumulation_steps`` batches (and at the epoch's end)."""
         state.optimizer.zero_grad(set_to_none=True)
         self.last_step = time.perf_counter()  # a step's time excludes the last epoch's checkpoint
@@ -450,7 +450,7 @@ class Training:
             self.stop_if_asked(state, stop_requested, saved=measured)
             self.last_step = time.perf_counter()
 
-    def accumulate(self, state: TrainingState, batch, epoch: int) -> None:
+    def accumulate(self, state: CheckpointedState, batch, epoch: int) -> None:
         """Forward and backward of one batch; its loss joins the running (smoothed) loss."""
         inputs, *rest = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         if self.normalize is not None:
@@ -462,7 +462,7 @@ class Training:
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {state.position['step']}")
         state.position["loss"] = value if math.isnan(running) else 0.9 * running + 0.1 * value
 
-    def stop_if_asked(self, state: TrainingState, stop_requested: Callable[[], bool], saved: bool) -> None:
+    def stop_if_asked(self, state: CheckpointedState, stop_requested: Callable[[], bool], saved: bool) -> None:
         """Stop with a checkpoint (written unless ``saved``) when SIGTERM came or the job's time limit is near,
         on any rank: every rank raises TrainingInterrupted, which says why."""
         signalled, near = stop_requested(), self.deadline.reached()
@@ -480,14 +480,14 @@ class Training:
             reason = f"stopped at step {step} with another rank"
         raise TrainingInterrupted(f"{reason}; checkpoint {self.checkpoint}, from which a rerun resumes")
 
-    def save(self, state: TrainingState) -> None:
+    def save(self, state: CheckpointedState) -> None:
         if self.ranks.main:
             start = time.perf_counter()
             state.save(self.checkpoint, self.fingerprint)
             if self.checkpoint:
                 self.deadline.checkpoint_took(time.perf_counter() - start)
 
-    def report(self, state: TrainingState, epoch: int) -> None:
+    def report(self, state: CheckpointedState, epoch: int) -> None:
         """The progress bar after a step: epoch, smoothed loss, learning rate, images per second."""
         position = state.position
         self.progress.update(1)
@@ -507,7 +507,7 @@ class Training:
 def train_model(
     model: torch.nn.Module, dataset: torch.utils.data.Dataset, recipe: Recipe, device: torch.device, **options
 ) -> dict:
-    """Train ``model`` in place (a ViT branch, WinFT, an MAE, the pattern autoencoder): :class:`Training` (its
+    """Train ``model`` in place (a ViT branch, WinFT, an MAE, the pattern autoencoder): :class:`TrainingLoop` (its
     options: seed, workers, checkpoint, fingerprint, objective, normalize, after_epoch).
     Returns {'steps', 'train_seconds', 'final_loss', 'resumed_from_step'}."""
-    return Training(model, dataset, recipe, device, **options).run()
+    return TrainingLoop(model, dataset, recipe, device, **options).run()

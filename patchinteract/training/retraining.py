@@ -21,7 +21,7 @@ from patchinteract.models.vit import patch_grid
 from patchinteract.ranks import Ranks, rank_block
 from patchinteract.training.branch_kinds import ViTBranch
 from patchinteract.training.loop import Classification
-from patchinteract.training.runs import TrainingInit, TrainingRun
+from patchinteract.training.runs import StartingWeights, TrainingRun
 
 
 class MaskMismatchError(ValueError):
@@ -94,7 +94,7 @@ def split_with_masks(
     return BranchSamples(dataset, masks, grid, hflip)
 
 
-def retrain_branch(branch: ViTBranch, run: TrainingRun, init: TrainingInit, stores: dict[str, dict[str, Path]]):
+def retrain_branch(branch: ViTBranch, run: TrainingRun, init: StartingWeights, stores: dict[str, dict[str, Path]]):
     """Train one branch (stores: split -> kind of mask store -> folder) and evaluate it on val.
 
     Returns (vit, metrics, per-image val predictions, figure arrays or None); the weights are saved by the run.

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainingInit:
+class StartingWeights:
     """Starting weights (None: timm's random init). Only the baseline's own weights keep their head;
     any other start (hub weights, a file) gets a fresh head for the dataset's classes."""
 
@@ -46,7 +46,7 @@ class TrainingRun:
     fingerprint: str
     weights: str
 
-    def build_vit(self, init: TrainingInit, attn_layer: type | None = None) -> nn.Module:
+    def build_vit(self, init: StartingWeights, attn_layer: type | None = None) -> nn.Module:
         """The run's ViT from its starting weights (``attn_layer``: the attention layer its blocks use). Everything
         is seeded first, so that each random draw after it (the ViT's, a model's around it, the samples') is
         the run's own."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from patchinteract.analyses.heads.tables import IMPORTANCE_COLUMNS
+from patchinteract.analyses.heads.head_tables import IMPORTANCE_COLUMNS
 from patchinteract.attention.capture import attention_modules
 from patchinteract.models.families import stem
 from patchinteract.models.vit import logits_from_tokens, n_prefix_tokens

@@ -17,8 +17,8 @@ import pandas as pd
 import zarr
 from PIL import Image
 
+from patchinteract.analyses.heads.head_tables import IMPORTANCE_VIEWS
 from patchinteract.analyses.heads.sample import explorer_images
-from patchinteract.analyses.heads.tables import IMPORTANCE_VIEWS
 from patchinteract.data.manifest import class_names, image_path, read_manifest, resized_image
 
 ATTENTION_BLOCK = 64  # images whose attention is read at once

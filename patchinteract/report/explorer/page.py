@@ -31,7 +31,7 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 from markupsafe import Markup
 
-from patchinteract.analyses.heads.tables import IMPORTANCE_LABELS, MODE_LABELS
+from patchinteract.analyses.heads.head_tables import IMPORTANCE_LABELS, MODE_LABELS
 from patchinteract.coordinates import grid_xy
 
 CONTROLLER = Path(__file__).with_name("controller.js")

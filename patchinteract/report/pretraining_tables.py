@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from patchinteract.report.retraining_tables import Uncertainty
 from patchinteract.report.statistics import accuracy_interval, mean_interval, seed_interval
-from patchinteract.report.tables import Uncertainty
 
 REACH_SHARE = 0.95  # of the random schedule's final k-NN top-1
 
