@@ -401,6 +401,8 @@ def rewrite_records_once(metadata: str | Path, *changes) -> int | None:
     if not folder.is_dir() or marker.exists():
         return None
     rewritten = rewrite_records(folder, *changes)
+    for older in folder.glob(".respelled-v*"):  # an earlier pass's marker: this one re-spells what it did too
+        older.unlink()
     marker.write_text(
         f"{rewritten} records re-spelled: params with sorted keys, notebook inputs relative, code re-indented\n"
     )

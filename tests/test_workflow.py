@@ -741,7 +741,7 @@ def recorded_paths(root: Path, folder: str) -> set[str]:
     path in URL-safe base64, split into folders named '@…' where it is long."""
     paths = set()
     for record in (root / ".snakemake" / folder).rglob("*"):
-        if record.is_file() and not record.name.startswith("."):  # ours (.respelled-v1), not Snakemake's
+        if record.is_file() and not record.name.startswith("."):  # ours (.respelled-v2), not Snakemake's
             parts = record.relative_to(root / ".snakemake" / folder).parts
             encoded = "".join(part.removeprefix("@") for part in parts)
             paths.add(base64.urlsafe_b64decode(encoded).decode())
