@@ -148,6 +148,11 @@ def test_a_kind_declared_in_a_file_joins_the_grid_with_its_own_hash(registry, tm
         ),
         (OWN_KIND, {"kind_settings": {"awd_dip_alpa": {}}}, "retrain.kind_settings.awd_dip_alpa: no kind of branch"),
         (
+            OWN_KIND.replace('pattern = "awd_dip_alpha_a{alpha}"', ""),
+            {},
+            r"failed to run: ValueError: branch kind 'awd_dip_alpha' has the pattern 'awd_a\{alpha\}' of 'awd'",
+        ),
+        (
             OWN_KIND.replace('"awd_dip_alpha"', '"awd"'),
             {"methods": ["awd"]},
             r"failed to run: ValueError: branch kind 'awd' is declared twice",

@@ -27,13 +27,17 @@ SHARED_SETTINGS = ("cls_in_window", "dip_mode")
 
 
 def declare(kind: type[ViTBranch]) -> None:
-    """Register a kind under its name (subclassing does it); a name declared twice is an error."""
+    """Register a kind under its name (subclassing does it); a name declared twice, or a pattern another kind's
+    branch names already follow, is an error."""
     known = KINDS.get(kind.name)
     if known is not None and known is not kind:
         raise ValueError(
             f"branch kind '{kind.name}' is declared twice ({known.__module__}.{known.__qualname__} and "
             f"{kind.__module__}.{kind.__qualname__})"
         )
+    same = [other.name for other in KINDS.values() if other is not kind and other.pattern == kind.pattern]
+    if same:
+        raise ValueError(f"branch kind '{kind.name}' has the pattern '{kind.pattern}' of '{same[0]}' (set its own)")
     KINDS[kind.name] = kind
 
 
