@@ -33,3 +33,32 @@ def test_explorer_images_are_the_first_of_the_analysed_ones():
     assert explorer_images(analysed, 2).tolist() == [40, 12]
     with pytest.raises(ValueError, match="explorer.images"):
         explorer_images(analysed, 0)
+
+
+def test_an_undefined_importance_metric_has_no_band_and_no_star():
+    """I_CLS of a model without a prefix token is NaN in the head summary: the page's band has None there (valid
+    JSON, drawn as a gap), not 0, and no head is starred for it."""
+    import json
+
+    import pandas as pd
+
+    from patchinteract.analyses.heads.head_tables import IMPORTANCE_VIEWS
+    from patchinteract.report.explorer.data import importance_band
+
+    summary = pd.DataFrame({"layer": [1, 0], "head": [0, 0]})
+    for metric in IMPORTANCE_VIEWS:
+        undefined = metric == IMPORTANCE_VIEWS[0]
+        for column, values in {
+            "mean": [0.5, 0.25],
+            "std": [0.1, 0.1],
+            "ci_low": [0.4, 0.2],
+            "ci_high": [0.6, 0.3],
+        }.items():
+            summary[f"{metric}_{column}"] = [np.nan, np.nan] if undefined else values
+        summary[f"{metric}_top_k"] = [np.nan, np.nan] if undefined else [True, False]
+    band = importance_band(summary)
+    undefined, defined = band[IMPORTANCE_VIEWS[0]], band[IMPORTANCE_VIEWS[1]]
+    assert undefined["mean"] == undefined["low"] == undefined["high"] == [None, None]
+    assert undefined["top_k"] == [False, False]
+    assert defined["mean"] == [0.25, 0.5] and defined["top_k"] == [False, True]  # layer-major order
+    json.loads(json.dumps(band), parse_constant=lambda name: pytest.fail(f"{name} in the page's JSON"))

@@ -36,14 +36,18 @@ def resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
 
 
+def block_sizes(resamples: int, block: int) -> list[int]:
+    """Resamples drawn ``block`` at a time (the last block smaller): a bounded array per block."""
+    return [min(block, resamples - start) for start in range(0, resamples, block)]
+
+
 def two_level_bootstrap(values: np.ndarray, resamples: int, seed: int, block: int = 200) -> np.ndarray:
     """Bootstrap means of ``values`` (seeds, images): each resample draws seeds and images with replacement
     (as counts, so no (resamples, seeds, images) array is ever built)."""
     n_seeds, n_images = values.shape
     rng = np.random.default_rng(seed)
     means = []
-    for start in range(0, resamples, block):
-        size = min(block, resamples - start)
+    for size in block_sizes(resamples, block):
         seed_weights = resample_counts(rng, n_seeds, size)  # (size, seeds)
         image_weights = resample_counts(rng, n_images, size)  # (size, images)
         per_seed = image_weights @ values.T / n_images  # (size, seeds): each seed's mean on the drawn images
@@ -57,8 +61,7 @@ def mean_replicates(values: np.ndarray, resamples: int, seed: int, block: int = 
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
     means = []
-    for start in range(0, resamples, block):
-        size = min(block, resamples - start)
+    for size in block_sizes(resamples, block):
         means.append(resample_counts(rng, len(values), size) @ values / len(values))
     return np.concatenate(means)
 

@@ -175,11 +175,17 @@ def explorer_selection(stores: ExplorerStores, images: int | str, attention_laye
 
 def importance_band(summary: pd.DataFrame) -> dict:
     """Per metric, from the head summary (whole head pruned, mode 1; every image of the head analyses): each
-    head's mean over the images, the interval of that mean, ± std, and whether it is surely among the top k."""
+    head's mean over the images, the interval of that mean, ± std (None where the metric is undefined, e.g.
+    I_CLS without a prefix token: the page draws no band there), and whether it is surely among the top k."""
     summary = summary.sort_values(["layer", "head"])
-    columns = {"mean": "mean", "std": "std", "low": "ci_low", "high": "ci_high", "top_k": "top_k"}
+    columns = {"mean": "mean", "std": "std", "low": "ci_low", "high": "ci_high"}
+
+    def values(column: str) -> list[float | None]:
+        return [None if pd.isna(value) else float(value) for value in summary[column]]
+
     return {
-        metric: {key: summary[f"{metric}_{column}"].fillna(0).to_list() for key, column in columns.items()}
+        metric: {key: values(f"{metric}_{column}") for key, column in columns.items()}
+        | {"top_k": summary[f"{metric}_top_k"].eq(True).to_list()}
         for metric in IMPORTANCE_VIEWS
     }
 

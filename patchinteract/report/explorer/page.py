@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from bokeh.core.templates import FILE
 from bokeh.embed import file_html
 from bokeh.layouts import column, row
@@ -157,19 +158,20 @@ def importance_views(page: dict) -> list:
     )
     plots = []
     for metric in page["metrics"]:
-        band = page["band"][metric]
+        # undefined (None in the page's JSON): NaN, which Bokeh leaves as a gap
+        band = {key: np.array(values, dtype=float) for key, values in page["band"][metric].items() if key != "top_k"}
         mean, std = band["mean"], band["std"]
         spread = ColumnDataSource(
             dict(
                 flat=list(range(heads)),
                 mean=mean,
-                lower=[m - s for m, s in zip(mean, std, strict=True)],
-                upper=[m + s for m, s in zip(mean, std, strict=True)],
+                lower=mean - std,
+                upper=mean + std,
                 low=band["low"],
                 high=band["high"],
             )
         )
-        top = [head for head, surely in enumerate(band["top_k"]) if surely]
+        top = [head for head, surely in enumerate(page["band"][metric]["top_k"]) if surely]
         metric_plot = plot(IMPORTANCE_LABELS[metric], (300, 170), tools="tap", x_axis_label="head (layer-major)")
         metric_plot.varea("flat", "lower", "upper", source=spread, fill_color="#dddddd", fill_alpha=0.6)
         metric_plot.varea("flat", "low", "high", source=spread, fill_color="#999999", fill_alpha=0.6)
