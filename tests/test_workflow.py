@@ -196,6 +196,9 @@ def test_figures_are_rendered_by_papermill(tiny_run):
         assert (figures / f"{stem}.pdf").stat().st_size > 1000
     executed = (figures / "notebooks/tiny_winft_windows.ipynb").read_text()
     assert '"tags": [' in executed and "injected-parameters" in executed  # papermill's record
+    # A notebook names each figure it saves; every one is a figure its rule declares (none goes unnoticed).
+    drawn = {str(path.relative_to(tiny_run)) for path in figures.rglob("*") if path.is_file()}
+    assert drawn and drawn <= recorded_paths(tiny_run, "metadata"), sorted(drawn - recorded_paths(tiny_run, "metadata"))
 
 
 def test_head_analyses_write_their_tables_stores_and_figures(tiny_run):
