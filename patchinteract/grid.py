@@ -294,11 +294,13 @@ def retraining_outputs(kind: type[ViTBranch]) -> dict[str, str]:
     """A kind's retraining rule's outputs (patterns over experiment, seed and the kind's values): metrics,
     per-image predictions, weights, and the files the kind adds (Zarr stores by their root metadata)."""
     files = {"metrics": "metrics.json", "predictions": paths.PREDICTIONS, "weights": "model.safetensors"}
-    outputs = {key: paths.branch_file("{experiment}", kind.pattern, "{seed}", name) for key, name in files.items()}
-    for key, name in kind.outputs.items():
-        output = paths.branch_file("{experiment}", kind.pattern, "{seed}", name)
-        outputs[key] = paths.zarr_target(output) if name.endswith(".zarr") else output
-    return outputs
+    outputs = {key: seed_file_pattern(kind, name) for key, name in (files | kind.outputs).items()}
+    return {key: paths.zarr_target(path) if path.endswith(".zarr") else path for key, path in outputs.items()}
+
+
+def seed_file_pattern(kind: type[ViTBranch], name: str) -> str:
+    """A file of one seed of a kind's branches, as a pattern over experiment, seed and the kind's values."""
+    return paths.branch_file("{experiment}", kind.pattern, "{seed}", name)
 
 
 def retraining_params(config: dict, kind: type[ViTBranch]) -> dict:
@@ -321,7 +323,7 @@ def retraining_params(config: dict, kind: type[ViTBranch]) -> dict:
         "alpha": lambda wildcards: kind.mask_values(config, point(wildcards))["alpha"],
         "beta": lambda wildcards: kind.mask_values(config, point(wildcards))["beta"],
         "settings": kind.settings(config),
-        "checkpoint": paths.branch_file("{experiment}", kind.pattern, "{seed}", "checkpoint.pt"),
+        "checkpoint": seed_file_pattern(kind, "checkpoint.pt"),
         # Derived from the inputs (it takes `input`): the input trigger covers the stores.
         "stores": lambda wildcards, input: branch_stores(config, wildcards.experiment, kind, point(wildcards)),
     }

@@ -320,7 +320,8 @@ class TrainingLoop:
     """One run of the training loop: ``model`` learns from ``dataset`` with ``recipe`` on ``device``.
 
     ``objective(model, batch)`` is the loss of a batch of ``dataset``'s samples, moved to the device: a
-    classifier's (:class:`Classification`, samples (image, label, image_id, *masks)) or a model's own
+    classifier's (:class:`Classification`, samples (image, label, image_id, *masks); by default with the
+    recipe's label smoothing and weights (1, 1)) or a model's own
     (:func:`reconstruction`, samples (input, sample id, *masks)). ``normalize``, if given, turns each
     batch's first tensor (the images) into the model's input on the device.
     ``after_epoch(model, epoch)``, if given, returns a record of each finished epoch (MAE's k-NN monitor),
@@ -350,14 +351,16 @@ class TrainingLoop:
         workers: int = 0,
         checkpoint: Path | str | None = None,
         fingerprint: str = "",
-        objective: Callable[[torch.nn.Module, list[torch.Tensor]], torch.Tensor] = Classification(),
+        objective: Callable[[torch.nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         after_epoch: Callable[[torch.nn.Module, int], dict] | None = None,
     ):
         self.model, self.recipe, self.device = model, recipe, device
         self.after_epoch = after_epoch
         self.checkpoint, self.fingerprint = (Path(checkpoint) if checkpoint else None), fingerprint
-        self.objective, self.normalize = objective, normalize
+        # default: a classifier's loss with the recipe's label smoothing
+        self.objective = objective or Classification(label_smoothing=recipe.label_smoothing)
+        self.normalize = normalize
         self.ranks = Ranks.current()
         check_rank_shares(len(dataset), recipe.batch_size, self.ranks.world)
         drop_last = len(dataset) > recipe.batch_size

@@ -17,7 +17,7 @@ from patchinteract.models.vit import build_model
 from patchinteract.models.weights import load_weights, save_weights
 from patchinteract.ranks import Ranks
 from patchinteract.runtime import Execution
-from patchinteract.training.loop import Classification, Recipe, seed_everything, train_model
+from patchinteract.training.loop import Recipe, seed_everything, train_model
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ class TrainingRun:
     ) -> dict:
         """Train ``model`` (``vit`` itself, or a model around it: masks, WinFT, an MAE) on ``dataset``, whose
         images are uint8 (:func:`patchinteract.models.transforms.train_transform`), normalised per batch, by
-        ``objective`` (default: a classifier's, with the recipe's label smoothing); save the ViT's weights.
+        ``objective`` (default: :class:`~patchinteract.training.loop.TrainingLoop`'s, a classifier's); save the
+        ViT's weights.
 
         Returns the training summary with the number of train images.
         """
@@ -82,7 +83,7 @@ class TrainingRun:
             workers=self.execution.loader_workers,
             checkpoint=self.checkpoint,
             fingerprint=self.fingerprint,
-            objective=objective or Classification(label_smoothing=self.recipe.label_smoothing),
+            objective=objective,
             normalize=batch_normalization(vit),
             after_epoch=after_epoch,
         )
