@@ -1,6 +1,8 @@
 """Several ranks for one job (torch.distributed, gloo on CPU): training takes the same steps as one process,
 inference writes the same stores and tables."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,10 +84,30 @@ def train_tiny(kind: str, accumulation: int, checkpoint: str | None = None) -> d
     }
 
 
-@pytest.mark.parametrize(("kind", "accumulation"), [("awd_dip", 1), ("winft", 1), ("vit", 2)])
-def test_two_ranks_take_the_steps_of_one_process(kind, accumulation):
+TRAINING_CASES = [("awd_dip", 1), ("winft", 1), ("vit", 2)]
+
+
+def on_two_ranks(folder: str) -> dict:
+    """What the tests below compare with one process (the ``launch(..., 1, ...)`` they run here), computed on
+    two ranks in one launch: each rank is a fresh interpreter that imports torch and timm (~3 s of CPU), so
+    one launch for all, not one per test. Each part seeds itself, as it would in a job of its own."""
+    results = {("train", *case): train_tiny(*case) for case in TRAINING_CASES}
+    results |= {("store", kind): tiny_store(kind, f"{folder}/{kind}.zarr") for kind in STORE_ARRAYS}
+    results["importance"] = importance_tables()
+    results["mae"] = pretrain_tiny()
+    results["figure store"] = figure_store_of_rank_zero(f"{folder}/figure.zarr")
+    return results
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> dict:
+    return launch(on_two_ranks, 2, "cpu", str(tmp_path_factory.mktemp("two_ranks")))
+
+
+@pytest.mark.parametrize(("kind", "accumulation"), TRAINING_CASES)
+def test_two_ranks_take_the_steps_of_one_process(two_ranks, kind, accumulation):
     one = launch(train_tiny, 1, "cpu", kind, accumulation)
-    two = launch(train_tiny, 2, "cpu", kind, accumulation)
+    two = two_ranks["train", kind, accumulation]
     assert one["summary"]["steps"] == two["summary"]["steps"] == 2 * -(-3 // accumulation)  # 2 epochs of 3 batches
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=0, atol=1e-5)
     for name, value in one["weights"].items():
@@ -107,7 +129,6 @@ class SlowSamples(TinySamples):
 
     def __getitem__(self, index):
         import os
-        from pathlib import Path
 
         # Written whole (a rename) and once: the test reads the pid while the samples are being loaded.
         marker = Path(f"{self.marker}.rank{Ranks.current().rank}")
@@ -141,7 +162,6 @@ torch.save(result, {out!r})
 def run_ranks(tmp_path, ranks: int, name: str):
     import subprocess
     import sys
-    from pathlib import Path
 
     script = RESUMABLE.format(
         tests=str(Path(__file__).parent),
@@ -153,14 +173,17 @@ def run_ranks(tmp_path, ranks: int, name: str):
     return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.parametrize("resume_ranks", [2, 1])
-def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(tmp_path, resume_ranks):
+@pytest.fixture(scope="module")
+def interrupted_on_two_ranks(tmp_path_factory):
+    """A run on two ranks stopped by SIGTERM to rank 1 in its first epoch (its checkpoint ``c.pt`` in the folder),
+    and the reference run of one process; the folder."""
     import signal
     import time
 
-    reference = launch(train_slowly, 1, "cpu", str(tmp_path / "reference.pt"), str(tmp_path / "reference"))
-    interrupted = run_ranks(tmp_path, 2, "interrupted")
-    marker = tmp_path / "running.rank1"
+    folder = tmp_path_factory.mktemp("interrupted")
+    reference = launch(train_slowly, 1, "cpu", str(folder / "reference.pt"), str(folder / "reference"))
+    interrupted = run_ranks(folder, 2, "interrupted")
+    marker = folder / "running.rank1"
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -168,6 +191,17 @@ def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(tmp_p
     __import__("os").kill(int(marker.read_text()), signal.SIGTERM)
     output = interrupted.communicate(timeout=300)[0]
     assert interrupted.returncode != 0 and "TrainingInterrupted" in output, output[-3000:]
+    return folder, reference
+
+
+@pytest.mark.parametrize("resume_ranks", [2, 1])
+def test_sigterm_to_one_rank_checkpoints_and_the_resumed_run_ends_the_same(
+    interrupted_on_two_ranks, tmp_path, resume_ranks
+):
+    import shutil
+
+    folder, reference = interrupted_on_two_ranks
+    shutil.copy(folder / "c.pt", tmp_path / "c.pt")  # each resume from the same checkpoint
     state = torch.load(tmp_path / "c.pt", weights_only=False)
     assert 0 < state["position"]["step"] < reference["summary"]["steps"]
     resumed = run_ranks(tmp_path, resume_ranks, "resumed")
@@ -213,14 +247,14 @@ STORE_ARRAYS = {"attention": ["attn"], "interaction": ["U", "dip_score"]}
 
 
 @pytest.mark.parametrize("kind", ["attention", "interaction"])
-def test_two_ranks_write_the_store_of_one(tmp_path, kind):
+def test_two_ranks_write_the_store_of_one(two_ranks, tmp_path, kind):
     """Each rank computes its block of the pending chunks of one store: the same arrays as one process. The
     streamed U store is one chunk: rank 1 has nothing to write and waits for rank 0."""
     import zarr
 
     one = zarr.open_group(launch(tiny_store, 1, "cpu", kind, str(tmp_path / "one.zarr")), mode="r")
-    two = zarr.open_group(launch(tiny_store, 2, "cpu", kind, str(tmp_path / "two.zarr")), mode="r")
-    assert not (tmp_path / "two.zarr.partial").exists()
+    two = zarr.open_group(two_ranks["store", kind], mode="r")
+    assert not Path(two_ranks["store", kind] + ".partial").exists()
     for name in [*STORE_ARRAYS[kind], "image_id", "label", "prediction"]:
         np.testing.assert_array_equal(two[name][:], one[name][:], err_msg=name)
 
@@ -259,9 +293,9 @@ def importance_tables():
     )
 
 
-def test_two_ranks_give_the_head_importance_tables_of_one():
+def test_two_ranks_give_the_head_importance_tables_of_one(two_ranks):
     """Each rank prunes the heads on its block of the images: the tables of one process, value for value."""
-    one, two = launch(importance_tables, 1, "cpu"), launch(importance_tables, 2, "cpu")
+    one, two = launch(importance_tables, 1, "cpu"), two_ranks["importance"]
     assert len(two[0]) == IMAGES * 2 * 2 * 6 and len(two[1]) == IMAGES
     for rank_table, table in zip(two, one, strict=True):
         pd.testing.assert_frame_equal(rank_table, table, check_exact=True)
@@ -278,10 +312,10 @@ def figure_store_of_rank_zero(path: str) -> str:
     return path
 
 
-def test_a_store_written_in_one_go_by_rank_zero_waits_for_no_other_rank(tmp_path):
+def test_a_store_written_in_one_go_by_rank_zero_waits_for_no_other_rank(two_ranks):
     import zarr
 
-    store = zarr.open_group(launch(figure_store_of_rank_zero, 2, "cpu", str(tmp_path / "figure.zarr")), mode="r")
+    store = zarr.open_group(two_ranks["figure store"], mode="r")
     assert store["predicted"][:].all() and store["image_id"][:].tolist() == [0, 1]
 
 
@@ -307,10 +341,10 @@ def pretrain_tiny() -> dict:
     return {"summary": summary, "losses": training.step_losses, "weights": weights}
 
 
-def test_mae_pretraining_on_two_ranks_takes_the_steps_of_one():
+def test_mae_pretraining_on_two_ranks_takes_the_steps_of_one(two_ranks):
     """DDP over the MAE (its pooling and head frozen: no gradient DDP would wait for), each rank half of
     every batch with its masks: the steps of one process, within float noise."""
-    one, two = launch(pretrain_tiny, 1, "cpu"), launch(pretrain_tiny, 2, "cpu")
+    one, two = launch(pretrain_tiny, 1, "cpu"), two_ranks["mae"]
     records = [(r["round"], r["loss"]) for r in one["summary"]["epochs"]]
     assert [r["round"] for r in two["summary"]["epochs"]] == [0, 1, 2] and len(two["losses"]) == 6  # 0: as initialised
     np.testing.assert_allclose([r["loss"] for r in two["summary"]["epochs"]], [loss for _, loss in records], atol=1e-5)
