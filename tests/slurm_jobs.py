@@ -10,14 +10,14 @@ from conftest import REPO, TINY_CONFIG, run_snakemake
 
 PROFILE = REPO / "profiles" / "slurm"
 # The profile as a user runs it, with faster polling: the tiny jobs take seconds, not hours. (The
-# plugin polls after 6 s, then waits 10 s longer after each poll that finds no job finished.)
+# plugin polls after 2 s, then waits 10 s longer after each poll that finds no job finished.)
 SLURM_ARGS = (
     "--profile",
     str(PROFILE),
     "--cores",
     "8",
     "--slurm-init-seconds-before-status-checks",
-    "6",
+    "2",
     "--seconds-between-status-checks",
     "2",
 )

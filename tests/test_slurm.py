@@ -27,10 +27,12 @@ GPU_RULES = {"train_baseline", "retrain_vit", "retrain_awd", "retrain_awd_dip", 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
     """The tiny DAG through the profile up to the tables (one α, every branch method; the figure
-    rules are left to test_workflow to keep CI short), U computed by Dask workers that are Slurm jobs."""
+    rules are left to test_workflow to keep CI short), U computed by Dask workers that are Slurm jobs.
+    Retraining with SGD: its jobs on one GPU are the reference of the same jobs on two (tests/test_ranks.py)."""
     directory = tmp_path_factory.mktemp("slurm_run")
     config = cluster_config()
     config["alphas"] = [0.1]
+    config["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}
     config["interaction"] = {"dask": "slurm", "workers": 2, "slurm": {"cores": 1, "memory_mb": 1000, "walltime": 10}}
     result, jobs = run_on_slurm(directory, config, "results/tables/runs.parquet")
     return directory, config, result, jobs
@@ -92,20 +94,17 @@ def test_rerunning_one_branch_submits_only_its_jobs(slurm_run):
 def test_jobs_with_two_gpus_run_two_ranks(slurm_run):
     """resources.<kind>.gpus: 2 asks Slurm for two GPUs (the node's dummy gres) and runs the job on two ranks
     (gloo: no device behind the gres): a retraining job and the baseline's evaluation give the predictions
-    of the same jobs run locally on one rank."""
+    of the same jobs on one GPU (the fixture's run)."""
     directory, config, _, _ = slurm_run
     branch, model = directory / "results/tiny/retrain/awd_a0.1/seed0", directory / "results/tiny/model"
-    one = copy.deepcopy(config)
-    one["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}  # SGD: see tests/test_ranks.py
     targets = [str((folder / "metrics.json").relative_to(directory)) for folder in (branch, model)]
     rules = ["retrain_awd", "evaluate_baseline"]
-    run_snakemake(directory, one, *targets, "--forcerun", *rules)  # locally, one rank
 
     def outcome(folder):
         return pd.read_parquet(folder / "predictions.parquet"), json.loads((folder / "metrics.json").read_text())
 
-    local = {folder: outcome(folder) for folder in (branch, model)}
-    two = copy.deepcopy(one)
+    one_gpu = {folder: outcome(folder) for folder in (branch, model)}
+    two = copy.deepcopy(config)
     two["resources"]["train"] |= {"gpus": 2}
     two["resources"]["inference"] |= {"gpus": 2}
     _, jobs = run_on_slurm(directory, two, *targets, "--forcerun", *rules)
@@ -115,7 +114,7 @@ def test_jobs_with_two_gpus_run_two_ranks(slurm_run):
     for log in ("retrain/tiny_awd_a0.1_seed0.log", "evaluate_baseline/tiny.log"):
         for rank in (0, 1):
             assert (directory / f"results/logs/{log}.rank{rank}").is_file(), (log, rank)
-    for folder, (predictions, metrics) in local.items():
+    for folder, (predictions, metrics) in one_gpu.items():
         ranked_predictions, ranked_metrics = outcome(folder)
         assert ranked_predictions["prediction"].tolist() == predictions["prediction"].tolist()
         assert ranked_metrics["top1"] == metrics["top1"] and ranked_metrics.get("steps") == metrics.get("steps")

@@ -37,8 +37,7 @@ def prepared_run(directory, ranks: int) -> dict:
 
 
 def run_through_the_profile(directory, config: dict):
-    # Polling from 2 s on: each job's end is noticed sooner (the plugin's backoff adds 10 s a poll).
-    return run_on_slurm(directory, config, TARGET, "--retries", "1", "--slurm-init-seconds-before-status-checks", "2")
+    return run_on_slurm(directory, config, TARGET, "--retries", "1")
 
 
 def test_a_job_stops_before_its_time_limit_and_the_profiles_retry_resumes(slurm_cluster, tmp_path, monkeypatch):

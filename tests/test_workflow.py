@@ -620,9 +620,9 @@ def test_local_weights_file_becomes_the_baseline(tiny_run, tmp_path, tiny_config
 
 def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tmp_path, tiny_config):
     """A second run of the same experiment (U streamed this time, its inference jobs on two ranks: neither
-    touches the baseline's settings) trains the same baseline bit for bit, draws Fig. 3 from the figure
-    images' attention, and streams the same head-attention and semantics stores as the Dask passes over the
-    attention store of one rank."""
+    touches the baseline's settings) trains the same baseline bit for bit, evaluates it on two ranks as on one,
+    draws Fig. 3 from the figure images' attention, and streams the same head-attention and semantics stores as
+    the Dask passes over the attention store of one rank."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
     tiny_config["resources"] = {"inference": {"ranks": 2}}
     head_store, semantics_store = "results/tiny/heads/val/attention.zarr", "results/tiny/semantics/val/semantics.zarr"
@@ -635,7 +635,10 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     run_snakemake(tmp_path, tiny_config, *targets)
     first = json.loads((tiny_run / "results/tiny/model/metrics.json").read_text())
     second = json.loads((tmp_path / "results/tiny/model/metrics.json").read_text())
-    assert first == second
+    assert first == second  # the baseline, and its evaluation on two ranks: that of one
+    predictions = [pd.read_parquet(root / "results/tiny/model/predictions.parquet") for root in (tiny_run, tmp_path)]
+    pd.testing.assert_frame_equal(*predictions, check_exact=True)
+    assert (tmp_path / "results/logs/evaluate_baseline/tiny.log.rank1").is_file()
     kept = zarr.open_group(tmp_path / "results/tiny/attention/val_figures.zarr", mode="r")
     full = zarr.open_group(tiny_run / "results/tiny/attention/val.zarr", mode="r")
     assert kept["attn"].shape == (3, *full["attn"].shape[1:])
@@ -836,9 +839,9 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
 
 def test_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
     """resources.<kind>.ranks: 2 runs a retraining job on two gloo ranks (DDP, each half of every batch: the
-    predictions and metrics of the same job on one rank, SGD: see tests/test_ranks.py) and the baseline's
-    evaluation, head importance and masking by θ on two ranks (blocks of images: the outputs of the one-rank
-    run; stores on two ranks: the streaming test and tests/test_ranks.py)."""
+    predictions and metrics of the same job on one rank, SGD: see tests/test_ranks.py) and head importance and
+    masking by θ on two ranks (blocks of images: the outputs of the one-rank run; the baseline's evaluation
+    and stores on two ranks: the streaming test and tests/test_ranks.py)."""
     from conftest import TINY_CONFIG
 
     root = tmp_path / "root"
@@ -847,7 +850,6 @@ def test_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
     config["retrain"]["recipe"] |= {"optimizer": "sgd", "lr": 0.01}
     branch = "results/tiny/retrain/awd_dip_a0.1_b0.2/seed0"
     inference = {
-        "evaluate_baseline": ["tiny/model/metrics.json", "tiny/model/predictions.parquet"],
         "head_importance": ["tiny/heads/val/head_importance.parquet", "tiny/heads/val/head_importance_images.parquet"],
         "theta_masking": [
             "tiny/semantics/val/theta_masking.parquet",
@@ -878,10 +880,7 @@ def test_jobs_on_two_ranks_equal_one_rank(tiny_run, tmp_path):
     for name in outputs:
         one, two = tiny_run / "results" / name, root / "results" / name
         assert two.stat().st_mtime > one.stat().st_mtime, f"{name} was not recomputed"
-        if name.endswith(".parquet"):
-            pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one), check_exact=True, obj=name)
-        else:
-            assert json.loads(two.read_text()) == json.loads(one.read_text()), name
+        pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one), check_exact=True, obj=name)
 
 
 def test_mae_pretraining_and_restoration_of_both_schedules(tiny_run):
