@@ -26,11 +26,11 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 demo: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
-# Every test file on one of four workers, the longest first (tests/conftest.py: LONGEST_FILES): the two
-# Slurm files mostly wait on the scheduler, so each has a worker and both run from the start beside the
-# two longest DAG files; they share the cluster.
+# Every test file on one of three workers, the longest first (tests/conftest.py: LONGEST_FILES). The
+# Slurm tests mostly wait on the scheduler, so they run beside the rest; their files share the cluster.
+# (A fourth worker, for the Slurm files to start together, made CI slower: the machine is CPU-bound.)
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -ra --durations=10 -n 4 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -ra --durations=10 -n 3 --dist loadfile --no-loadscope-reorder
 
 lint: $(BIN)/snakemake
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules/
