@@ -15,6 +15,7 @@ from patchinteract.paths import LOGS, log_file, value_label, zarr_target
 from patchinteract.stores.chunked import store_folder
 from patchinteract.runtime import Execution, share_library_with_jobs
 from patchinteract.training.branch_kinds import WindowFreeBranch
+from patchinteract.warm_start import start_server, warm_starts
 
 share_library_with_jobs(workflow.basedir)
 
@@ -36,6 +37,20 @@ if workflow.is_main_process:
     logger.info("Training in this plan (runs × epochs × train images = image-steps):")
     for line in training_bill(config):
         logger.info(f"    {line}")
+
+
+# Jobs of a local run continue in forks of one interpreter that has imported torch and timm (config warm_start).
+# A run of one or two jobs starts them cold: the server's own imports would cost more than they save.
+onstart:
+    if (
+        workflow.is_main_process
+        and workflow.local_exec
+        and not workflow.touch
+        and len(workflow.dag) >= 3
+        and warm_starts(config["warm_start"], config["device"])
+    ):
+        start_server(config["device"], ".snakemake/patchinteract/warm_start.log")
+
 
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).
 CONDA_ENV = "../environment.yml"

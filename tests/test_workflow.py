@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,11 @@ def test_dag_builds_stores_with_the_contracted_layout(tiny_run):
     for rule in ("write_digits", "dataset_manifest", "train_baseline", "evaluate_baseline", "attention_store"):
         assert list((results / "logs" / rule).glob("*.log")), f"no log for {rule}"
     assert "images/s" in (results / "logs/attention_store/tiny_val.log").read_text()
+    # Every job ran warm (config warm_start: auto, device cpu): one fork per job (but `all`, which runs no script),
+    # each ended well.
+    steps = re.search(r"(\d+) of \1 steps \(100%\) done", next((tiny_run / ".snakemake/log").glob("*.log")).read_text())
+    forks = (tiny_run / ".snakemake/patchinteract/warm_start.log").read_text()
+    assert steps and forks.count(": {'exit': 0}") == int(steps[1]) - 1 == len(re.findall(r"job \d+: /", forks))
 
 
 def test_stores_open_without_warnings(tiny_run):
@@ -440,10 +446,11 @@ def test_settings_rerun_exactly_the_jobs_that_read_them(tiny_run):
         "figure_pretraining": experiments,
         "all": 1,
     }
-    # How jobs run (device, loader workers, batch sizes): nothing. Readable class names: what shows them.
+    # How jobs run (loader workers, batch sizes, warm starts): nothing. Readable class names: what shows them.
     names = tiny_run / "class_names.txt"
     names.write_text("".join(f"{digit} digit {digit}\n" for digit in range(10)))
     how = {"data.loader_workers": 1, "eval.batch_size": 3, "attention.batch_size": 5, "heads.batch_images": 3}
+    how["warm_start"] = False
     assert changed_plan(tiny_run, **how, **{"datasets.digits.class_names": str(names)}) == {
         "explorer": experiments,
         "figure_attention_rows": experiments,
@@ -622,8 +629,10 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     """A second run of the same experiment (U streamed this time, its inference jobs on two ranks: neither
     touches the baseline's settings) trains the same baseline bit for bit, evaluates it on two ranks as on one,
     draws Fig. 3 from the figure images' attention, and streams the same head-attention and semantics stores as
-    the Dask passes over the attention store of one rank."""
+    the Dask passes over the attention store of one rank. Every job starts cold here (warm_start: false), the
+    tiny run's warm: the same outputs either way."""
     tiny_config["attention"] |= {"store": "none", "figure_images": 3}
+    tiny_config["warm_start"] = False
     tiny_config["resources"] = {"inference": {"ranks": 2}}
     head_store, semantics_store = "results/tiny/heads/val/attention.zarr", "results/tiny/semantics/val/semantics.zarr"
     targets = [
@@ -659,6 +668,7 @@ def test_same_seed_gives_the_same_baseline_and_streaming_draws_fig3(tiny_run, tm
     for name in streamed.array_keys():
         np.testing.assert_array_equal(streamed[name][:], from_store[name][:], err_msg=name)
     assert (tmp_path / "results/logs/semantics_store/tiny_val.log.rank1").is_file()
+    assert not (tmp_path / ".snakemake/patchinteract/warm_start.log").exists()
 
 
 def test_explorer_page_works_in_a_real_browser(tiny_run, browser):
