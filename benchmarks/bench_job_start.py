@@ -1,7 +1,8 @@
 """A job's start: the time to import what each rule's script imports, against ``import torch`` alone,
 each in a fresh interpreter (the best of ``--runs``, the baseline timed in the same command); then the
 model jobs' start on a warm server (patchinteract/warm_start.py: what a local run does), from the job's
-``python <script>`` until its imports are done in the fork.
+``python <script>`` until its imports are done in the fork. Each script's imports follow those of
+Snakemake's preamble.
 
 The goal (docs/scaling.md): a model job starts within 1.6x of ``import torch``; jobs that need no
 model import neither timm nor torch. ``JOB_KINDS`` says which script is which kind; tests/test_job_imports.py
@@ -31,6 +32,8 @@ NO_TORCH = {
     "semantics_summary", "theta_masking_table", "write_digits",
 }  # fmt: skip
 GOAL = 1.6  # a model job's imports / import torch
+# What Snakemake's preamble imports in every job's process before the script's own lines (to unpickle the job)
+PREAMBLE = "import snakemake.script\nfrom snakemake.logging import logger\n"
 HEAVY_FOR_MODEL_JOBS = ("dask.array", "scipy")  # what no model job needs at its start
 
 
@@ -86,7 +89,7 @@ def main():
     worst = {}
     for path in sorted(SCRIPTS.glob("*.py")):
         kind = job_kind(path.stem)
-        seconds = best_seconds(script_imports(path), args.runs)
+        seconds = best_seconds(PREAMBLE + script_imports(path), args.runs)
         worst[kind] = max(worst.get(kind, 0.0), seconds / torch_seconds)
         print(f"  {path.stem:<22} {kind:<16} {seconds:5.2f} s  {seconds / torch_seconds:4.2f}x")
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):  # a figure job's kernel imports these
@@ -105,7 +108,8 @@ def main():
         warm = []
         for path in sorted(SCRIPTS.glob("*.py")):
             if job_kind(path.stem) == "model":
-                seconds = best_seconds(f"import patchinteract\n{script_imports(path)}", args.runs, environment)
+                code = f"{PREAMBLE}import patchinteract\n{script_imports(path)}"
+                seconds = best_seconds(code, args.runs, environment)
                 warm.append(seconds / torch_seconds)
                 print(f"  warm {path.stem:<17} {seconds:5.2f} s  {seconds / torch_seconds:4.2f}x")
     print(goal_line("a model job's start on a warm server / import torch (the slowest script)", [max(warm)], GOAL))
