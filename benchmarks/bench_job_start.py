@@ -103,7 +103,7 @@ def main():
 
     environment = dict(os.environ, PYTHONPATH=str(REPO))
     with tempfile.TemporaryDirectory() as folder:
-        start_server("cpu", str(Path(folder) / "warm_start.log"), environment)
+        start_server("auto", "cpu", str(Path(folder) / "warm_start.log"), environment)
         best_seconds("import patchinteract", 1, environment)  # the server's own imports, before timing
         warm = []
         for path in sorted(SCRIPTS.glob("*.py")):

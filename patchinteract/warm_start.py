@@ -105,7 +105,17 @@ def warm_starts(setting: bool | str, device: str) -> bool:
     return setting is True or (setting == "auto" and device in ("cpu", "auto"))
 
 
-def start_server(device: str, log_path: str, environment=os.environ) -> subprocess.Popen:
+def refused_device(setting: bool | str, device: str) -> str | None:
+    """Why the server does not serve jobs of ``device`` (None: it serves): with ``warm_start`` auto and device
+    auto, a torch built for CUDA or ROCm might give the jobs a GPU, and forking for CUDA jobs is untested."""
+    import torch
+
+    if setting == "auto" and device == "auto" and (torch.backends.cuda.is_built() or torch.version.hip):
+        return f"device auto with torch {torch.__version__}, built for GPUs: the jobs start cold"
+    return None
+
+
+def start_server(setting: bool | str, device: str, log_path: str, environment=os.environ) -> subprocess.Popen:
     """Start the warm server for this process's jobs: ``environment`` (which they inherit) gets the socket's
     path. It listens before this returns (no job finds it missing) and ends when this process does."""
     import tempfile
@@ -118,7 +128,7 @@ def start_server(device: str, log_path: str, environment=os.environ) -> subproce
     with open(log_path, "a") as log, listener:
         serving = "import sys; from patchinteract.warm_start import serve; serve(*sys.argv[1:])"
         server = subprocess.Popen(
-            [sys.executable, "-c", serving, path, str(listener.fileno()), str(os.getpid()), device],
+            [sys.executable, "-c", serving, path, str(listener.fileno()), str(os.getpid()), str(setting), device],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,7 +138,7 @@ def start_server(device: str, log_path: str, environment=os.environ) -> subproce
     return server
 
 
-def serve(path: str, listening: str, parent: str, device: str) -> None:
+def serve(path: str, listening: str, parent: str, setting: str, device: str) -> None:
     """Accept jobs on the socket ``path`` (file descriptor ``listening``) until process ``parent`` ends;
     fork one process per job. Jobs that connect while the imports run wait for them."""
     import gc
@@ -140,15 +150,14 @@ def serve(path: str, listening: str, parent: str, device: str) -> None:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     listener, parent = socket.socket(fileno=int(listening)), int(parent)
     began = time.perf_counter()
-    for name in PRELOAD:  # (the package, imported before this module, installed the torchvision shim)
-        importlib.import_module(name)
-    import torch
-
-    gc.freeze()  # the forks' garbage collector leaves what is loaded alone: fewer pages copied per fork
-    if device == "auto" and (torch.backends.cuda.is_built() or torch.version.hip):
-        print(f"not serving: device auto with a CUDA-capable torch {torch.__version__}", flush=True)
+    refusal = refused_device("auto" if setting == "auto" else True, device)
+    if refusal:
+        print(f"not serving: {refusal}", flush=True)
         _remove(path)
         return
+    for name in PRELOAD:  # (the package, imported before this module, installed the torchvision shim)
+        importlib.import_module(name)
+    gc.freeze()  # the forks' garbage collector leaves what is loaded alone: fewer pages copied per fork
     print(f"serving on {path}: {len(sys.modules)} modules loaded in {time.perf_counter() - began:.1f} s", flush=True)
 
     wake_reader, wake_writer = socket.socketpair()  # SIGCHLD wakes the loop

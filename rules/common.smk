@@ -49,7 +49,11 @@ onstart:
         and len(workflow.dag) >= 3
         and warm_starts(config["warm_start"], config["device"])
     ):
-        start_server(config["device"], ".snakemake/patchinteract/warm_start.log")
+        start_server(
+            config["warm_start"],
+            config["device"],
+            ".snakemake/patchinteract/warm_start.log",
+        )
 
 
 # Software of every rule, for --software-deployment-method conda (path relative to rules/).

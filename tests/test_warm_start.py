@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import process_alive
 
-from patchinteract.warm_start import SOCKET_VARIABLE, warm_starts
+from patchinteract.warm_start import SOCKET_VARIABLE, refused_device, warm_starts
 
 # A job script as Snakemake runs one: `python <file>`, importing patchinteract first.
 JOB = textwrap.dedent(
@@ -52,7 +52,7 @@ PARENT = textwrap.dedent(
     import json, sys
     from patchinteract.warm_start import start_server
     environment = {}
-    start_server("cpu", sys.argv[1], environment)
+    start_server("auto", "cpu", sys.argv[1], environment)
     print(json.dumps(environment), flush=True)
     sys.stdin.read()
     """
@@ -183,6 +183,14 @@ def test_the_server_ends_with_its_parent_and_later_jobs_start_cold(tmp_path):
     assert "no warm server" in cold.stderr and "the job starts cold" in cold.stderr
 
 
-def test_which_runs_start_warm():
+def test_which_runs_start_warm(monkeypatch):
+    """auto: the device cpu, or auto where torch cannot give a job a GPU (this CPU build; a CUDA build declines);
+    true: any device."""
+    import torch
+
     assert warm_starts("auto", "cpu") and warm_starts("auto", "auto") and warm_starts(True, "cuda:1")
     assert not warm_starts("auto", "cuda") and not warm_starts(False, "cpu")
+    assert refused_device("auto", "auto") is None and refused_device("auto", "cpu") is None
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    assert "built for GPUs: the jobs start cold" in refused_device("auto", "auto")
+    assert refused_device("auto", "cpu") is None and refused_device(True, "auto") is None
