@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 SOCKET_VARIABLE = "PATCHINTERACT_WARM_SOCKET"
+SOCKET_PREFIX = "patchinteract-warm-"  # the server's private folder in the temporary directory
 # What model jobs import: each fork starts with these loaded (docs/scaling.md, "A job's start").
 PRELOAD = (
     "patchinteract.jobs.training",
@@ -120,7 +121,8 @@ def start_server(setting: bool | str, device: str, log_path: str, environment=os
     path. It listens before this returns (no job finds it missing) and ends when this process does."""
     import tempfile
 
-    path = os.path.join(tempfile.mkdtemp(prefix="patchinteract-warm-"), "socket")
+    remove_stale_sockets(tempfile.gettempdir())
+    path = os.path.join(tempfile.mkdtemp(prefix=SOCKET_PREFIX), "socket")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
@@ -136,6 +138,23 @@ def start_server(setting: bool | str, device: str, log_path: str, environment=os
         )
     environment[SOCKET_VARIABLE] = path
     return server
+
+
+def remove_stale_sockets(folder: str) -> None:
+    """Remove the socket folders of this user's servers that were killed with their run (nothing listens)."""
+    import glob
+    import shutil
+
+    for path in glob.glob(os.path.join(folder, f"{SOCKET_PREFIX}*", "socket")):
+        if os.stat(path).st_uid != os.getuid():
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            except OSError:
+                pass
 
 
 def serve(path: str, listening: str, parent: str, setting: str, device: str) -> None:

@@ -6,6 +6,7 @@ DAG on warm starts: tests/test_workflow.py (the tiny run, and the cold rerun of 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import process_alive
 
-from patchinteract.warm_start import SOCKET_VARIABLE, refused_device, warm_starts
+from patchinteract.warm_start import SOCKET_PREFIX, SOCKET_VARIABLE, refused_device, remove_stale_sockets, warm_starts
 
 # A job script as Snakemake runs one: `python <file>`, importing patchinteract first.
 JOB = textwrap.dedent(
@@ -194,3 +195,20 @@ def test_which_runs_start_warm(monkeypatch):
     monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
     assert "built for GPUs: the jobs start cold" in refused_device("auto", "auto")
     assert refused_device("auto", "cpu") is None and refused_device(True, "auto") is None
+
+
+def test_a_server_killed_with_its_run_leaves_a_folder_the_next_start_removes(tmp_path):
+    """SIGKILL to a run's process group kills its server before it can clean up: its socket's folder stays in
+    the temporary directory until the next server's start removes it (nothing listens there); a live server's
+    folder and one being made (no socket yet) are kept."""
+    folders = {name: tmp_path / f"{SOCKET_PREFIX}{name}" for name in ("killed", "live", "new")}
+    for folder in folders.values():
+        folder.mkdir()
+    killed, live = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    killed.bind(str(folders["killed"] / "socket"))
+    killed.close()
+    live.bind(str(folders["live"] / "socket"))
+    live.listen(1)
+    with live:
+        remove_stale_sockets(str(tmp_path))
+        assert not folders["killed"].exists() and folders["live"].exists() and folders["new"].exists()
