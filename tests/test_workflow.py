@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -770,9 +771,9 @@ def complete_outputs(root: Path) -> dict[str, int]:
     return {path: (root / path).stat().st_mtime_ns for path in outputs if (root / path).exists()}
 
 
-# Every kill lands 6-22 s into a run (the first stages), so the killed run leaves out what is drawn from the
-# tables and stores, and the MAE pre-training (its own branch of the DAG, four training jobs; training stopped
-# and resumed: tests/test_training.py): its resume does not do again what the tiny run did (~120 s of CPU).
+# Every kill lands in the first stages of a run (after 1-6 more outputs of finished jobs), so the killed run leaves
+# out what is drawn from the tables and stores, and the MAE pre-training (its own branch of the DAG, four training
+# jobs; training stopped and resumed: tests/test_training.py): its resume does not do again what the tiny run did.
 LEFT_OUT = (
     "figure_heads", "figure_pretraining", "figure_accuracy_vs_interactions", "figure_winft_windows",
     "figure_patch_interactions", "figure_attention_rows", "figure_image_panels", "figure_semantics", "explorer",
@@ -780,15 +781,19 @@ LEFT_OUT = (
 )  # fmt: skip
 
 
-def killed_after(root: Path, seconds: float, *args: str) -> bool:
-    """Start snakemake in ``root`` and SIGKILL its whole process group after ``seconds`` (as a node failure or
-    `kill -9` does); False when the run finished first."""
+def killed_after(root: Path, outputs: int, delay: float, *args: str) -> bool:
+    """Start snakemake in ``root`` and SIGKILL its whole process group (as a node failure or `kill -9` does)
+    ``delay`` seconds after ``outputs`` more jobs' outputs are recorded as finished; False when the run finished
+    first. Kills follow the run's progress, not the clock: a faster run (warm starts) is killed as deep in."""
     command = [*SNAKEMAKE, "--configfile", "config.yaml", "--cores", "2", *args]
+    target = len(recorded_paths(root, "metadata")) + outputs
     process = subprocess.Popen(
         command, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    while len(recorded_paths(root, "metadata")) < target and process.poll() is None:
+        time.sleep(0.1)
     try:
-        process.wait(timeout=seconds)
+        process.wait(timeout=delay)
         assert process.returncode == 0, f"snakemake failed ({process.returncode}) before it was killed"
         return False
     except subprocess.TimeoutExpired:
@@ -807,8 +812,8 @@ def table_frames(root: Path) -> dict[str, pd.DataFrame]:
 
 
 def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_path):
-    """The whole DAG killed with SIGKILL at seeded moments and resumed with the README's commands: the same tables as
-    the uninterrupted run, no partial store left, and no job run again whose outputs were complete."""
+    """The whole DAG killed with SIGKILL at seeded moments of its progress and resumed with the README's commands: the
+    same tables as the uninterrupted run, no partial store left, and no job run again whose outputs were complete."""
     from conftest import TINY_CONFIG as CONFIG
 
     root = repository_copy(tmp_path / "killed")
@@ -823,7 +828,7 @@ def test_killed_at_any_moment_and_resumed_gives_the_same_tables(tiny_run, tmp_pa
             subprocess.run(
                 [*SNAKEMAKE, "--configfile", "config.yaml", "--unlock"], cwd=root, check=True, capture_output=True
             )
-        if killed_after(root, moments.uniform(6, 22), *resume, "--omit-from", *LEFT_OUT):
+        if killed_after(root, moments.randint(1, 6), moments.uniform(0, 2), *resume, "--omit-from", *LEFT_OUT):
             kills += 1
             complete = complete_outputs(root)
             assert all(complete.get(path) == mtime for path, mtime in kept.items()), "a complete output changed"
