@@ -169,7 +169,7 @@ def serve(path: str, listening: str, parent: str, setting: str, device: str) -> 
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     listener, parent = socket.socket(fileno=int(listening)), int(parent)
     began = time.perf_counter()
-    refusal = refused_device("auto" if setting == "auto" else True, device)
+    refusal = refused_device(setting, device)  # ("True" from the command line: any device)
     if refusal:
         print(f"not serving: {refusal}", flush=True)
         _remove(path)
@@ -192,7 +192,7 @@ def serve(path: str, listening: str, parent: str, setting: str, device: str) -> 
         for key, _ in selector.select(timeout=1.0):
             if key.fileobj is listener:
                 connection, _ = listener.accept()
-                pid = _fork_job(connection, [wake_writer, *(key.fileobj for key in selector.get_map().values())])
+                pid = _fork_job(connection, [wake_writer, *(item.fileobj for item in selector.get_map().values())])
                 if pid:
                     jobs[pid] = connection
                     selector.register(connection, selectors.EVENT_READ, pid)
@@ -210,17 +210,12 @@ def serve(path: str, listening: str, parent: str, setting: str, device: str) -> 
 def _fork_job(connection: socket.socket, inherited: list[socket.socket]) -> int:
     """Fork the job a client asks for (the fork closes ``inherited``, the server's sockets); the fork's pid,
     0 when the request was unreadable or its client gone."""
-    message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
-    if len(fds) != 3 or len(message) < _HEADER.size:
+    request, fds = _read_request(connection)
+    if request is None:
         connection.close()
         for fd in fds:
             os.close(fd)
         return 0
-    (size,) = _HEADER.unpack_from(message)
-    request = message[_HEADER.size :]
-    while len(request) < size:
-        request += connection.recv(size - len(request))
-    request = json.loads(request)
     pid = os.fork()
     if pid == 0:
         try:
@@ -237,6 +232,25 @@ def _fork_job(connection: socket.socket, inherited: list[socket.socket]) -> int:
     except OSError:
         _forward(pid, signal.SIGKILL)
     return pid
+
+
+def _read_request(connection: socket.socket) -> tuple[dict | None, list[int]]:
+    """A client's request and its three file descriptors; None where the client went away mid-way."""
+    fds: list[int] = []
+    try:
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+        if len(fds) != 3 or len(message) < _HEADER.size:
+            return None, fds
+        (size,) = _HEADER.unpack_from(message)
+        request = message[_HEADER.size :]
+        while len(request) < size:
+            more = connection.recv(size - len(request))
+            if not more:
+                return None, fds
+            request += more
+        return json.loads(request), fds
+    except (OSError, ValueError):
+        return None, fds
 
 
 def _reap(jobs: dict[int, socket.socket], selector) -> None:

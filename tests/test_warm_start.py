@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -169,6 +170,14 @@ def test_a_job_killed_outright_takes_its_fork_along_and_a_killed_fork_its_client
     process = running_job(tmp_path, server, "wait")
     os.kill(int((tmp_path / "running").read_text()), signal.SIGKILL)  # the job itself killed (out of memory)
     assert process.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_client_gone_before_its_request_is_whole_leaves_the_server_serving(server, tmp_path):
+    for sent in (b"", struct.pack("!I", 1000) + b"{"):  # nothing, then a header promising more than comes
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(server.path))
+            socket.send_fds(client, [sent or b"\0"], [0, 1, 2] if sent else [])
+    assert report(job(tmp_path, "exit", "0", environment=server.environment))["torch_preloaded"]
 
 
 def test_the_server_ends_with_its_parent_and_later_jobs_start_cold(tmp_path):
